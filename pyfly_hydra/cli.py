@@ -1,0 +1,83 @@
+"""The command line: a thin ``@hydra.main`` that dispatches on ``mode`` and reports errors in one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from pyfly_hydra.config import register_schema
+from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.messages import describe
+from pyfly_hydra.resolvers import register_resolvers
+
+# Registered at import, so `--cfg job --resolve`, multirun and every launched job see them.
+register_schema()
+register_resolvers()
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Inside a wheel the config tree ships as pyfly_hydra/conf; in a checkout it is the top-level conf/.
+CONFIG_DIR = PACKAGE_DIR / "conf" if (PACKAGE_DIR / "conf").is_dir() else PACKAGE_DIR.parent / "conf"
+FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
+# Whether the user asked for tracebacks (HYDRA_FULL_ERROR=1) before we set it for ourselves.
+USER_FULL_ERROR_ENV = "PYFLY_HYDRA_FULL_ERROR"
+
+
+def _info(cfg: DictConfig, output_dir: Path) -> int:
+    from pyfly_hydra.info import render_info
+
+    print(render_info())
+    return 0
+
+
+def _serve(cfg: DictConfig, output_dir: Path) -> int:
+    from pyfly_hydra.serve import serve
+
+    return serve(cfg, output_dir=output_dir)
+
+
+MODES: dict[str, Callable[[DictConfig, Path], int]] = {"serve": _serve, "info": _info}
+
+
+def run_mode(cfg: DictConfig, output_dir: Path) -> int:
+    """Run the task named by ``cfg.mode`` and return its exit code."""
+    task = MODES.get(cfg.mode)
+    if task is None:
+        raise ConfigError("mode", cfg.mode, f"must be one of {', '.join(MODES)}")
+    return task(cfg, output_dir)
+
+
+def _exit_with(error: Exception) -> NoReturn:
+    message, code = describe(error)
+    print(f"pyfly-hydra: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        code = run_mode(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except Exception as error:  # reported here, before Hydra logs "Error executing job"
+        if os.environ.get(USER_FULL_ERROR_ENV) == "1":
+            raise
+        _exit_with(error)
+    if code:
+        sys.exit(code)
+
+
+def main() -> None:
+    """Entry point of ``python -m pyfly_hydra`` and the ``pyfly-hydra`` script."""
+    os.environ.setdefault(USER_FULL_ERROR_ENV, os.environ.get(FULL_ERROR_ENV, "0"))
+    os.environ[FULL_ERROR_ENV] = "1"  # let errors reach us instead of Hydra's multi-line report
+    try:
+        _hydra_main()
+    except Exception as error:
+        if os.environ.get(USER_FULL_ERROR_ENV) == "1":
+            raise
+        _exit_with(error)

@@ -1,0 +1,76 @@
+"""The structured-config schema: every key pyfly-hydra reads, with its type and default.
+
+Registered in Hydra's ConfigStore as ``pyfly_hydra_schema`` and named first in ``conf/config.yaml``'s
+defaults, so a value of the wrong type or a misspelled key fails at compose time, naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class GranianProperties:
+    """Granian-only tuning (``server.granian.*``); a non-default value on another server is an error."""
+
+    runtime_threads: int = 1
+    runtime_mode: str = "auto"  # auto | st | mt
+    backpressure: int | None = None
+    respawn_failed_workers: bool = True
+
+
+@dataclass
+class ServerProperties:
+    """What every server adapter is built from (``server.*``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1  # 0 = one per usable CPU
+    backlog: int = 1024
+    graceful_timeout: int = 30
+    http: str = "auto"  # auto | 1 | 2
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    keep_alive_timeout: int = 5
+    max_concurrent_connections: int | None = None
+    max_requests_per_worker: int | None = None
+    reload: bool = False
+    access_log: bool = True
+    log_level: str = "info"  # critical | error | warning | info | debug
+    granian: GranianProperties = field(default_factory=GranianProperties)
+
+
+@dataclass
+class ServerConfig(ServerProperties):
+    """``server``: the adapter class to instantiate plus its properties."""
+
+    _target_: str = MISSING
+
+
+@dataclass
+class LoopConfig:
+    """``loop``: the event-loop adapter class to instantiate."""
+
+    _target_: str = MISSING
+
+
+@dataclass
+class Config:
+    """The whole configuration."""
+
+    app: str = "pyfly_hydra.demo:app"
+    app_factory: bool = False
+    mode: str = "serve"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+
+SCHEMA_NAME = "pyfly_hydra_schema"
+
+
+def register_schema() -> None:
+    """Store the schema so ``conf/config.yaml`` can name it in its defaults list."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)

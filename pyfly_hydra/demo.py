@@ -1,0 +1,94 @@
+"""The built-in demo app: a dependency-free raw ASGI application.
+
+Routes: ``/`` plaintext, ``/json``, ``/health``, ``/loop`` (server, pid and the running loop's class,
+the proof that a worker runs the loop that was asked for) and ``/sleep?seconds=N`` (a slow request,
+for shutdown drills; at most 60 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SERVER_ENV = "PYFLY_HYDRA_SERVER"
+MAX_SLEEP_SECONDS = 60.0
+PLAINTEXT = b"Hello, world!"
+TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+JSON = [(b"content-type", b"application/json")]
+
+
+def running_loop_name() -> str:
+    """``module.Class`` of the event loop running this coroutine, e.g. ``uvloop.Loop``."""
+    loop_type = type(asyncio.get_running_loop())
+    return f"{loop_type.__module__}.{loop_type.__qualname__}"
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    length = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + length})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, payload: dict[str, Any], status: int = 200) -> None:
+    await _respond(send, status, json.dumps(payload).encode(), JSON)
+
+
+async def _sleep(scope: Scope, send: Send) -> None:
+    query = parse_qs(scope.get("query_string", b"").decode())
+    try:
+        seconds = min(float(query.get("seconds", ["1"])[0]), MAX_SLEEP_SECONDS)
+    except ValueError:
+        await _json(send, {"error": "seconds must be a number"}, status=400)
+        return
+    await asyncio.sleep(seconds)
+    await _json(send, {"slept": seconds, "pid": os.getpid()})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The demo ASGI application."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/":
+        await _respond(send, 200, PLAINTEXT, TEXT)
+    elif path == "/json":
+        await _json(send, {"message": "Hello, world!"})
+    elif path == "/health":
+        await _json(send, {"status": "ok"})
+    elif path == "/loop":
+        await _json(
+            send,
+            {
+                "server": os.environ.get(SERVER_ENV, "unknown"),
+                "pid": os.getpid(),
+                "loop": running_loop_name(),
+                "http_version": scope.get("http_version"),
+                "scheme": scope.get("scheme"),
+            },
+        )
+    elif path == "/sleep":
+        await _sleep(scope, send)
+    else:
+        await _respond(send, 404, b"Not Found", TEXT)

@@ -1,0 +1,103 @@
+"""``mode=info``: installed servers and loops, what ``auto`` picks and why, and the support matrix."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform as platform_module
+import sys
+from dataclasses import fields
+
+from pyfly_hydra import __version__
+from pyfly_hydra.config import GranianProperties, ServerProperties
+from pyfly_hydra.resolvers import LOOP_TARGETS, MODULES, REASONS, Candidate, cascade
+from pyfly_hydra.servers.base import ServerAdapter
+from pyfly_hydra.servers.granian import GranianServer
+from pyfly_hydra.servers.hypercorn import HypercornServer
+from pyfly_hydra.servers.uvicorn import UvicornServer
+
+SERVER_ADAPTERS: tuple[type[ServerAdapter], ...] = (GranianServer, UvicornServer, HypercornServer)
+
+
+def installed_version(name: str) -> str:
+    """The installed version of a server or loop, ``built in`` for asyncio, ``-`` when missing."""
+    module = MODULES.get(name, name)
+    if module is None:
+        return f"built in (Python {platform_module.python_version()})"
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def _cascade_lines(candidates: list[Candidate]) -> list[str]:
+    lines = []
+    for candidate in candidates:
+        state = "installed" if candidate.installed else "not installed"
+        mark = "<- auto" if candidate.chosen else ""
+        version = installed_version(candidate.name)
+        lines.append(f"  {candidate.name:<10} {version:<28} {state:<14} {mark:<8} {REASONS[candidate.name]}")
+    return lines
+
+
+def _why(kind: str, candidates: list[Candidate]) -> str:
+    chosen = next((c for c in candidates if c.chosen), None)
+    if chosen is None:
+        return f"auto {kind}: nothing installed"
+    skipped = [c.name for c in candidates[: candidates.index(chosen)]]
+    reason = f" ({', '.join(skipped)} not installed)" if skipped else " (first in priority order)"
+    return f"auto {kind} = {chosen.name}{reason}"
+
+
+def _cell(adapter: type[ServerAdapter], key: str) -> str:
+    support = adapter.support.get(key)
+    if support is None or support.option is None:
+        return "- (refused)"
+    return support.option + (" ~" if support.note else "")
+
+
+def support_matrix() -> list[str]:
+    """Which server honours which ``server.*`` key, and under which of its own options."""
+    rows: list[list[str]] = [["key", *(a.name for a in SERVER_ADAPTERS)]]
+    for field in fields(ServerProperties):
+        if field.name != "granian":
+            rows.append([f"server.{field.name}", *(_cell(a, field.name) for a in SERVER_ADAPTERS)])
+    for field in fields(GranianProperties):
+        rows.append([f"server.granian.{field.name}", field.name, *("- (refused)" for _ in SERVER_ADAPTERS[1:])])
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
+    lines = ["  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    notes = [
+        f"  {'~' if support.option else '-'} {adapter.name} server.{key}: {support.note}"
+        for adapter in SERVER_ADAPTERS
+        for key, support in adapter.support.items()
+        if support.note
+    ]
+    return [*lines, "", *notes]
+
+
+def render_info(platform: str | None = None) -> str:
+    """The whole ``mode=info`` report."""
+    platform = platform or sys.platform
+    servers = cascade("server")
+    loops = cascade("loop", platform)
+    other_loops = [name for name in LOOP_TARGETS if name not in {c.name for c in loops}]
+    lines = [
+        f"pyfly-hydra {__version__} on Python {platform_module.python_version()} ({platform})",
+        "",
+        "Servers, in auto's priority order:",
+        *_cascade_lines(servers),
+        "",
+        f"Event loops on {platform}, in auto's priority order:",
+        *_cascade_lines(loops),
+    ]
+    if other_loops:
+        lines.append(f"  (not for {platform}: {', '.join(other_loops)})")
+    lines += [
+        "",
+        _why("server", servers),
+        _why("loop", loops),
+        "",
+        "Property support: the server's own option for each key; '- (refused)' fails with an error,",
+        "'~' marks an approximation that is logged when the key is set.",
+        *support_matrix(),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""Range and cross-field checks on ``server.*``: what the schema's types alone cannot say."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import fields, replace
+from typing import Any
+
+from pyfly_hydra.config import GranianProperties, ServerProperties
+from pyfly_hydra.errors import ConfigError
+
+logger = logging.getLogger("pyfly_hydra")
+
+HTTP_VERSIONS = ("auto", "1", "2")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+GRANIAN_RUNTIME_MODES = ("auto", "st", "mt")
+MAX_PORT = 65535
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity-aware where the platform tells)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _at_least(key: str, value: int | None, minimum: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value is None or value < minimum:
+        extra = " or null (no limit)" if optional else ""
+        raise ConfigError(key, value, f"must be an integer >= {minimum}{extra}")
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(key, value, f"must be one of {', '.join(allowed)}")
+
+
+def _tls(properties: ServerProperties) -> None:
+    cert, key = properties.ssl_certfile, properties.ssl_keyfile
+    if cert and not key:
+        raise ConfigError("server.ssl_keyfile", key, "a private key file is required when server.ssl_certfile is set")
+    if key and not cert:
+        raise ConfigError("server.ssl_certfile", cert, "a certificate file is required when server.ssl_keyfile is set")
+    for name, path in (("server.ssl_certfile", cert), ("server.ssl_keyfile", key)):
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise ConfigError(name, path, f"no such file ({os.path.abspath(path)})")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(name, path, "file is not readable by this user")
+
+
+def _granian(granian: GranianProperties) -> None:
+    _at_least("server.granian.runtime_threads", granian.runtime_threads, 1)
+    _one_of("server.granian.runtime_mode", granian.runtime_mode, GRANIAN_RUNTIME_MODES)
+    _at_least("server.granian.backpressure", granian.backpressure, 1, optional=True)
+
+
+def validate_properties(properties: ServerProperties) -> ServerProperties:
+    """Check every ``server.*`` value; return the properties with ``workers=0`` resolved to the CPU count."""
+    if not properties.host or any(c.isspace() for c in properties.host):
+        raise ConfigError("server.host", properties.host, "must be an IP address or host name, e.g. 127.0.0.1")
+    if not 1 <= properties.port <= MAX_PORT:
+        raise ConfigError("server.port", properties.port, f"must be an integer 1..{MAX_PORT}")
+    _at_least("server.workers", properties.workers, 0)
+    _at_least("server.backlog", properties.backlog, 1)
+    _at_least("server.graceful_timeout", properties.graceful_timeout, 0)
+    _at_least("server.keep_alive_timeout", properties.keep_alive_timeout, 1)
+    _at_least("server.max_concurrent_connections", properties.max_concurrent_connections, 1, optional=True)
+    _at_least("server.max_requests_per_worker", properties.max_requests_per_worker, 1, optional=True)
+    _one_of("server.http", properties.http, HTTP_VERSIONS)
+    _one_of("server.log_level", properties.log_level, LOG_LEVELS)
+    _tls(properties)
+    _granian(properties.granian)
+    workers = properties.workers
+    if workers == 0:
+        workers = usable_cpus()
+        logger.info("server.workers=0: using %d workers, one per usable CPU", workers)
+    if properties.reload and workers > 1:
+        raise ConfigError("server.reload", True, f"reload runs one worker; set server.workers=1 (got {workers})")
+    return replace(properties, workers=workers)
+
+
+def non_default(properties: ServerProperties) -> dict[str, Any]:
+    """``{key: value}`` of top-level properties that differ from the schema default (``granian`` excluded)."""
+    default = ServerProperties()
+    return {
+        f.name: getattr(properties, f.name)
+        for f in fields(ServerProperties)
+        if f.name != "granian" and getattr(properties, f.name) != getattr(default, f.name)
+    }
+
+
+def non_default_granian(properties: ServerProperties) -> dict[str, Any]:
+    """``{key: value}`` of ``server.granian.*`` values that differ from the schema default."""
+    default = GranianProperties()
+    return {
+        f.name: getattr(properties.granian, f.name)
+        for f in fields(GranianProperties)
+        if getattr(properties.granian, f.name) != getattr(default, f.name)
+    }

@@ -1,0 +1,41 @@
+"""ServerInfo: what actually ran, for the startup log line and the run's output directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The resolved choices of one run."""
+
+    app: str
+    server: str
+    version: str
+    loop: str
+    workers: int
+    http: str
+    host: str
+    port: int
+    tls: bool
+
+    @property
+    def url(self) -> str:
+        """Where the server listens, as a browser would open it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    def log_line(self) -> str:
+        """The one startup line: app, server, loop, workers, http, URL."""
+        return (
+            f"serving {self.app} on {self.server} {self.version} (loop {self.loop}, workers {self.workers},"
+            f" http {self.http}, tls {'on' if self.tls else 'off'}) at {self.url}"
+        )
+
+    def write(self, directory: Path) -> Path:
+        """Record this run as ``server_info.json`` in ``directory``."""
+        path = directory / "server_info.json"
+        path.write_text(json.dumps({**asdict(self), "url": self.url}, indent=2) + "\n")
+        return path

@@ -1,0 +1,1 @@
+"""Server adapters: one module per ASGI server, each implementing ApplicationServerPort."""

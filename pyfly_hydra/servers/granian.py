@@ -1,0 +1,93 @@
+"""Granian adapter: Rust/tokio HTTP with Python workers, always spawned as processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from pyfly_hydra.errors import ConfigError, ServeError
+from pyfly_hydra.servers.base import ServerAdapter, Support
+
+if TYPE_CHECKING:
+    from pyfly_hydra.apps import AppTarget
+    from pyfly_hydra.ports import EventLoopPort
+
+
+class GranianServer(ServerAdapter):
+    """Runs the app through ``granian.Granian`` with ``interface=asgi`` and an explicit loop."""
+
+    name: ClassVar[str] = "granian"
+    module: ClassVar[str] = "granian"
+    loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop")
+    support: ClassVar[dict[str, Support]] = {
+        "host": Support("address"),
+        "port": Support("port"),
+        "workers": Support("workers"),
+        "backlog": Support("backlog", "granian raises a backlog below 128 to 128"),
+        "graceful_timeout": Support("workers_kill_timeout"),
+        "http": Support("http"),
+        "ssl_certfile": Support("ssl_cert"),
+        "ssl_keyfile": Support("ssl_key"),
+        "keep_alive_timeout": Support(
+            "http1_settings.header_read_timeout",
+            "granian has no keep-alive timeout; the HTTP/1 header read timeout is set to it instead",
+        ),
+        "max_concurrent_connections": Support(
+            "backpressure", "granian queues requests beyond the limit (backpressure) instead of answering 503"
+        ),
+        "max_requests_per_worker": Support(None, "granian has no per-worker request limit (only workers_lifetime)"),
+        "reload": Support("reload"),
+        "access_log": Support("log_access"),
+        "log_level": Support("log_level"),
+    }
+
+    def check(self, *, loop: EventLoopPort) -> None:
+        """Besides the table: ``max_concurrent_connections`` and ``granian.backpressure`` are one option."""
+        super().check(loop=loop)
+        granian = self.properties.granian
+        if granian.backpressure is not None and self.properties.max_concurrent_connections is not None:
+            raise ConfigError(
+                "server.granian.backpressure",
+                granian.backpressure,
+                "granian has one limit; set it or server.max_concurrent_connections, not both",
+            )
+
+    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+        """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
+        from granian import Granian
+        from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
+        from granian.http import HTTP1Settings
+        from granian.log import LogLevels
+
+        p = self.properties
+        server = Granian(
+            target=app.import_string,
+            factory=app.factory,
+            address=p.host,
+            port=p.port,
+            interface=Interfaces.ASGI,
+            workers=p.workers,
+            loop=Loops(loop.name),
+            http=HTTPModes(p.http),
+            backlog=p.backlog,
+            backpressure=p.granian.backpressure or p.max_concurrent_connections,
+            workers_kill_timeout=p.graceful_timeout,
+            http1_settings=HTTP1Settings(header_read_timeout=p.keep_alive_timeout * 1000),
+            ssl_cert=Path(p.ssl_certfile) if p.ssl_certfile else None,
+            ssl_key=Path(p.ssl_keyfile) if p.ssl_keyfile else None,
+            runtime_threads=p.granian.runtime_threads,
+            runtime_mode=RuntimeModes(p.granian.runtime_mode),
+            respawn_failed_workers=p.granian.respawn_failed_workers,
+            reload=p.reload,
+            log_access=p.access_log,
+            log_level=LogLevels(p.log_level),
+            working_dir=Path(os.getcwd()),
+        )
+        try:
+            server.serve()
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        except RuntimeError as exc:
+            raise ServeError(f"granian failed to start on {p.host}:{p.port}: {exc}") from None
+        return 0

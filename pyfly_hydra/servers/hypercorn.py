@@ -1,0 +1,91 @@
+"""Hypercorn adapter: pure-Python HTTP/1.1 and HTTP/2, asyncio or uvloop workers."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, ClassVar
+
+from pyfly_hydra.errors import ServeError
+from pyfly_hydra.servers.base import ServerAdapter, Support, bind_address
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config
+
+    from pyfly_hydra.apps import AppTarget
+    from pyfly_hydra.ports import EventLoopPort
+
+logger = logging.getLogger("pyfly_hydra")
+
+# ALPN offered over TLS for each server.http value.
+ALPN: dict[str, list[str]] = {"auto": ["h2", "http/1.1"], "1": ["http/1.1"], "2": ["h2"]}
+
+
+class HypercornServer(ServerAdapter):
+    """Runs the app through hypercorn's worker functions, always in explicit ASGI mode."""
+
+    name: ClassVar[str] = "hypercorn"
+    module: ClassVar[str] = "hypercorn"
+    loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio")
+    support: ClassVar[dict[str, Support]] = {
+        "host": Support("bind"),
+        "port": Support("bind"),
+        "workers": Support("workers", "workers > 1 run under pyfly-hydra's drain-first supervisor"),
+        "backlog": Support("backlog"),
+        "graceful_timeout": Support("graceful_timeout"),
+        "http": Support(
+            "alpn_protocols",
+            "hypercorn picks HTTP/1.1 or HTTP/2 per connection; server.http sets the ALPN offered over TLS,"
+            " and cleartext keeps accepting both",
+        ),
+        "ssl_certfile": Support("certfile"),
+        "ssl_keyfile": Support("keyfile"),
+        "keep_alive_timeout": Support("keep_alive_timeout"),
+        "max_concurrent_connections": Support(None, "hypercorn has no connection limit"),
+        "max_requests_per_worker": Support("max_requests"),
+        "reload": Support("use_reloader"),
+        "access_log": Support("accesslog"),
+        "log_level": Support("loglevel"),
+    }
+
+    def build_config(self, *, app: AppTarget, loop: EventLoopPort) -> Config:
+        """Hypercorn's Config for these properties; ``asgi:`` so hypercorn never guesses WSGI."""
+        from hypercorn.config import Config
+
+        p = self.properties
+        config = Config()
+        config.application_path = f"asgi:{app.import_string}{'()' if app.factory else ''}"
+        config.bind = [bind_address(p.host, p.port)]
+        config.worker_class = loop.name
+        config.workers = p.workers
+        config.backlog = p.backlog
+        config.graceful_timeout = float(p.graceful_timeout)
+        config.keep_alive_timeout = float(p.keep_alive_timeout)
+        config.max_requests = p.max_requests_per_worker
+        config.alpn_protocols = ALPN[p.http]
+        config.certfile = p.ssl_certfile
+        config.keyfile = p.ssl_keyfile
+        config.use_reloader = p.reload
+        config.accesslog = "-" if p.access_log else None
+        config.errorlog = "-"
+        config.loglevel = p.log_level.upper()
+        return config
+
+    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+        """One worker serves in this process; more run under the drain-first supervisor."""
+        from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
+        from hypercorn.run import run as hypercorn_run
+
+        from pyfly_hydra.servers.hypercorn_workers import serve_workers
+
+        config = self.build_config(app=app, loop=loop)
+        worker = uvloop_worker if loop.name == "uvloop" else asyncio_worker
+        p = self.properties
+        try:
+            if p.reload:
+                return hypercorn_run(config)
+            if p.workers == 1:
+                worker(config)
+                return 0
+            return serve_workers(config, worker, workers=p.workers, graceful_timeout=p.graceful_timeout)
+        except OSError as exc:
+            raise ServeError(f"hypercorn failed to start on {bind_address(p.host, p.port)}: {exc}") from None

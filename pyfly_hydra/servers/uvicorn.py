@@ -1,0 +1,98 @@
+"""Uvicorn adapter: the ecosystem-standard server; one process, or a supervisor with spawned workers."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING, ClassVar
+
+from pyfly_hydra.errors import ConfigError, ServeError
+from pyfly_hydra.servers.base import ServerAdapter, Support
+
+if TYPE_CHECKING:
+    from pyfly_hydra.apps import AppTarget
+    from pyfly_hydra.ports import EventLoopPort
+
+# uvicorn's own names for the loops it sets up itself; any other loop goes in as "module:factory".
+NATIVE_LOOPS = ("uvloop", "asyncio")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _absorb_reraised_signals() -> Iterator[None]:
+    """Uvicorn re-raises SIGINT/SIGTERM after a clean shutdown (exit 143): absorb it, so a stop exits 0."""
+
+    def _ignore(signum: int, frame: FrameType | None) -> None:
+        return None
+
+    previous = {sig: signal.signal(sig, _ignore) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class UvicornServer(ServerAdapter):
+    """Runs the app through ``uvicorn.run`` with an explicit loop and graceful-shutdown timeout."""
+
+    name: ClassVar[str] = "uvicorn"
+    module: ClassVar[str] = "uvicorn"
+    loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop")
+    support: ClassVar[dict[str, Support]] = {
+        "host": Support("host"),
+        "port": Support("port"),
+        "workers": Support("workers"),
+        "backlog": Support("backlog"),
+        "graceful_timeout": Support("timeout_graceful_shutdown"),
+        "http": Support("http", "HTTP/1.1 only: server.http=2 is refused"),
+        "ssl_certfile": Support("ssl_certfile"),
+        "ssl_keyfile": Support("ssl_keyfile"),
+        "keep_alive_timeout": Support("timeout_keep_alive"),
+        "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
+        "max_requests_per_worker": Support("limit_max_requests"),
+        "reload": Support("reload"),
+        "access_log": Support("access_log"),
+        "log_level": Support("log_level"),
+    }
+
+    def check(self, *, loop: EventLoopPort) -> None:
+        """Besides the table: uvicorn serves no HTTP/2."""
+        if self.properties.http == "2":
+            raise ConfigError(
+                "server.http",
+                "2",
+                "uvicorn serves HTTP/1.1 only; use server=granian or server=hypercorn for HTTP/2, or server.http=1",
+            )
+        super().check(loop=loop)
+
+    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+        """Serve in this process (workers=1) or under uvicorn's multiprocess supervisor."""
+        import uvicorn
+
+        p = self.properties
+        try:
+            with _absorb_reraised_signals():
+                uvicorn.run(
+                    app.import_string,
+                    factory=app.factory,
+                    host=p.host,
+                    port=p.port,
+                    workers=p.workers,
+                    loop=loop.name if loop.name in NATIVE_LOOPS else loop.factory,
+                    backlog=p.backlog,
+                    timeout_graceful_shutdown=p.graceful_timeout,
+                    timeout_keep_alive=p.keep_alive_timeout,
+                    limit_concurrency=p.max_concurrent_connections,
+                    limit_max_requests=p.max_requests_per_worker,
+                    ssl_certfile=p.ssl_certfile,
+                    ssl_keyfile=p.ssl_keyfile,
+                    reload=p.reload,
+                    access_log=p.access_log,
+                    log_level=p.log_level,
+                )
+        except SystemExit as exc:
+            raise ServeError(f"uvicorn failed to start (exit {exc.code}); its log above says why") from None
+        return 0

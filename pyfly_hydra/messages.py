@@ -85,6 +85,7 @@ def describe(error: BaseException) -> tuple[str, int]:
             value = format_value(cause.value)
             return f"{cause.full_key}={value}: must be {_type_name(str(cause.full_key))}", USAGE_EXIT_CODE
         if isinstance(cause, OverrideParseException):
-            return " ".join(str(cause).split()), USAGE_EXIT_CODE
+            reason = str(cause).splitlines()[0]
+            return f"{cause.override}: not a valid override ({reason}); expected key=value", USAGE_EXIT_CODE
     first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
     return f"{first.strip()} ({type(error).__name__})", 1

@@ -1,0 +1,3 @@
+"""A module whose import fails, for the bad-input tests."""
+
+raise RuntimeError("boom")

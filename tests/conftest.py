@@ -1,0 +1,157 @@
+"""Shared fixtures: real servers started through `python -m pyfly_hydra` on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS_DIR = Path(__file__).resolve().parent / "apps"
+SERVERS = ("granian", "uvicorn", "hypercorn")
+STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m pyfly_hydra ARGS` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "pyfly_hydra", *args],
+        cwd=cwd or ROOT,
+        env=env or child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child run: ours, with the test apps importable."""
+    env = dict(os.environ)
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.pop("PYFLY_HYDRA_FULL_ERROR", None)
+    paths = [str(APPS_DIR), str(ROOT), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update(extra)
+    return env
+
+
+def hidden_modules_env(tmp_path: Path, *modules: str) -> dict[str, str]:
+    """An environment where `modules` cannot be imported nor found (a real sitecustomize, no mocks)."""
+    site = tmp_path / "hide"
+    site.mkdir(exist_ok=True)
+    lines = ["import sys"] + [f"sys.modules[{m!r}] = None" for m in modules]
+    (site / "sitecustomize.py").write_text("\n".join(lines) + "\n")
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+    return env
+
+
+@dataclass
+class RunningServer:
+    """A `python -m pyfly_hydra` process serving on 127.0.0.1:port."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log_path: Path
+    run_dir: Path
+    scheme: str = "http"
+    verify: ssl.SSLContext | bool = False
+    http2_only: bool = False
+    exit_code: int | None = field(default=None)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An httpx client that speaks what this server speaks (HTTP/2 prior knowledge when h2-only)."""
+        if self.http2_only:
+            return httpx.Client(http1=self.scheme == "https", http2=True, verify=self.verify, **kwargs)
+        return httpx.Client(verify=self.verify, **kwargs)
+
+    def wait_ready(self, path: str = "/health") -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"server exited with {self.process.returncode} before answering:\n{self.log()}")
+            try:
+                with self.client(timeout=1) as client:
+                    response = client.get(self.url + path)
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop(signal.SIGKILL)
+        pytest.fail(f"server did not answer within {STARTUP_TIMEOUT}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            self.exit_code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.exit_code = self.process.wait()
+            pytest.fail(f"server did not exit within {timeout}s after signal {sig}:\n{self.log()}")
+        return self.exit_code
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator:
+    """Factory: start_server(*overrides, ready_path="/health") -> RunningServer, stopped at teardown."""
+    started: list[RunningServer] = []
+
+    def start(
+        *overrides: str,
+        ready_path: str = "/health",
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = False,
+        http2_only: bool = False,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> RunningServer:
+        port = free_port()
+        run_dir = tmp_path / f"run-{len(started)}"
+        log_path = tmp_path / f"server-{len(started)}.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pyfly_hydra", f"server.port={port}", f"hydra.run.dir={run_dir}", *overrides],
+                cwd=cwd or ROOT,
+                env=env or child_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        server = RunningServer(process, port, log_path, run_dir, scheme=scheme, verify=verify, http2_only=http2_only)
+        started.append(server)
+        server.wait_ready(ready_path)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()

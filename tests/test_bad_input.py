@@ -1,0 +1,100 @@
+"""Bad input: each case exits non-zero with one line naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SERVERS, hidden_modules_env, run_cli
+
+
+def assert_one_line_error(result, *fragments: str, code: int = 2) -> None:
+    output = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == code, output
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(output) == 1, output
+    assert output[0].startswith("pyfly-hydra: error: "), output
+    for fragment in fragments:
+        assert fragment in output[0], output
+
+
+CASES = {
+    "unknown server": (["server=nope"], ["server=nope", "granian", "uvicorn", "hypercorn"]),
+    "unknown loop": (["loop=nope"], ["loop=nope", "uvloop", "asyncio"]),
+    "loop not installed": (["loop=winloop"], ["loop=winloop", "not installed", "pyfly-hydra[winloop]"]),
+    "workers not an int": (["server.workers=abc"], ["server.workers=abc", "must be an integer"]),
+    "negative workers": (["server.workers=-1"], ["server.workers=-1", ">= 0"]),
+    "port out of range": (["server.port=70000"], ["server.port=70000", "1..65535"]),
+    "misspelled key": (["server.wrkers=2"], ["server.wrkers", "unknown key", "did you mean server.workers"]),
+    "misspelled top-level key": (["ap=x:y"], ["ap", "unknown key"]),
+    "bad http": (["server.http=3"], ["server.http=3", "auto, 1, 2"]),
+    "bad log level": (["server.log_level=loud"], ["server.log_level=loud", "debug"]),
+    "missing cert file": (
+        ["server.ssl_certfile=/nonexistent/cert.pem", "server.ssl_keyfile=/nonexistent/key.pem"],
+        ["server.ssl_certfile=/nonexistent/cert.pem", "no such file"],
+    ),
+    "cert without key": (["server.ssl_certfile=pyproject.toml"], ["server.ssl_keyfile", "required"]),
+    "key without cert": (["server.ssl_keyfile=pyproject.toml"], ["server.ssl_certfile", "required"]),
+    "http2 on uvicorn": (["server=uvicorn", "server.http=2"], ["server.http=2", "uvicorn", "HTTP/1.1 only"]),
+    "app does not import": (["app=no_such_module:app"], ["app=no_such_module:app", "no module named"]),
+    "app import raises": (["app=broken_app:app"], ["app=broken_app:app", "RuntimeError", "boom"]),
+    "app attribute missing": (["app=pyfly_hydra.demo:nope"], ["app=pyfly_hydra.demo:nope", "no attribute"]),
+    "app not asgi": (["app=lifespan_app:not_an_app"], ["app=lifespan_app:not_an_app", "not an ASGI application"]),
+    "app without attribute": (["app=pyfly_hydra.demo"], ["app=pyfly_hydra.demo", "module:attribute"]),
+    "factory not callable": (["app=lifespan_app:not_an_app", "app_factory=true"], ["app_factory=true", "callable"]),
+    "unsupported key on hypercorn": (
+        ["server=hypercorn", "server.max_concurrent_connections=10"],
+        ["server.max_concurrent_connections=10", "hypercorn cannot honour it"],
+    ),
+    "unsupported key on granian": (
+        ["server=granian", "server.max_requests_per_worker=100"],
+        ["server.max_requests_per_worker=100", "granian cannot honour it"],
+    ),
+    "granian key on uvicorn": (
+        ["server=uvicorn", "server.granian.runtime_threads=2"],
+        ["server.granian.runtime_threads=2", "only granian"],
+    ),
+    "reload with workers": (["server.reload=true", "server.workers=2"], ["server.reload=true", "workers=1"]),
+    "unknown mode": (["mode=nope"], ["mode=nope", "serve", "info"]),
+    "bad override syntax": (["server.port=[1"], ["server.port=[1"]),
+}
+
+
+@pytest.mark.parametrize("overrides,fragments", CASES.values(), ids=CASES.keys())
+def test_bad_input_is_one_clear_line(overrides: list[str], fragments: list[str]) -> None:
+    assert_one_line_error(run_cli(*overrides), *fragments)
+
+
+def test_server_not_installed(tmp_path: Path) -> None:
+    result = run_cli("server=hypercorn", env=hidden_modules_env(tmp_path, "hypercorn"))
+    assert_one_line_error(result, "server=hypercorn", "not installed", "pyfly-hydra[hypercorn]", "granian, uvicorn")
+
+
+def test_no_server_installed(tmp_path: Path) -> None:
+    result = run_cli(env=hidden_modules_env(tmp_path, "granian", "uvicorn", "hypercorn"))
+    assert_one_line_error(result, "server=auto", "no ASGI server is installed")
+
+
+def test_user_loop_not_installed(tmp_path: Path) -> None:
+    result = run_cli("loop=uvloop", env=hidden_modules_env(tmp_path, "uvloop"))
+    assert_one_line_error(result, "loop=uvloop", "not installed", "installed: asyncio")
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_port_already_in_use(server: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        result = run_cli(f"server={server}", f"server.port={port}")
+    assert_one_line_error(result, f"server.port={port}", "already in use")
+
+
+def test_port_held_by_another_granian(start_server) -> None:
+    """granian binds with SO_REUSEPORT: without our check a second granian would silently share the port."""
+    first = start_server("server=granian")
+    result = run_cli("server=granian", f"server.port={first.port}")
+    assert_one_line_error(result, f"server.port={first.port}", "already in use")
+    assert first.stop() == 0

@@ -33,7 +33,7 @@ def is_asgi_callable(obj: Any) -> bool:
     """True for ``async def app(scope, receive, send)`` and objects whose ``__call__`` is async."""
     if inspect.isclass(obj):
         return False
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(getattr(obj, "__call__", None))
+    return inspect.iscoroutinefunction(obj) or (callable(obj) and inspect.iscoroutinefunction(obj.__call__))
 
 
 def _import_module(import_string: str, module_name: str) -> Any:
@@ -68,7 +68,9 @@ def load_app_target(import_string: str, *, factory: bool) -> AppTarget:
     if factory:
         if not callable(obj):
             raise ConfigError(
-                "app", import_string, f"app_factory=true needs a callable that returns the app, got {type(obj).__name__}"
+                "app",
+                import_string,
+                f"app_factory=true needs a callable that returns the app, got {type(obj).__name__}",
             )
     elif not is_asgi_callable(obj):
         raise ConfigError(

@@ -64,7 +64,9 @@ def support_matrix() -> list[str]:
     for field in fields(GranianProperties):
         rows.append([f"server.granian.{field.name}", field.name, *("- (refused)" for _ in SERVER_ADAPTERS[1:])])
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
-    lines = ["  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = [
+        "  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     notes = [
         f"  {'~' if support.option else '-'} {adapter.name} server.{key}: {support.note}"
         for adapter in SERVER_ADAPTERS

@@ -63,7 +63,9 @@ def make_plan(cfg: DictConfig) -> Plan:
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
     loop: EventLoopPort = _instantiate("loop", cfg.loop, EventLoopPort)
     _require_installed("loop", loop.name, loop.module, loop_priority(sys.platform))
-    server: ApplicationServerPort = _instantiate("server", cfg.server, ApplicationServerPort, workers=properties.workers)
+    server: ApplicationServerPort = _instantiate(
+        "server", cfg.server, ApplicationServerPort, workers=properties.workers
+    )
     _require_installed("server", server.name, server.module, SERVER_PRIORITY)
     server.check(loop=loop)
     app = load_app_target(cfg.app, factory=cfg.app_factory)

@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,15 +33,16 @@ def free_port() -> int:
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m pyfly_hydra ARGS` to completion."""
-    return subprocess.run(
-        [sys.executable, "-m", "pyfly_hydra", *args],
-        cwd=cwd or ROOT,
-        env=env or child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run `python -m pyfly_hydra ARGS` to completion, its Hydra output dir in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="pyfly-hydra-test-") as run_dir:
+        return subprocess.run(
+            [sys.executable, "-m", "pyfly_hydra", *args, f"hydra.run.dir={run_dir}"],
+            cwd=cwd or ROOT,
+            env=env or child_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -138,7 +140,7 @@ def start_server(tmp_path: Path) -> Iterator:
         log_path = tmp_path / f"server-{len(started)}.log"
         with log_path.open("w") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "pyfly_hydra", f"server.port={port}", f"hydra.run.dir={run_dir}", *overrides],
+                [sys.executable, "-m", "pyfly_hydra", *overrides, f"server.port={port}", f"hydra.run.dir={run_dir}"],
                 cwd=cwd or ROOT,
                 env=env or child_env(),
                 stdout=log,

@@ -67,7 +67,7 @@ def test_winloop_is_chosen_on_windows_when_installed(tmp_path: Path) -> None:
 def test_unknown_auto_kind_is_refused() -> None:
     register_resolvers()
     with pytest.raises(Exception, match="takes 'server' or 'loop'"):
-        OmegaConf.create({"x": "${auto:database}"}).x
+        _ = OmegaConf.create({"x": "${auto:database}"}).x
 
 
 def test_info_says_what_auto_picks_and_why(tmp_path: Path) -> None:

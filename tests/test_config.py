@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -135,3 +136,33 @@ def test_app_factory(start_server, server: str) -> None:
     running = start_server(f"server={server}", "app=lifespan_app:create_app", "app_factory=true")
     assert httpx.get(running.url + "/json").json() == {"message": "Hello, world!"}
     assert running.stop() == 0
+
+
+APP_TEMPLATE = (
+    "async def app(scope, receive, send):\n"
+    "    if scope['type'] != 'http':\n"
+    "        return\n"
+    "    await send({{'type': 'http.response.start', 'status': 200, 'headers': []}})\n"
+    "    await send({{'type': 'http.response.body', 'body': b'{body}'}})\n"
+)
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn", "hypercorn"])
+def test_env_dev_reloads_on_code_change(start_server, tmp_path: Path, server: str) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    source = project / "main.py"
+    source.write_text(APP_TEMPLATE.format(body="before"))
+    running = start_server("env=dev", f"server={server}", "app=main:app", ready_path="/", cwd=project)
+    assert httpx.get(running.url + "/").text == "before"
+    source.write_text(APP_TEMPLATE.format(body="after"))
+    deadline = time.monotonic() + 20
+    body = "before"
+    while time.monotonic() < deadline and body != "after":
+        time.sleep(0.25)
+        try:
+            body = httpx.get(running.url + "/", timeout=2).text
+        except httpx.HTTPError:
+            continue
+    assert body == "after", running.log()
+    assert running.stop() == 0, running.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -61,6 +62,10 @@ class GranianServer(ServerAdapter):
         from granian.log import LogLevels
 
         p = self.properties
+        if p.reload:
+            # Forked workers would inherit the app module imported (and checked) in this process,
+            # so a reload would serve the old code: spawn fresh interpreters instead.
+            multiprocessing.set_start_method("spawn", force=True)
         server = Granian(
             target=app.import_string,
             factory=app.factory,

@@ -55,6 +55,8 @@ def user_conf(tmp_path: Path) -> Path:
     (conf / "env").mkdir(parents=True)
     (conf / "server").mkdir()
     (conf / "env" / "staging.yaml").write_text("# @package _global_\nserver:\n  workers: 3\n  keep_alive_timeout: 20\n")
+    (conf / "loop").mkdir()
+    (conf / "loop" / "myloop.yaml").write_text("_target_: custom_loop.MyLoop\n")
     (conf / "server" / "mine.yaml").write_text("_target_: custom_adapter.MyServer\n")
     (conf / "server" / "broken.yaml").write_text("_target_: custom_adapter.NotAServer\n")
     return conf
@@ -84,6 +86,19 @@ def test_user_adapter_serves_logs_and_stops(start_server, user_conf: Path) -> No
     assert httpx.get(running.url + "/loop").json()["server"] == "mine"
     assert running.stop() == 0
     assert "serving pyfly_hydra.demo:app on mine" in running.log()
+
+
+def test_user_loop_runs_in_every_uvicorn_worker(start_server, user_conf: Path) -> None:
+    running = start_server("--config-dir", str(user_conf), "server=uvicorn", "loop=myloop", "server.workers=2")
+    loops = {httpx.get(running.url + "/loop", headers={"connection": "close"}).json()["loop"] for _ in range(20)}
+    assert loops == {"custom_loop.MyEventLoop"}
+    assert running.stop() == 0
+
+
+def test_user_loop_on_a_server_that_cannot_run_it(user_conf: Path) -> None:
+    result = run_cli("--config-dir", str(user_conf), "server=granian", "loop=myloop")
+    assert result.returncode == 2
+    assert "loop=myloop: granian cannot run this loop; it runs uvloop, asyncio, winloop" in result.stderr
 
 
 def test_startup_line_and_run_record(start_server) -> None:
@@ -155,10 +170,15 @@ def test_env_dev_reloads_on_code_change(start_server, tmp_path: Path, server: st
     source.write_text(APP_TEMPLATE.format(body="before"))
     running = start_server("env=dev", f"server={server}", "app=main:app", ready_path="/", cwd=project)
     assert httpx.get(running.url + "/").text == "before"
-    source.write_text(APP_TEMPLATE.format(body="after"))
+    # A reloader may start watching just after the server answers: give it a moment, and save again
+    # every few seconds, as an editor would, so a write that raced the watcher's start is not the only one.
+    time.sleep(1)
     deadline = time.monotonic() + 20
-    body = "before"
+    body, next_save = "before", 0.0
     while time.monotonic() < deadline and body != "after":
+        if time.monotonic() >= next_save:
+            source.write_text(APP_TEMPLATE.format(body="after"))
+            next_save = time.monotonic() + 3
         time.sleep(0.25)
         try:
             body = httpx.get(running.url + "/", timeout=2).text

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import ClassVar
 
+from pyfly_hydra.loops.base import LoopAdapter
 
-class AsyncioLoop:
-    """The standard asyncio event loop."""
+
+class AsyncioLoop(LoopAdapter):
+    """The asyncio event loop, set up by the server inside each worker."""
 
     name: ClassVar[str] = "asyncio"
     module: ClassVar[str | None] = None
     factory: ClassVar[str] = "asyncio:new_event_loop"
-
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        """A new standard-library loop."""
-        return asyncio.new_event_loop()

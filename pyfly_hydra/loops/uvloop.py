@@ -1,20 +1,15 @@
-"""uvloop: libuv-based event loop for Linux and macOS."""
+"""uvloop: the libuv-based event loop for Linux and macOS."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import ClassVar
 
+from pyfly_hydra.loops.base import LoopAdapter
 
-class UvloopLoop:
-    """The uvloop event loop."""
+
+class UvloopLoop(LoopAdapter):
+    """The uvloop event loop, set up by the server inside each worker."""
 
     name: ClassVar[str] = "uvloop"
     module: ClassVar[str | None] = "uvloop"
     factory: ClassVar[str] = "uvloop:new_event_loop"
-
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        """A new uvloop loop."""
-        import uvloop
-
-        return uvloop.new_event_loop()

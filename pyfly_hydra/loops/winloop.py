@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import ClassVar
 
+from pyfly_hydra.loops.base import LoopAdapter
 
-class WinloopLoop:
-    """The winloop event loop."""
+
+class WinloopLoop(LoopAdapter):
+    """The winloop event loop, set up by the server inside each worker."""
 
     name: ClassVar[str] = "winloop"
     module: ClassVar[str | None] = "winloop"
     factory: ClassVar[str] = "winloop:new_event_loop"
-
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        """A new winloop loop."""
-        import winloop
-
-        return winloop.new_event_loop()

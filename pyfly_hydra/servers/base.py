@@ -36,6 +36,7 @@ class ServerAdapter:
     module: ClassVar[str]
     support: ClassVar[dict[str, Support]]
     loops: ClassVar[tuple[str, ...]]  # the loop names this server can run in its workers
+    runs_loop_factories: ClassVar[bool] = False  # True: also runs any other loop from its factory string
 
     def __init__(self, **properties: Any) -> None:
         granian = properties.pop("granian", None) or GranianProperties()
@@ -49,7 +50,7 @@ class ServerAdapter:
 
     def check(self, *, loop: EventLoopPort) -> None:
         """Refuse what this server cannot honour, naming the key; log documented approximations."""
-        if loop.name not in self.loops:
+        if loop.name not in self.loops and not self.runs_loop_factories:
             raise ConfigError("loop", loop.name, f"{self.name} cannot run this loop; it runs {', '.join(self.loops)}")
         for key, value in non_default(self.properties).items():
             support = self.support.get(key, Support(None, "no equivalent option"))

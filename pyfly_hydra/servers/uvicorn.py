@@ -40,7 +40,8 @@ class UvicornServer(ServerAdapter):
 
     name: ClassVar[str] = "uvicorn"
     module: ClassVar[str] = "uvicorn"
-    loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop")
+    loops: ClassVar[tuple[str, ...]] = NATIVE_LOOPS
+    runs_loop_factories: ClassVar[bool] = True
     support: ClassVar[dict[str, Support]] = {
         "host": Support("host"),
         "port": Support("port"),

@@ -39,14 +39,23 @@ def _info(cfg: DictConfig, output_dir: Path) -> int:
 def _serve(cfg: DictConfig, output_dir: Path) -> int:
     from pyfly_hydra.serve import serve
 
-    return serve(cfg, output_dir=output_dir)
+    code = serve(cfg, output_dir=output_dir)
+    if code:
+        sys.exit(code)
+    return code
 
 
-MODES: dict[str, Callable[[DictConfig, Path], int]] = {"serve": _serve, "info": _info}
+def _bench(cfg: DictConfig, output_dir: Path) -> float:
+    from pyfly_hydra.bench.task import run_bench
+
+    return run_bench(cfg, output_dir)
 
 
-def run_mode(cfg: DictConfig, output_dir: Path) -> int:
-    """Run the task named by ``cfg.mode`` and return its exit code."""
+MODES: dict[str, Callable[[DictConfig, Path], float]] = {"serve": _serve, "info": _info, "bench": _bench}
+
+
+def run_mode(cfg: DictConfig, output_dir: Path) -> float:
+    """Run the task named by ``cfg.mode`` and return what it returns (bench: its metric, for sweepers)."""
     task = MODES.get(cfg.mode)
     if task is None:
         raise ConfigError("mode", cfg.mode, f"must be one of {', '.join(MODES)}")
@@ -60,15 +69,14 @@ def _exit_with(error: Exception) -> NoReturn:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float:
     try:
-        code = run_mode(cfg, Path(HydraConfig.get().runtime.output_dir))
+        result = run_mode(cfg, Path(HydraConfig.get().runtime.output_dir))
     except Exception as error:  # reported here, before Hydra logs "Error executing job"
         if os.environ.get(USER_FULL_ERROR_ENV) == "1":
             raise
         _exit_with(error)
-    if code:
-        sys.exit(code)
+    return result
 
 
 def main() -> None:

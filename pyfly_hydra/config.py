@@ -58,6 +58,23 @@ class LoopConfig:
 
 
 @dataclass
+class BenchConfig:
+    """``bench.*``: how ``mode=bench`` drives load against the configured server."""
+
+    duration: float = 10.0  # seconds of measured load
+    warmup: float = 2.0  # seconds of load before measuring, discarded
+    connections: int = 64  # concurrent keep-alive connections, one request in flight each
+    threads: int = 1  # client threads (wrk -t, h2load -t); the builtin client always uses 1
+    path: str = "/"  # what to request, with an optional ?query
+    requests: int | None = None  # stop after this many responses (duration then caps the run)
+    client: str = "auto"  # auto | wrk | h2load | builtin
+    metric: str = "rps"  # what the job returns to sweepers: rps | p50_ms | p90_ms | p99_ms
+    server_cpus: str | None = None  # pin the server to these CPUs, e.g. "0" or "0-1"
+    client_cpus: str | None = None  # pin the load client to these CPUs, e.g. "1"
+    ready_timeout: float = 30.0  # seconds the server gets to answer its first request
+
+
+@dataclass
 class Config:
     """The whole configuration."""
 
@@ -66,6 +83,7 @@ class Config:
     mode: str = "serve"
     server: ServerConfig = field(default_factory=ServerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
 
 SCHEMA_NAME = "pyfly_hydra_schema"

@@ -35,8 +35,9 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m pyfly_hydra ARGS` to completion, its Hydra output dir in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="pyfly-hydra-test-") as run_dir:
+        default_dir = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={run_dir}"]
         return subprocess.run(
-            [sys.executable, "-m", "pyfly_hydra", *args, f"hydra.run.dir={run_dir}"],
+            [sys.executable, "-m", "pyfly_hydra", *args, *default_dir],
             cwd=cwd or ROOT,
             env=env or child_env(),
             capture_output=True,
@@ -106,8 +107,26 @@ class RunningServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        self.stop(signal.SIGKILL)
+        self.kill_group()
         pytest.fail(f"server did not answer within {STARTUP_TIMEOUT}s:\n{self.log()}")
+
+    def kill_group(self) -> None:
+        """Stop the runner and every worker it started: SIGTERM to the group, then SIGKILL what remains."""
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            if not self._group_alive():
+                return
+            os.killpg(self.process.pid, sig)
+            deadline = time.monotonic() + grace
+            while self._group_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def _group_alive(self) -> bool:
+        self.process.poll()  # reap the runner, so it does not linger as a zombie member of the group
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
         if self.process.poll() is None:
@@ -146,6 +165,7 @@ def start_server(tmp_path: Path) -> Iterator:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,
+                start_new_session=True,  # its own process group, so teardown can reach every worker
             )
         server = RunningServer(process, port, log_path, run_dir, scheme=scheme, verify=verify, http2_only=http2_only)
         started.append(server)
@@ -154,6 +174,4 @@ def start_server(tmp_path: Path) -> Iterator:
 
     yield start
     for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
+        server.kill_group()

@@ -1,0 +1,1 @@
+"""Benchmarks: load clients, the ``mode=bench`` task, and the sweep summary callback."""

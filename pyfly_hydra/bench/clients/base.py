@@ -1,0 +1,69 @@
+"""The load-client interface: what to drive (LoadSpec) and what came back (LoadResult)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+# Called now and then with (seconds elapsed, responses completed so far), for a live display.
+ProgressCallback = Callable[[float, int], None]
+# A client is the bottleneck when it used at least this share of the CPU time its threads could use.
+SATURATION_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """One load run against ``url``: for ``duration`` seconds, or until ``requests`` responses if set."""
+
+    url: str  # e.g. http://127.0.0.1:8123/ (https works too)
+    duration: float
+    connections: int
+    threads: int = 1
+    requests: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a client measured. Latencies in milliseconds; ``client_cpu`` in cores used (1.0 = one core)."""
+
+    client: str
+    requests: int  # completed responses (any status)
+    errors: int  # connection/read/write/timeout errors plus non-2xx/3xx responses
+    duration: float  # seconds the load actually ran
+    rps: float  # completed responses per second
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    client_cpu: float
+    client_threads: int
+
+    @property
+    def saturated(self) -> bool:
+        """True when the client itself, not the server, limited the rate."""
+        return self.client_cpu >= SATURATION_SHARE * self.client_threads
+
+
+class LoadClient(Protocol):
+    """A load generator."""
+
+    name: ClassVar[str]
+    http2: ClassVar[bool]  # speaks HTTP/2 (prior knowledge or ALPN) instead of HTTP/1.1
+    caps_requests: ClassVar[bool]  # can stop after LoadSpec.requests responses
+
+    def available(self) -> bool:
+        """True when the client can run on this machine."""
+        ...
+
+    def run(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> LoadResult:
+        """Drive the load and measure it; clients that can count live report through ``on_progress``."""
+        ...
+
+
+def percentile(sorted_values: Sequence[float], share: float) -> float:
+    """The nearest-rank percentile of already sorted values (``share`` in 0..1); NaN when empty."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(share * len(sorted_values)))
+    return sorted_values[rank - 1]

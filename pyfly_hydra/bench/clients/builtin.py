@@ -1,0 +1,392 @@
+"""The embedded load client: HTTP/1.1 keep-alive connections on asyncio (uvloop when importable), no dependencies.
+
+Each connection keeps exactly one request in flight: send, read the whole response, record its latency, send the
+next. Responses are parsed at the protocol level by :class:`ResponseParser` (status line, Content-Length, chunked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from functools import partial
+from typing import ClassVar, cast
+from urllib.parse import urlsplit
+
+from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec, ProgressCallback, percentile
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - depends on the platform
+    uvloop = None
+
+
+PROGRESS_INTERVAL = 0.5  # seconds between on_progress calls (and request-timeout sweeps)
+DEFAULT_TIMEOUT = 2.0  # seconds to connect or to get a whole response, as wrk's default
+RECONNECT_BACKOFF = 0.05  # seconds to wait after a failed connection, so a dead server doesn't spin
+USER_AGENT = "pyfly-hydra-bench"
+
+# Parser states.
+_HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _TRAILERS, _UNTIL_CLOSE = range(6)
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class ResponseParser:
+    """Incremental HTTP/1.1 response parser for responses to GET requests.
+
+    ``feed`` takes bytes as they arrive, split anywhere, and returns how many responses they completed; the status
+    of each completed response is appended to ``statuses`` (the caller clears it) and ``keep_alive`` tells whether
+    the last response's connection stays open. A body is framed by ``Transfer-Encoding: chunked``, else
+    ``Content-Length``, else the connection's end (see ``feed_eof``). Malformed input raises ``ValueError``.
+    """
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+        self.keep_alive = True
+        self._buffer = bytearray()
+        self._state = _HEAD
+        self._scan = 0  # where the search for the end of the header block resumes
+        self._remaining = 0  # body or chunk bytes still to skip
+        self._status = 0
+
+    def feed(self, data: bytes) -> int:
+        """Consume ``data``; return the number of responses it completed."""
+        buffer = self._buffer
+        buffer += data
+        done = 0
+        while buffer:
+            state = self._state
+            if state == _HEAD:
+                if not self._head(buffer):
+                    break
+                if self._state == _HEAD and self._status >= 200:  # no body at all
+                    done += self._complete()
+            elif state in (_BODY, _CHUNK_DATA):
+                if not self._skip(buffer):
+                    break
+                if state == _BODY:
+                    done += self._complete()
+                else:
+                    self._state = _CHUNK_SIZE
+            elif state == _UNTIL_CLOSE:
+                buffer.clear()
+            else:
+                line = self._line(buffer)
+                if line is None:
+                    break
+                if state == _CHUNK_SIZE:
+                    self._chunk_size(line)
+                elif not line:  # the empty line that ends the trailers
+                    done += self._complete()
+        return done
+
+    def feed_eof(self) -> int:
+        """The connection ended: return 1 when that completed a response framed by the connection's end."""
+        if self._state != _UNTIL_CLOSE:
+            return 0
+        self._state = _HEAD
+        return self._complete()
+
+    def _head(self, buffer: bytearray) -> bool:
+        end = buffer.find(b"\r\n\r\n", self._scan)
+        if end < 0:
+            self._scan = max(0, len(buffer) - 3)
+            return False
+        if not buffer.startswith(b"HTTP/1.") or buffer[12:13] not in (b" ", b"\r"):
+            raise ValueError(f"not an HTTP/1.x status line: {bytes(buffer[:40])!r}")
+        status = int(buffer[9:12])
+        http11 = buffer[7] == 0x31  # b"1" of HTTP/1.1
+        head = buffer[: end + 2].lower()  # every header line, status line excluded, is found as b"\r\nname:"
+        del buffer[: end + 4]
+        self._scan = 0
+        self._status = status
+        connection = _header(head, b"\r\nconnection:")
+        self.keep_alive = b"close" not in connection if http11 else b"keep-alive" in connection
+        self._state = _HEAD  # 1xx: informational, the real response follows; 204, 304, Content-Length 0: no body
+        if status < 200 or status in _NO_BODY_STATUSES:
+            return True
+        if _header(head, b"\r\ntransfer-encoding:").endswith(b"chunked"):
+            self._state = _CHUNK_SIZE
+            return True
+        length = _header(head, b"\r\ncontent-length:")
+        if not length:
+            self._state = _UNTIL_CLOSE
+            return True
+        self._remaining = int(length)
+        if self._remaining < 0:
+            raise ValueError(f"negative Content-Length: {bytes(length)!r}")
+        if self._remaining:
+            self._state = _BODY
+        return True
+
+    def _skip(self, buffer: bytearray) -> bool:
+        """Drop up to ``_remaining`` bytes; True when all of them are gone."""
+        remaining = self._remaining
+        if len(buffer) < remaining:
+            self._remaining = remaining - len(buffer)
+            buffer.clear()
+            return False
+        del buffer[:remaining]
+        return True
+
+    def _line(self, buffer: bytearray) -> bytearray | None:
+        end = buffer.find(b"\r\n")
+        if end < 0:
+            return None
+        line = buffer[:end]
+        del buffer[: end + 2]
+        return line
+
+    def _chunk_size(self, line: bytearray) -> None:
+        size = int(line.split(b";", 1)[0], 16)
+        if size < 0:
+            raise ValueError(f"negative chunk size: {bytes(line)!r}")
+        if size:
+            self._remaining = size + 2  # the data and its CRLF
+            self._state = _CHUNK_DATA
+        else:
+            self._state = _TRAILERS
+
+    def _complete(self) -> int:
+        self._state = _HEAD
+        self.statuses.append(self._status)
+        return 1
+
+
+def _header(head: bytearray, prefix: bytes) -> bytearray:
+    """The stripped value of the header ``prefix`` (b"\\r\\nname:") in a lowercased header block (empty if absent)."""
+    start = head.find(prefix)
+    if start < 0:
+        return bytearray()
+    start += len(prefix)
+    return head[start : head.find(b"\r\n", start)].strip()
+
+
+class _Run:
+    """The state one load run shares between its connections."""
+
+    def __init__(self, spec: LoadSpec, request: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        self.request = request
+        self.cap = spec.requests
+        self.requests = 0
+        self.errors = 0
+        self.latencies: list[float] = []
+        self.connections: set[_LoadProtocol] = set()
+        self.over = False
+        self.finished = loop.create_future()
+        self.start = time.perf_counter()
+        self.deadline = self.start + spec.duration
+        self.end = self.deadline
+
+    def stop(self, end: float) -> None:
+        """End the run at ``end`` (perf_counter seconds); later responses are not counted."""
+        if not self.over:
+            self.over = True
+            self.end = min(end, self.deadline)
+            self.finished.set_result(None)
+
+    def expire(self, now: float, timeout: float) -> None:
+        """Abort the connections whose request has waited longer than ``timeout``."""
+        for connection in list(self.connections):
+            if connection.sent and now - connection.sent > timeout:
+                connection.fail()
+
+
+class _LoadProtocol(asyncio.Protocol):
+    """One keep-alive connection with one request in flight at a time."""
+
+    def __init__(self, run: _Run, closed: asyncio.Future[bool]) -> None:
+        self.run = run
+        self.closed = closed  # result: True when the connection ended in an error
+        self.parser = ResponseParser()
+        self.transport: asyncio.Transport | None = None
+        self.sent = 0.0  # perf_counter() when the request in flight was sent; 0.0 when none is
+        self.failed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Register the connection and send its first request."""
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports aren't asyncio.Transport subclasses
+        self.run.connections.add(self)
+        self.sent = time.perf_counter()
+        self.transport.write(self.run.request)
+
+    def data_received(self, data: bytes) -> None:
+        """Parse; on a complete response, record it and send the next request."""
+        try:
+            done = self.parser.feed(data)
+        except ValueError:
+            self.fail()
+            return
+        if done and self._record(done):
+            transport = cast(asyncio.Transport, self.transport)
+            if self.parser.keep_alive:
+                transport.write(self.run.request)
+            else:  # the server closes this connection: the driver opens a new one
+                self.sent = 0.0
+                transport.close()
+
+    def eof_received(self) -> bool:
+        """The server closed its side: a body framed by the connection's end is complete."""
+        if self.parser.feed_eof() and self._record(1):
+            self.sent = 0.0
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Count an error when a request was in flight, then let the driver reconnect."""
+        run = self.run
+        run.connections.discard(self)
+        if self.sent and not run.over and not self.failed:
+            self.failed = True
+            run.errors += 1
+        self.sent = 0.0
+        if not self.closed.done():
+            self.closed.set_result(self.failed)
+
+    def fail(self) -> None:
+        """Count an error and drop the connection (timeout, malformed or unsolicited response)."""
+        if not self.failed and not self.run.over:
+            self.failed = True
+            self.run.errors += 1
+        self.sent = 0.0
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _record(self, done: int) -> bool:
+        """Count the response(s) just completed; True when the next request is due (``sent`` is then set)."""
+        run = self.run
+        now = time.perf_counter()
+        statuses = self.parser.statuses
+        if run.over or now >= run.deadline:  # the run is over: abandon, don't count
+            statuses.clear()
+            self.sent = 0.0
+            run.stop(now)
+            return False
+        if done > 1 or self.sent == 0.0:  # more responses than requests
+            statuses.clear()
+            self.fail()
+            return False
+        run.latencies.append(now - self.sent)
+        run.requests += 1
+        if statuses[0] >= 400:
+            run.errors += 1
+        statuses.clear()
+        if run.cap is not None and run.requests >= run.cap:
+            self.sent = 0.0
+            run.stop(now)
+            return False
+        self.sent = now
+        return True
+
+
+class _Target:
+    """Where to connect and the request bytes to send, from a URL."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl = _insecure_context() if parts.scheme == "https" else None
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.request = f"GET {path} HTTP/1.1\r\nHost: {host}:{self.port}\r\nUser-Agent: {USER_AGENT}\r\n\r\n".encode()
+
+
+def _insecure_context() -> ssl.SSLContext:
+    """TLS without verification: we benchmark our own server, usually with a test certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class BuiltinClient:
+    """The embedded HTTP/1.1 load client: asyncio (uvloop when importable) in the calling thread.
+
+    ``timeout`` bounds connecting and each response; a late response is detected within ``timeout`` + 0.5 s.
+    """
+
+    name: ClassVar[str] = "builtin"
+    http2: ClassVar[bool] = False
+    caps_requests: ClassVar[bool] = True
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+
+    def available(self) -> bool:
+        """Always: it needs nothing but Python."""
+        return True
+
+    def run(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> LoadResult:
+        """Drive the load on a fresh event loop; ``on_progress(elapsed, requests)`` is called about every 0.5 s."""
+        factory = uvloop.new_event_loop if uvloop is not None else None
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(self._main(spec, on_progress))
+
+    async def _main(self, spec: LoadSpec, on_progress: ProgressCallback | None) -> LoadResult:
+        loop = asyncio.get_running_loop()
+        target = _Target(spec.url)
+        cpu_start = time.process_time()
+        run = _Run(spec, target.request, loop)
+        drivers = [asyncio.create_task(self._connection(run, target)) for _ in range(spec.connections)]
+        while not run.over:
+            timeout = min(PROGRESS_INTERVAL, run.deadline - time.perf_counter())
+            await asyncio.wait([run.finished], timeout=max(0.0, timeout))
+            now = time.perf_counter()
+            if now >= run.deadline:
+                run.stop(now)
+            run.expire(now, self.timeout)
+            if on_progress is not None:
+                on_progress(min(now, run.end) - run.start, run.requests)
+        await _shutdown(run, drivers)
+        return _result(self.name, run, time.process_time() - cpu_start)
+
+    async def _connection(self, run: _Run, target: _Target) -> None:
+        """Keep one connection open until the run is over, reconnecting (with a backoff after errors)."""
+        loop = asyncio.get_running_loop()
+        while not run.over:
+            closed: asyncio.Future[bool] = loop.create_future()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await loop.create_connection(
+                        partial(_LoadProtocol, run, closed),
+                        target.host,
+                        target.port,
+                        ssl=target.ssl,
+                        server_hostname=target.host if target.ssl else None,
+                    )
+            except OSError:  # refused, reset, unreachable, TLS failure, TimeoutError
+                if not run.over:
+                    run.errors += 1
+                    await asyncio.sleep(RECONNECT_BACKOFF)
+                continue
+            if await closed and not run.over:
+                await asyncio.sleep(RECONNECT_BACKOFF)
+
+
+async def _shutdown(run: _Run, drivers: list[asyncio.Task[None]]) -> None:
+    """Cancel the connection drivers and drop every open connection."""
+    for driver in drivers:
+        driver.cancel()
+    for connection in list(run.connections):
+        if connection.transport is not None:
+            connection.transport.abort()
+    await asyncio.gather(*drivers, return_exceptions=True)
+
+
+def _result(client: str, run: _Run, cpu: float) -> LoadResult:
+    duration = run.end - run.start
+    latencies = sorted(run.latencies)
+    return LoadResult(
+        client=client,
+        requests=run.requests,
+        errors=run.errors,
+        duration=duration,
+        rps=run.requests / duration if duration > 0 else 0.0,
+        p50_ms=percentile(latencies, 0.5) * 1000,
+        p90_ms=percentile(latencies, 0.9) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        client_cpu=cpu / duration if duration > 0 else 0.0,
+        client_threads=1,
+    )

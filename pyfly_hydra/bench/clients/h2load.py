@@ -1,0 +1,73 @@
+"""h2load: the HTTP/2 load generator (nghttp2), with percentiles computed from its per-request log."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import ClassVar
+
+from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec, ProgressCallback, percentile
+from pyfly_hydra.bench.clients.external import LoadError, last_line, run_tool
+
+_FINISHED = re.compile(r"^finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", re.MULTILINE)
+_REQUESTS = re.compile(
+    r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored,"
+    r" (\d+) timeout",
+    re.MULTILINE,
+)
+SECONDS: dict[str, float] = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def parse_h2load(output: str, log: str, *, client_cpu: float, threads: int) -> LoadResult:
+    """A LoadResult from h2load's report and its ``--log-file`` (start µs, status, duration µs per line)."""
+    finished, requests = _FINISHED.search(output), _REQUESTS.search(output)
+    if finished is None or requests is None:
+        raise LoadError(f"h2load printed no report: {last_line(output)}")
+    latencies = sorted(int(line.split("\t")[2]) / 1e3 for line in log.splitlines() if line.count("\t") == 2)
+    done, failed = int(requests.group(3)), int(requests.group(5))
+    if done == 0:
+        raise LoadError(f"h2load completed no request ({failed} failed): {last_line(output)}")
+    return LoadResult(
+        client="h2load",
+        requests=done,
+        errors=failed,  # h2load's "failed" counts non-2xx/3xx responses, errors and timeouts
+        duration=float(finished.group(1)) * SECONDS[finished.group(2)],
+        rps=float(finished.group(3)),
+        p50_ms=percentile(latencies, 0.50),
+        p90_ms=percentile(latencies, 0.90),
+        p99_ms=percentile(latencies, 0.99),
+        client_cpu=client_cpu,
+        client_threads=threads,
+    )
+
+
+class H2loadClient:
+    """HTTP/2 load with h2load: one stream in flight per connection, like the HTTP/1.1 clients."""
+
+    name: ClassVar[str] = "h2load"
+    http2: ClassVar[bool] = True
+    caps_requests: ClassVar[bool] = True
+
+    def available(self) -> bool:
+        """True when ``h2load`` is on PATH."""
+        return shutil.which("h2load") is not None
+
+    def command(self, spec: LoadSpec, log: Path) -> list[str]:
+        """The h2load command line for ``spec``: ``-n`` with a request cap, else ``-D`` seconds."""
+        threads = min(spec.threads, spec.connections)
+        limit = ["-n", str(spec.requests)] if spec.requests is not None else ["-D", f"{round(spec.duration * 1000)}ms"]
+        connections = ["-c", str(spec.connections), "-t", str(threads), "-m", "1"]
+        return ["h2load", *connections, *limit, "--log-file", str(log), spec.url]
+
+    def run(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> LoadResult:
+        """Run h2load and parse its report and log (no live count: ``on_progress`` is never called)."""
+        threads = min(spec.threads, spec.connections)
+        with tempfile.TemporaryDirectory(prefix="pyfly-h2load-") as directory:
+            log = Path(directory) / "requests.log"
+            run = run_tool(self.command(spec, log), timeout=spec.duration)
+            log_text = log.read_text() if log.exists() else ""
+        if run.returncode != 0:
+            raise LoadError(f"h2load failed (exit {run.returncode}): {last_line(run.stderr + run.stdout)}")
+        return parse_h2load(run.stdout, log_text, client_cpu=run.cpu_cores, threads=threads)

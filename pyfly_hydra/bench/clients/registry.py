@@ -1,0 +1,38 @@
+"""The table of load clients and how ``bench.client`` picks one."""
+
+from __future__ import annotations
+
+from pyfly_hydra.bench.clients.base import LoadClient
+from pyfly_hydra.bench.clients.builtin import BuiltinClient
+from pyfly_hydra.bench.clients.h2load import H2loadClient
+from pyfly_hydra.bench.clients.wrk import WrkClient
+from pyfly_hydra.errors import ConfigError
+
+CLIENTS: dict[str, type[LoadClient]] = {"wrk": WrkClient, "h2load": H2loadClient, "builtin": BuiltinClient}
+# bench.client=auto: the first available, per protocol.
+AUTO_ORDER: dict[bool, tuple[str, ...]] = {False: ("wrk", "builtin"), True: ("h2load",)}
+INSTALL_HINTS: dict[str, str] = {
+    "wrk": "apt-get install wrk",
+    "h2load": "apt-get install nghttp2-client",
+    "builtin": "it ships with pyfly-hydra",
+}
+
+
+def select_client(name: str, *, http2: bool, capped: bool = False) -> LoadClient:
+    """The client for ``bench.client=name``: ``http2`` for an HTTP/2-only server, ``capped`` for bench.requests."""
+    if name == "auto":
+        for candidate in AUTO_ORDER[http2]:
+            client = CLIENTS[candidate]()
+            if client.available() and (client.caps_requests or not capped):
+                return client
+        raise ConfigError("bench.client", name, f"server.http=2 needs h2load ({INSTALL_HINTS['h2load']})")
+    if name not in CLIENTS:
+        raise ConfigError("bench.client", name, f"must be one of auto, {', '.join(CLIENTS)}")
+    client = CLIENTS[name]()
+    if not client.available():
+        raise ConfigError("bench.client", name, f"{name} is not installed ({INSTALL_HINTS[name]})")
+    if http2 and not client.http2:
+        raise ConfigError("bench.client", name, "server.http=2 serves HTTP/2 only; use bench.client=h2load")
+    if capped and not client.caps_requests:
+        raise ConfigError("bench.client", name, "cannot stop after bench.requests; use builtin or h2load, or unset it")
+    return client

@@ -1,0 +1,238 @@
+"""``mode=bench``: serve the configured app in a child, drive load at it, and write ``bench.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from pyfly_hydra.bench.clients.base import LoadClient, LoadResult, LoadSpec
+from pyfly_hydra.bench.clients.registry import select_client
+from pyfly_hydra.bench.probe import http1_answers, http2_answers
+from pyfly_hydra.bench.process import ServerProcess, Usage, UsageSampler, free_port, parse_cpus, pinned
+from pyfly_hydra.bench.progress import Progress
+from pyfly_hydra.config import SCHEMA_NAME
+from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.messages import describe
+from pyfly_hydra.serve import Plan, make_plan
+
+logger = logging.getLogger("pyfly_hydra")
+
+RECORD_NAME = "bench.json"
+# What a job returns to Hydra sweepers, and whether bigger is better.
+METRICS: dict[str, bool] = {"rps": True, "p50_ms": False, "p90_ms": False, "p99_ms": False}
+STOP_MARGIN_SECONDS = 10.0
+# Overrides that configure the benchmark itself rather than the server it measures.
+NOT_SERVER_KEYS = ("mode", "bench.", "hydra.", "server.port", "server.host")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """``bench.*``, checked."""
+
+    duration: float
+    warmup: float
+    connections: int
+    threads: int
+    path: str
+    requests: int | None
+    client: str
+    metric: str
+    server_cpus: frozenset[int] | None
+    client_cpus: frozenset[int] | None
+    ready_timeout: float
+
+
+def bench_settings(node: DictConfig) -> BenchSettings:
+    """Validate ``bench.*`` and return it typed."""
+    if node.duration <= 0:
+        raise ConfigError("bench.duration", node.duration, "must be a number of seconds > 0")
+    if node.warmup < 0:
+        raise ConfigError("bench.warmup", node.warmup, "must be a number of seconds >= 0")
+    for key in ("connections", "threads"):
+        if node[key] < 1:
+            raise ConfigError(f"bench.{key}", node[key], "must be an integer >= 1")
+    if node.requests is not None and node.requests < 1:
+        raise ConfigError("bench.requests", node.requests, "must be an integer >= 1 or null (no cap)")
+    if not str(node.path).startswith("/"):
+        raise ConfigError("bench.path", node.path, "must start with /")
+    if node.metric not in METRICS:
+        raise ConfigError("bench.metric", node.metric, f"must be one of {', '.join(METRICS)}")
+    if node.ready_timeout <= 0:
+        raise ConfigError("bench.ready_timeout", node.ready_timeout, "must be a number of seconds > 0")
+    return BenchSettings(
+        duration=float(node.duration),
+        warmup=float(node.warmup),
+        connections=int(node.connections),
+        threads=int(node.threads),
+        path=str(node.path),
+        requests=node.requests,
+        client=str(node.client),
+        metric=str(node.metric),
+        server_cpus=parse_cpus("bench.server_cpus", node.server_cpus),
+        client_cpus=parse_cpus("bench.client_cpus", node.client_cpus),
+        ready_timeout=float(node.ready_timeout),
+    )
+
+
+def job_overrides() -> list[str]:
+    """This job's overrides that shape the server (not mode, bench.*, hydra.*, host or port)."""
+    return [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(NOT_SERVER_KEYS)]
+
+
+def serve_command(cfg: DictConfig, *, port: int, output_dir: Path) -> list[str]:
+    """The child's command line: this job's composed config, resolved, served on 127.0.0.1:port."""
+    resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    resolved.update(mode="serve", defaults=[SCHEMA_NAME, "_self_"])
+    config_dir = output_dir / "serve"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "serve.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    return [
+        sys.executable,
+        "-m",
+        "pyfly_hydra",
+        "--config-dir",
+        str(config_dir),
+        "--config-name",
+        "serve",
+        f"server.port={port}",
+        "server.host=127.0.0.1",
+        f"hydra.run.dir={output_dir / 'server'}",
+    ]
+
+
+def _load(client: LoadClient, spec: LoadSpec, progress: Progress | None = None) -> LoadResult:
+    return client.run(spec, on_progress=progress.update if progress else None)
+
+
+def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: Path) -> dict[str, Any]:
+    client = select_client(settings.client, http2=plan.info.http == "2", capped=settings.requests is not None)
+    if client.name == "wrk":
+        for key, seconds in (("bench.duration", settings.duration), ("bench.warmup", settings.warmup)):
+            if seconds != int(seconds):
+                raise ConfigError(key, seconds, "wrk runs whole seconds; use an integer, or bench.client=builtin")
+    port = free_port()
+    scheme = "https" if plan.info.tls else "http"
+    url = f"{scheme}://127.0.0.1:{port}{settings.path}"
+    probe = http2_answers if plan.info.http == "2" else http1_answers
+    server = ServerProcess(
+        serve_command(cfg, port=port, output_dir=output_dir),
+        log_path=output_dir / "server.log",
+        cpus=settings.server_cpus,
+    )
+    label = f"{plan.info.server}/{plan.info.loop} x{plan.info.workers}"
+    try:
+        server.wait_ready(lambda: probe(url), timeout=settings.ready_timeout)
+        with pinned(settings.client_cpus):
+            if settings.warmup > 0:
+                _load(client, LoadSpec(url, settings.warmup, settings.connections, settings.threads))
+            spec = LoadSpec(url, settings.duration, settings.connections, settings.threads, settings.requests)
+            with UsageSampler(server.pid) as sampler, Progress(label, settings.duration) as progress:
+                result = _load(client, spec, progress)
+        usage = sampler.usage()
+        server.ensure_alive()
+    finally:
+        exit_code = server.stop(timeout=plan.server.properties.graceful_timeout + STOP_MARGIN_SECONDS)
+    return _measured_fields(result, usage, settings, exit_code)
+
+
+def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, exit_code: int) -> dict[str, Any]:
+    return {
+        "client": result.client,
+        "connections": settings.connections,
+        "duration": round(result.duration, 3),
+        "requests": result.requests,
+        "errors": result.errors,
+        "rps": round(result.rps, 1),
+        "p50_ms": round(result.p50_ms, 3),
+        "p90_ms": round(result.p90_ms, 3),
+        "p99_ms": round(result.p99_ms, 3),
+        "server_cpu_percent": round(usage.cpu_percent, 1),
+        "server_peak_rss_mib": round(usage.peak_rss_mib, 1),
+        "client_cpu_cores": round(result.client_cpu, 2),
+        "client_threads": result.client_threads,
+        "client_saturated": result.saturated,
+        "server_exit_code": exit_code,
+    }
+
+
+def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:
+    choices = HydraConfig.get().runtime.choices
+    server_config = OmegaConf.to_container(cfg.server, resolve=False)
+    return {
+        "job": HydraConfig.get().job.get("num"),
+        "label": " ".join(job_overrides()) or "(defaults)",
+        "overrides": job_overrides(),
+        "server": plan.info.server if plan else choices.get("server"),
+        "server_version": plan.info.version if plan else None,
+        "loop": plan.info.loop if plan else choices.get("loop"),
+        "workers": plan.info.workers if plan else cfg.server.workers,
+        "http": plan.info.http if plan else cfg.server.http,
+        "tls": plan.info.tls if plan else cfg.server.ssl_certfile is not None,
+        "app": cfg.app,
+        "choices": {"server": choices.get("server"), "loop": choices.get("loop"), "env": choices.get("env")},
+        "server_config": {k: v for k, v in server_config.items() if k != "_target_"},  # type: ignore[union-attr]
+        "app_factory": cfg.app_factory,
+        "metric": cfg.bench.metric,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _log_result(record: dict[str, Any]) -> None:
+    logger.info(
+        "bench %s/%s x%s: %s rps, p50 %.2f ms, p99 %.2f ms, %d errors (%s, %g s, %d connections);"
+        " server CPU %.0f%%, peak RSS %.0f MiB",
+        record["server"],
+        record["loop"],
+        record["workers"],
+        f"{record['rps']:,.0f}",
+        record["p50_ms"],
+        record["p99_ms"],
+        record["errors"],
+        record["client"],
+        record["duration"],
+        record["connections"],
+        record["server_cpu_percent"],
+        record["server_peak_rss_mib"],
+    )
+    if record["client_saturated"]:
+        logger.warning(
+            "the load client used %.2f CPU cores of its %d thread(s): it, not the server, may be the bottleneck;"
+            " pin the two sides apart (bench.server_cpus, bench.client_cpus) or use a faster client",
+            record["client_cpu_cores"],
+            record["client_threads"],
+        )
+
+
+def run_bench(cfg: DictConfig, output_dir: Path) -> float:
+    """Benchmark the configured server; write ``bench.json``; return ``bench.metric``.
+
+    In a sweep (``-m``) a job that fails records its reason in ``bench.json`` and returns NaN, so the
+    other jobs still run and the summary shows the failure; a single run fails with one clear line.
+    """
+    plan: Plan | None = None
+    try:
+        settings = bench_settings(cfg.bench)
+        plan = make_plan(cfg)
+        record = {**_describe_run(cfg, plan), "status": "ok", "reason": None}
+        record.update(_measure(cfg, plan, settings, output_dir))
+    except Exception as error:
+        reason, _ = describe(error)
+        record = {**_describe_run(cfg, plan), "status": "failed", "reason": reason}
+        (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        logger.error("bench failed: %s", reason)
+        return math.nan
+    (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    _log_result(record)
+    return float(record[settings.metric])

@@ -1,0 +1,139 @@
+"""mode=bench end to end, and the sweep summary callback on real sweeps, against real servers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pyfly_hydra.bench.progress import Progress
+from tests.conftest import hidden_modules_env, run_cli
+
+SHORT = ["bench.duration=1", "bench.warmup=1", "bench.connections=8"]
+RECORD_KEYS = {
+    "server", "loop", "workers", "http", "client", "duration", "requests", "errors", "rps", "p50_ms", "p90_ms",
+    "p99_ms", "server_cpu_percent", "server_peak_rss_mib", "client_saturated", "status",
+}  # fmt: skip
+needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (nghttp2-client)")
+
+
+def bench(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
+    run_dir = tmp_path / "run"
+    result = run_cli("mode=bench", *SHORT, *overrides, f"hydra.run.dir={run_dir}", env=env)
+    record_path = run_dir / "bench.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    return result.returncode, record, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("client", ["auto", "builtin"])
+def test_bench_end_to_end(tmp_path: Path, client: str) -> None:
+    code, record, output = bench(tmp_path, "server=uvicorn", "loop=uvloop", f"bench.client={client}")
+    assert code == 0, output
+    assert set(record) >= RECORD_KEYS
+    assert record["status"] == "ok" and record["server"] == "uvicorn" and record["loop"] == "uvloop"
+    assert record["rps"] > 0 and record["requests"] > 0 and record["errors"] == 0
+    assert record["p50_ms"] <= record["p90_ms"] <= record["p99_ms"]
+    assert record["server_cpu_percent"] > 0 and record["server_peak_rss_mib"] > 5
+    assert record["server_exit_code"] == 0
+    if client == "builtin":
+        assert record["client"] == "builtin"
+    assert "bench uvicorn/uvloop x1:" in output
+    served = (tmp_path / "run" / "server.log").read_text()
+    assert "serving pyfly_hydra.demo:app on uvicorn" in served  # started exactly as mode=serve does
+    assert "127.0.0.1" in served
+
+
+@needs_h2load
+def test_bench_http2_uses_h2load(tmp_path: Path) -> None:
+    code, record, output = bench(tmp_path, "server=granian", "server.http=2")
+    assert code == 0, output
+    assert record["client"] == "h2load" and record["http"] == "2"
+    assert record["rps"] > 0 and record["errors"] == 0
+
+
+def test_bench_counts_errors(tmp_path: Path) -> None:
+    code, record, output = bench(tmp_path, "server=granian", "bench.client=builtin", "bench.path=/missing")
+    assert code == 0, output
+    assert record["errors"] == record["requests"] > 0
+
+
+def test_bench_failure_in_a_single_run_is_one_line(tmp_path: Path) -> None:
+    code, record, output = bench(tmp_path, "server=hypercorn", env=hidden_modules_env(tmp_path, "hypercorn"))
+    assert code == 2
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines == [lines[0]] and "server=hypercorn: hypercorn is not installed" in lines[0], output
+    assert record["status"] == "failed" and "not installed" in record["reason"]
+
+
+def sweep(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None) -> tuple[Path, str]:
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli("-m", "mode=bench", *SHORT, *overrides, f"hydra.sweep.dir={sweep_dir}", env=env, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return sweep_dir, result.stdout + result.stderr
+
+
+def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO((sweep_dir / "summary.csv").read_text())))
+
+
+def test_two_job_sweep_summary_and_best_yaml(tmp_path: Path) -> None:
+    sweep_dir, output = sweep(tmp_path, "server=granian,uvicorn", "loop=uvloop")
+    rows = summary_rows(sweep_dir)
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    assert {row["server"] for row in rows} == {"granian", "uvicorn"}
+    assert [row["rank"] for row in rows] == ["1", "2"]
+    assert float(rows[0]["rps"]) >= float(rows[1]["rps"]) > 0
+    assert rows[0]["ratio_to_best"] == "1.0"
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "| 1 |" in summary and "vs best" in summary and "client saturated" in summary
+    assert summary in output  # printed for the person who ran the sweep
+    assert (sweep_dir / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = (sweep_dir / "best.yaml").read_text()
+    assert best.startswith("# @package _global_")
+    winner = rows[0]["server"]
+    user_conf = tmp_path / "myconf" / "env"
+    user_conf.mkdir(parents=True)
+    (user_conf / "fastest.yaml").write_text(best)
+    composed = run_cli("--config-dir", str(tmp_path / "myconf"), "--cfg", "job", "env=fastest")
+    assert composed.returncode == 0, composed.stderr
+    job = yaml.safe_load(composed.stdout)
+    assert job["server"]["_target_"].endswith(f"{winner.capitalize()}Server")
+    assert job["loop"]["_target_"] == "pyfly_hydra.loops.uvloop.UvloopLoop"
+    assert job["server"]["access_log"] is False
+
+
+def test_sweep_with_a_server_that_is_not_installed(tmp_path: Path) -> None:
+    env = hidden_modules_env(tmp_path, "hypercorn")
+    sweep_dir, output = sweep(tmp_path, "server=uvicorn,hypercorn", "bench.client=builtin", env=env)
+    rows = summary_rows(sweep_dir)
+    by_server = {row["server"]: row for row in rows}
+    assert by_server["uvicorn"]["status"] == "ok"
+    assert by_server["hypercorn"]["status"] == "failed"
+    assert "hypercorn is not installed" in by_server["hypercorn"]["reason"]
+    assert "Failed jobs" in (sweep_dir / "summary.md").read_text()
+    assert "override /server: uvicorn" in (sweep_dir / "best.yaml").read_text()
+    assert "1 of 2 jobs failed" in output
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_quiet_without_a_terminal() -> None:
+    quiet = io.StringIO()
+    with Progress("granian/uvloop x1", 0.6, stream=quiet) as progress:
+        progress.update(0.1, 100)
+        time.sleep(0.7)
+    assert quiet.getvalue() == ""
+    terminal = FakeTerminal()
+    with Progress("granian/uvloop x1", 0.6, stream=terminal) as progress:
+        progress.update(0.1, 100)
+        time.sleep(0.7)
+    assert "granian/uvloop x1" in terminal.getvalue() and "rps" in terminal.getvalue()

@@ -1,0 +1,107 @@
+"""wrk and h2load: parsers checked against raw output captured on this machine, and live runs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pyfly_hydra.bench.clients.base import LoadSpec
+from pyfly_hydra.bench.clients.builtin import BuiltinClient
+from pyfly_hydra.bench.clients.external import LoadError
+from pyfly_hydra.bench.clients.h2load import H2loadClient, parse_h2load
+from pyfly_hydra.bench.clients.registry import select_client
+from pyfly_hydra.bench.clients.wrk import WrkClient, parse_wrk
+from pyfly_hydra.errors import ConfigError
+
+DATA = Path(__file__).resolve().parent / "data"
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (nghttp2-client)")
+
+
+def test_wrk_report_with_units_in_ms() -> None:
+    result = parse_wrk((DATA / "wrk_latency.txt").read_text(), client_cpu=0.5, threads=1)
+    assert (result.requests, result.errors, result.duration, result.rps) == (1558, 0, 1.01, 1540.06)
+    assert (result.p50_ms, result.p90_ms, result.p99_ms) == (4.08, 8.74, 14.84)
+    assert not result.saturated
+
+
+def test_wrk_report_with_microseconds_and_non_2xx() -> None:
+    result = parse_wrk((DATA / "wrk_non2xx.txt").read_text(), client_cpu=1.9, threads=2)
+    assert (result.requests, result.errors, result.rps) == (8142, 8142, 8132.75)
+    assert result.p50_ms == pytest.approx(0.347)
+    assert (result.p90_ms, result.p99_ms) == (2.31, 8.44)
+    assert result.saturated  # 1.9 cores of 2 threads
+
+
+def test_wrk_report_with_socket_errors() -> None:
+    result = parse_wrk((DATA / "wrk_socket_errors.txt").read_text(), client_cpu=0.1, threads=1)
+    assert result.errors == 3 + 7
+
+
+def test_wrk_without_latency_report_is_an_error() -> None:
+    with pytest.raises(LoadError, match="no complete --latency report"):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n", client_cpu=0, threads=1)
+
+
+def test_h2load_report_and_log() -> None:
+    result = parse_h2load(
+        (DATA / "h2load_report.txt").read_text(), (DATA / "h2load_requests.log").read_text(), client_cpu=0.2, threads=1
+    )
+    assert (result.requests, result.errors, result.rps) == (20, 0, 845.13)
+    assert result.duration == pytest.approx(0.02367)
+    # nearest-rank percentiles of the 20 logged durations (529 us .. 6654 us)
+    assert (result.p50_ms, result.p90_ms, result.p99_ms) == (1.017, 3.787, 6.654)
+
+
+@needs_wrk
+def test_wrk_live_figures_match_its_raw_output(start_server) -> None:
+    running = start_server("server=granian", "server.access_log=false")
+    spec = LoadSpec(url=running.url + "/", duration=1, connections=8)
+    raw = subprocess.run(WrkClient().command(spec), capture_output=True, text=True, check=True).stdout
+    parsed = parse_wrk(raw, client_cpu=0, threads=1)
+    assert f"{parsed.requests} requests in" in raw
+    assert re.search(rf"Requests/sec:\s+{parsed.rps:.2f}", raw)
+    assert parsed.rps == pytest.approx(parsed.requests / parsed.duration, rel=0.02)
+    assert 0 < parsed.p50_ms <= parsed.p90_ms <= parsed.p99_ms
+    result = WrkClient().run(spec)
+    assert result.requests > 0 and result.errors == 0
+    assert result.client_cpu > 0
+
+
+def test_wrk_cannot_cap_requests() -> None:
+    with pytest.raises(ConfigError, match=re.escape("cannot stop after bench.requests")):
+        select_client("wrk", http2=False, capped=True)
+    assert select_client("auto", http2=False, capped=True).name == "builtin"
+
+
+@needs_h2load
+@pytest.mark.parametrize("server", ["granian", "hypercorn"])
+def test_h2load_live_figures_match_its_log(start_server, tmp_path: Path, server: str) -> None:
+    running = start_server(f"server={server}", "server.http=2", "server.access_log=false", http2_only=True)
+    client = H2loadClient()
+    log = tmp_path / "requests.log"
+    spec = LoadSpec(url=running.url + "/", duration=1, connections=4, requests=300)
+    raw = subprocess.run(client.command(spec, log), capture_output=True, text=True, check=True).stdout
+    parsed = parse_h2load(raw, log.read_text(), client_cpu=0, threads=1)
+    assert parsed.requests == 300 == len(log.read_text().splitlines())
+    assert "300 succeeded" in raw and parsed.errors == 0
+    durations = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines())
+    assert parsed.p99_ms == durations[296] / 1e3  # nearest rank: ceil(0.99 * 300) = 297th
+    timed = client.run(LoadSpec(url=running.url + "/", duration=1, connections=4))
+    assert timed.requests > 0 and timed.errors == 0 and 0.9 < timed.duration < 1.5
+
+
+def test_auto_client_choice() -> None:
+    http1 = select_client("auto", http2=False)
+    assert http1.name == ("wrk" if shutil.which("wrk") else "builtin")
+    if shutil.which("h2load"):
+        assert select_client("auto", http2=True).name == "h2load"
+    with pytest.raises(ConfigError, match=re.escape("use bench.client=h2load")):
+        select_client("builtin", http2=True)
+    with pytest.raises(ConfigError, match="must be one of auto, wrk, h2load, builtin"):
+        select_client("ab", http2=False)
+    assert isinstance(select_client("builtin", http2=False), BuiltinClient)

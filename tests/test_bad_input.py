@@ -57,7 +57,16 @@ CASES = {
         ["server.granian.runtime_threads=2", "only granian"],
     ),
     "reload with workers": (["server.reload=true", "server.workers=2"], ["server.reload=true", "workers=1"]),
-    "unknown mode": (["mode=nope"], ["mode=nope", "serve", "info"]),
+    "unknown mode": (["mode=nope"], ["mode=nope", "serve", "info", "bench"]),
+    "bench duration": (["mode=bench", "bench.duration=0"], ["bench.duration=0", "> 0"]),
+    "bench connections": (["mode=bench", "bench.connections=0"], ["bench.connections=0", ">= 1"]),
+    "bench requests": (["mode=bench", "bench.requests=0"], ["bench.requests=0", ">= 1"]),
+    "bench path": (["mode=bench", "bench.path=health"], ["bench.path=health", "start with /"]),
+    "bench client": (["mode=bench", "bench.client=ab"], ["bench.client=ab", "auto, wrk, h2load, builtin"]),
+    "bench metric": (["mode=bench", "bench.metric=speed"], ["bench.metric=speed", "rps, p50_ms"]),
+    "bench cpus": (["mode=bench", "bench.server_cpus=99"], ["bench.server_cpus=99", "usable CPUs"]),
+    "bench cpus syntax": (["mode=bench", "bench.client_cpus=one"], ["bench.client_cpus=one", "like 0, 0-1"]),
+    "bench duration type": (["mode=bench", "bench.duration=long"], ["bench.duration=long", "must be a number"]),
     "bad override syntax": (["server.port=[1"], ["server.port=[1"]),
 }
 

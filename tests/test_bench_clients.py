@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pyfly_hydra.bench.clients.base import LoadSpec
@@ -15,6 +18,7 @@ from pyfly_hydra.bench.clients.external import LoadError
 from pyfly_hydra.bench.clients.h2load import H2loadClient, parse_h2load
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.clients.wrk import WrkClient, parse_wrk
+from pyfly_hydra.bench.process import pinned
 from pyfly_hydra.errors import ConfigError
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -105,3 +109,28 @@ def test_auto_client_choice() -> None:
     with pytest.raises(ConfigError, match="must be one of auto, wrk, h2load, builtin"):
         select_client("ab", http2=False)
     assert isinstance(select_client("builtin", http2=False), BuiltinClient)
+
+
+@needs_wrk
+@pytest.mark.slow
+def test_builtin_client_keeps_up_with_wrk_or_says_it_is_saturated(start_server) -> None:
+    """Same server, interleaved runs (wrk, builtin, ...), medians of 3: within 15% of wrk, or flagged saturated."""
+    running = start_server("server=granian", "server.access_log=false")
+    spec = LoadSpec(url=running.url + "/", duration=2, connections=64)
+    cpus = sorted(os.sched_getaffinity(0))
+    client_cpus = frozenset(cpus[1:]) if len(cpus) > 1 else None
+    if client_cpus:  # keep the client off the server's core where the machine has two
+        for pid in [running.process.pid, *(c.pid for c in psutil.Process(running.process.pid).children(True))]:
+            os.sched_setaffinity(pid, {cpus[0]})
+    wrk_runs, builtin_runs = [], []
+    with pinned(client_cpus):
+        WrkClient().run(LoadSpec(url=spec.url, duration=1, connections=64))  # warm-up
+        for _ in range(3):
+            wrk_runs.append(WrkClient().run(spec))
+            builtin_runs.append(BuiltinClient().run(spec))
+    wrk_rps = statistics.median(r.rps for r in wrk_runs)
+    builtin = sorted(builtin_runs, key=lambda r: r.rps)[1]
+    assert all(r.errors == 0 for r in wrk_runs + builtin_runs)
+    assert builtin.rps >= 0.85 * wrk_rps or builtin.saturated, (
+        f"builtin {builtin.rps:.0f} rps (client CPU {builtin.client_cpu:.2f}) vs wrk {wrk_rps:.0f} rps"
+    )

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, ClassVar
 
+from pyfly_hydra.bind import listen_socket
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers.base import ServerAdapter, Support
 
@@ -70,30 +71,43 @@ class UvicornServer(ServerAdapter):
         super().check(loop=loop)
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
-        """Serve in this process (workers=1) or under uvicorn's multiprocess supervisor."""
+        """Serve in this process (workers=1), or under uvicorn's reload or multiprocess supervisor."""
         import uvicorn
+        from uvicorn.supervisors import ChangeReload, Multiprocess
 
         p = self.properties
+        config = uvicorn.Config(
+            app.import_string,
+            factory=app.factory,
+            host=p.host,
+            port=p.port,
+            workers=p.workers,
+            loop=loop.name if loop.name in NATIVE_LOOPS else loop.factory,
+            backlog=p.backlog,
+            timeout_graceful_shutdown=p.graceful_timeout,
+            timeout_keep_alive=p.keep_alive_timeout,
+            limit_concurrency=p.max_concurrent_connections,
+            limit_max_requests=p.max_requests_per_worker,
+            ssl_certfile=p.ssl_certfile,
+            ssl_keyfile=p.ssl_keyfile,
+            reload=p.reload,
+            access_log=p.access_log,
+            log_level=p.log_level,
+        )
+        server = uvicorn.Server(config)
         try:
             with _absorb_reraised_signals():
-                uvicorn.run(
-                    app.import_string,
-                    factory=app.factory,
-                    host=p.host,
-                    port=p.port,
-                    workers=p.workers,
-                    loop=loop.name if loop.name in NATIVE_LOOPS else loop.factory,
-                    backlog=p.backlog,
-                    timeout_graceful_shutdown=p.graceful_timeout,
-                    timeout_keep_alive=p.keep_alive_timeout,
-                    limit_concurrency=p.max_concurrent_connections,
-                    limit_max_requests=p.max_requests_per_worker,
-                    ssl_certfile=p.ssl_certfile,
-                    ssl_keyfile=p.ssl_keyfile,
-                    reload=p.reload,
-                    access_log=p.access_log,
-                    log_level=p.log_level,
-                )
+                if config.should_reload or config.workers > 1:
+                    # The same dispatch as uvicorn.run, but on a listener with proto=IPPROTO_TCP (see listen_socket).
+                    sockets = [listen_socket(p.host, p.port)]
+                    if config.should_reload:
+                        ChangeReload(config, target=server.run, sockets=sockets).run()
+                    else:
+                        Multiprocess(config, sockets=sockets).run()
+                else:
+                    server.run()
         except SystemExit as exc:
             raise ServeError(f"uvicorn failed to start (exit {exc.code}); its log above says why") from None
+        if config.workers == 1 and not config.should_reload and not server.started:
+            raise ServeError("uvicorn failed to start; its log above says why")
         return 0

@@ -76,6 +76,16 @@ def support_matrix() -> list[str]:
     return [*lines, "", *notes]
 
 
+def _client_lines() -> list[str]:
+    from pyfly_hydra.bench.clients.registry import CLIENTS, INSTALL_HINTS
+
+    lines = ["Load clients for mode=bench (auto: h2load for server.http=2, otherwise wrk, then builtin):"]
+    for name, client in CLIENTS.items():
+        state = "available" if client().available() else f"not installed ({INSTALL_HINTS[name]})"
+        lines.append(f"  {name:<10} {state}")
+    return lines
+
+
 def render_info(platform: str | None = None) -> str:
     """The whole ``mode=info`` report."""
     platform = platform or sys.platform
@@ -97,6 +107,8 @@ def render_info(platform: str | None = None) -> str:
         "",
         _why("server", servers),
         _why("loop", loops),
+        "",
+        *_client_lines(),
         "",
         "Property support: the server's own option for each key; '- (refused)' fails with an error,",
         "'~' marks an approximation that is logged when the key is set.",

@@ -77,3 +77,5 @@ def test_info_says_what_auto_picks_and_why(tmp_path: Path) -> None:
     assert "auto loop = uvloop" in result.stdout
     assert "server.max_concurrent_connections" in result.stdout
     assert "limit_concurrency" in result.stdout
+    assert "Load clients for mode=bench" in result.stdout
+    assert "builtin    available" in result.stdout

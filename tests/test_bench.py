@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -47,6 +48,13 @@ def test_bench_end_to_end(tmp_path: Path, client: str) -> None:
     served = (tmp_path / "run" / "server.log").read_text()
     assert "serving pyfly_hydra.demo:app on uvicorn" in served  # started exactly as mode=serve does
     assert "127.0.0.1" in served
+
+
+def test_bench_pins_the_server(tmp_path: Path) -> None:
+    first = min(os.sched_getaffinity(0))
+    code, record, output = bench(tmp_path, "server=granian", "server.workers=2", f"bench.server_cpus={first}")
+    assert code == 0, output
+    assert record["server_cpus"] == [first]  # observed on every process of the server tree
 
 
 @needs_h2load

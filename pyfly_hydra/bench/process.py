@@ -69,6 +69,7 @@ class Usage:
 
     cpu_percent: float
     peak_rss_mib: float
+    cpus: tuple[int, ...]  # the CPUs the server's processes were allowed to run on, as observed
 
 
 class UsageSampler:
@@ -80,6 +81,7 @@ class UsageSampler:
         self._thread = threading.Thread(target=self._sample, name="usage-sampler", daemon=True)
         self._cpu: dict[int, float] = {}
         self._peak_rss = 0
+        self._cpus: set[int] = set()
         self._started = 0.0
         self._cpu_at_start = 0.0
 
@@ -96,6 +98,7 @@ class UsageSampler:
                 times = process.cpu_times()
                 self._cpu[process.pid] = times.user + times.system
                 rss += process.memory_info().rss
+                self._cpus.update(process.cpu_affinity())
             except psutil.NoSuchProcess:
                 continue
         self._peak_rss = max(self._peak_rss, rss)
@@ -120,7 +123,11 @@ class UsageSampler:
     def usage(self) -> Usage:
         """CPU and peak RSS over the sampled window."""
         cpu = sum(self._cpu.values()) - self._cpu_at_start
-        return Usage(cpu_percent=100 * cpu / self.wall if self.wall > 0 else 0.0, peak_rss_mib=self._peak_rss / MIB)
+        return Usage(
+            cpu_percent=100 * cpu / self.wall if self.wall > 0 else 0.0,
+            peak_rss_mib=self._peak_rss / MIB,
+            cpus=tuple(sorted(self._cpus)),
+        )
 
 
 class ServerProcess:

@@ -145,3 +145,22 @@ def test_progress_is_quiet_without_a_terminal() -> None:
         progress.update(0.1, 100)
         time.sleep(0.7)
     assert "granian/uvloop x1" in terminal.getvalue() and "rps" in terminal.getvalue()
+
+
+@pytest.mark.slow
+def test_the_six_job_server_by_loop_sweep(tmp_path: Path) -> None:
+    """The issue's own command: every server x loop, 3 s each; six clean rows and a best.yaml."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "-m", "mode=bench", "server=granian,uvicorn,hypercorn", "loop=uvloop,asyncio", "bench.duration=3",
+        f"hydra.sweep.dir={sweep_dir}", timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = summary_rows(sweep_dir)
+    assert len(rows) == 6
+    assert {(row["server"], row["loop"]) for row in rows} == {
+        (server, loop) for server in ("granian", "uvicorn", "hypercorn") for loop in ("uvloop", "asyncio")
+    }
+    assert all(row["status"] == "ok" and float(row["rps"]) > 0 and row["errors"] == "0" for row in rows)
+    assert (sweep_dir / "summary.png").stat().st_size > 10_000
+    assert "override /server:" in (sweep_dir / "best.yaml").read_text()

@@ -75,6 +75,8 @@ class UvicornServer(ServerAdapter):
         import uvicorn
         from uvicorn.supervisors import ChangeReload, Multiprocess
 
+        from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
+
         p = self.properties
         config = uvicorn.Config(
             app.import_string,
@@ -83,6 +85,7 @@ class UvicornServer(ServerAdapter):
             port=p.port,
             workers=p.workers,
             loop=loop.name if loop.name in NATIVE_LOOPS else loop.factory,
+            http=IdleClosingHTTPProtocol,
             backlog=p.backlog,
             timeout_graceful_shutdown=p.graceful_timeout,
             timeout_keep_alive=p.keep_alive_timeout,

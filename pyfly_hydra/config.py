@@ -40,6 +40,8 @@ class ServerProperties:
     reload: bool = False
     access_log: bool = True
     log_level: str = "info"  # critical | error | warning | info | debug
+    proxy_headers: bool = False  # trust X-Forwarded-For/-Proto, only from forwarded_allow_ips
+    forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses or networks, or "*"
     granian: GranianProperties = field(default_factory=GranianProperties)
 
 

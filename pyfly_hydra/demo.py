@@ -1,8 +1,8 @@
 """The built-in demo app: a dependency-free raw ASGI application.
 
 Routes: ``/`` plaintext, ``/json``, ``/health``, ``/loop`` (server, pid and the running loop's class,
-the proof that a worker runs the loop that was asked for) and ``/sleep?seconds=N`` (a slow request,
-for shutdown drills; at most 60 s).
+the proof that a worker runs the loop that was asked for; also HTTP version, scheme and client) and
+``/sleep?seconds=N`` (a slow request, for shutdown drills; at most 60 s).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 "loop": running_loop_name(),
                 "http_version": scope.get("http_version"),
                 "scheme": scope.get("scheme"),
+                "client": (scope.get("client") or [None])[0],
             },
         )
     elif path == "/sleep":

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import fields, replace
 from typing import Any
 
 from pyfly_hydra.config import GranianProperties, ServerProperties
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.proxy_headers import TrustedProxies
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -51,6 +53,18 @@ def _tls(properties: ServerProperties) -> None:
             raise ConfigError(name, path, f"no such file ({os.path.abspath(path)})")
         if not os.access(path, os.R_OK):
             raise ConfigError(name, path, "file is not readable by this user")
+    if key:
+        _warn_if_key_readable_by_others(key)
+
+
+def _warn_if_key_readable_by_others(keyfile: str) -> None:
+    mode = stat.S_IMODE(os.stat(keyfile).st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            "server.ssl_keyfile=%s: the private key is readable by other users (mode %04o); chmod 600 it",
+            keyfile,
+            mode,
+        )
 
 
 def _granian(granian: GranianProperties) -> None:
@@ -74,6 +88,7 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     _one_of("server.http", properties.http, HTTP_VERSIONS)
     _one_of("server.log_level", properties.log_level, LOG_LEVELS)
     _tls(properties)
+    TrustedProxies(properties.forwarded_allow_ips)
     _granian(properties.granian)
     workers = properties.workers
     if workers == 0:

@@ -20,6 +20,7 @@ from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
 from pyfly_hydra.properties import validate_properties
+from pyfly_hydra.proxy_headers import APP_ENV, FACTORY_ENV, TRUSTED_ENV, WRAPPED_APP
 from pyfly_hydra.resolvers import SERVER_PRIORITY, is_installed, loop_priority
 from pyfly_hydra.server_info import ServerInfo
 
@@ -57,6 +58,14 @@ def _instantiate(key: str, node: DictConfig, port: type, **overrides: Any) -> An
     return adapter
 
 
+def behind_proxy_headers(app: AppTarget, *, trusted: str) -> AppTarget:
+    """Serve ``app`` through the ProxyHeadersMiddleware factory; workers find the real app in the environment."""
+    os.environ[APP_ENV] = app.import_string
+    os.environ[FACTORY_ENV] = "1" if app.factory else "0"
+    os.environ[TRUSTED_ENV] = trusted
+    return AppTarget(import_string=WRAPPED_APP, factory=True)
+
+
 def make_plan(cfg: DictConfig) -> Plan:
     """Validate the composed config and build the adapters; raise ConfigError on the first problem."""
     properties = server_properties(cfg.server)
@@ -69,8 +78,10 @@ def make_plan(cfg: DictConfig) -> Plan:
     _require_installed("server", server.name, server.module, SERVER_PRIORITY)
     server.check(loop=loop)
     app = load_app_target(cfg.app, factory=cfg.app_factory)
+    if properties.proxy_headers and not getattr(server, "handles_proxy_headers", False):
+        app = behind_proxy_headers(app, trusted=properties.forwarded_allow_ips)
     info = ServerInfo(
-        app=app.import_string,
+        app=cfg.app,
         server=server.name,
         version=server.version(),
         loop=loop.name,

@@ -37,6 +37,7 @@ class ServerAdapter:
     support: ClassVar[dict[str, Support]]
     loops: ClassVar[tuple[str, ...]]  # the loop names this server can run in its workers
     runs_loop_factories: ClassVar[bool] = False  # True: also runs any other loop from its factory string
+    handles_proxy_headers: ClassVar[bool] = False  # False: the runner wraps the app in ProxyHeadersMiddleware
 
     def __init__(self, **properties: Any) -> None:
         granian = properties.pop("granian", None) or GranianProperties()

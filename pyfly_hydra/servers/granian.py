@@ -41,6 +41,8 @@ class GranianServer(ServerAdapter):
         "reload": Support("reload"),
         "access_log": Support("log_access"),
         "log_level": Support("log_level"),
+        "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
+        "forwarded_allow_ips": Support("ProxyHeadersMiddleware"),
     }
 
     def check(self, *, loop: EventLoopPort) -> None:

@@ -1,15 +1,18 @@
-"""A drain-first supervisor for hypercorn's worker processes.
+"""A drain-first, respawning supervisor for hypercorn's worker processes.
 
 ``hypercorn.run.run`` terminates every remaining worker as soon as the first one has exited, so with
-workers > 1 a SIGTERM cuts in-flight requests, and a crashed worker still ends in exit 0. This
-supervisor uses hypercorn's own sockets and worker functions, but on SIGINT/SIGTERM it waits for
-every worker to drain (up to ``graceful_timeout`` plus a margin) and a crashed worker stops the
-server with a non-zero exit code.
+workers > 1 a SIGTERM cuts in-flight requests, a crashed worker is never replaced, and the server
+still ends in exit 0. This supervisor uses hypercorn's own sockets and worker functions, but:
+
+- on SIGINT/SIGTERM it waits for every worker to drain (up to ``graceful_timeout`` plus a margin);
+- a worker that dies is respawned, unless its slot was respawned less than ``CRASH_LOOP_SECONDS``
+  before: that stops the server with exit code 1 rather than spin.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import signal
 import time
@@ -19,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hypercorn.config import Config
+    from hypercorn.config import Config, Sockets
     from hypercorn.typing import WorkerFunc
 
 logger = logging.getLogger("pyfly_hydra")
@@ -27,6 +30,12 @@ logger = logging.getLogger("pyfly_hydra")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DRAIN_MARGIN_SECONDS = 5.0
 POLL_SECONDS = 0.2
+CRASH_LOOP_SECONDS = 5.0
+
+
+def _close(sockets: Sockets) -> None:
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.close()
 
 
 def _stop(processes: list[BaseProcess], deadline: float) -> None:
@@ -43,7 +52,7 @@ def _stop(processes: list[BaseProcess], deadline: float) -> None:
 
 
 def serve_workers(config: Config, worker: WorkerFunc, *, workers: int, graceful_timeout: float) -> int:
-    """Run ``workers`` hypercorn worker processes on shared sockets until a signal or a crash."""
+    """Run ``workers`` hypercorn worker processes on shared sockets until a signal or a crash loop."""
     context = multiprocessing.get_context("spawn")
     sockets = config.create_sockets()
     shutdown = context.Event()
@@ -54,33 +63,49 @@ def serve_workers(config: Config, worker: WorkerFunc, *, workers: int, graceful_
         stopping = True
         shutdown.set()
 
+    def spawn() -> BaseProcess:
+        process = context.Process(
+            target=worker, kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown}
+        )
+        process.start()
+        return process
+
     # Workers inherit SIGINT ignored, so a terminal's Ctrl-C reaches them only through `shutdown`.
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
     processes: list[BaseProcess] = []
+    respawned_at: dict[int, float] = {}  # slot -> when its worker was last replaced
     exit_code = 0
     try:
-        for _ in range(workers):
-            process = context.Process(
-                target=worker, kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown}
-            )
-            process.start()
-            processes.append(process)
+        processes = [spawn() for _ in range(workers)]
         for sig in STOP_SIGNALS:
             signal.signal(sig, on_signal)
         while not stopping:
-            exited = wait([process.sentinel for process in processes], timeout=POLL_SECONDS)
-            if exited and not stopping:
-                crashed = [p for p in processes if p.exitcode is not None]
-                for process in crashed:
-                    logger.error("hypercorn worker pid %s exited unexpectedly (code %s)", process.pid, process.exitcode)
-                exit_code = 1
-                shutdown.set()
-                break
+            wait([process.sentinel for process in processes], timeout=POLL_SECONDS)
+            for slot, process in enumerate(processes):
+                if stopping or process.exitcode is None:
+                    continue
+                now = time.monotonic()
+                if now - respawned_at.get(slot, -math.inf) < CRASH_LOOP_SECONDS:
+                    logger.error(
+                        "hypercorn worker pid %s died (exit %s) within %.0f s of being respawned; stopping",
+                        process.pid,
+                        process.exitcode,
+                        CRASH_LOOP_SECONDS,
+                    )
+                    exit_code, stopping = 1, True
+                    shutdown.set()
+                    break
+                else:
+                    logger.error("hypercorn worker pid %s died (exit %s); respawning it", process.pid, process.exitcode)
+                process.join()
+                processes[slot] = spawn()
+                respawned_at[slot] = now
+        # Refuse new connections at once: each worker closes its copy when it sees `shutdown`.
+        _close(sockets)
         _stop(processes, time.monotonic() + graceful_timeout + DRAIN_MARGIN_SECONDS)
     finally:
         shutdown.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-            sock.close()
+        _close(sockets)
     return exit_code

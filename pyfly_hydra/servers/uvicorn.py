@@ -43,6 +43,7 @@ class UvicornServer(ServerAdapter):
     module: ClassVar[str] = "uvicorn"
     loops: ClassVar[tuple[str, ...]] = NATIVE_LOOPS
     runs_loop_factories: ClassVar[bool] = True
+    handles_proxy_headers: ClassVar[bool] = True
     support: ClassVar[dict[str, Support]] = {
         "host": Support("host"),
         "port": Support("port"),
@@ -58,6 +59,8 @@ class UvicornServer(ServerAdapter):
         "reload": Support("reload"),
         "access_log": Support("access_log"),
         "log_level": Support("log_level"),
+        "proxy_headers": Support("proxy_headers"),
+        "forwarded_allow_ips": Support("forwarded_allow_ips"),
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
@@ -73,9 +76,10 @@ class UvicornServer(ServerAdapter):
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve in this process (workers=1), or under uvicorn's reload or multiprocess supervisor."""
         import uvicorn
-        from uvicorn.supervisors import ChangeReload, Multiprocess
+        from uvicorn.supervisors import ChangeReload
 
         from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
+        from pyfly_hydra.servers.uvicorn_supervisor import ClosingMultiprocess
 
         p = self.properties
         config = uvicorn.Config(
@@ -96,21 +100,29 @@ class UvicornServer(ServerAdapter):
             reload=p.reload,
             access_log=p.access_log,
             log_level=p.log_level,
+            proxy_headers=p.proxy_headers,
+            forwarded_allow_ips=p.forwarded_allow_ips,
         )
         server = uvicorn.Server(config)
         try:
             with _absorb_reraised_signals():
-                if config.should_reload or config.workers > 1:
-                    # The same dispatch as uvicorn.run, but on a listener with proto=IPPROTO_TCP (see listen_socket).
+                # uvicorn.run's dispatch, but on a listener with proto=IPPROTO_TCP (see listen_socket), and a
+                # lone worker with limit_max_requests runs supervised, so it is recycled instead of exiting.
+                if config.should_reload or config.workers > 1 or p.max_requests_per_worker is not None:
                     sockets = [listen_socket(p.host, p.port)]
                     if config.should_reload:
                         ChangeReload(config, target=server.run, sockets=sockets).run()
                     else:
-                        Multiprocess(config, sockets=sockets).run()
+                        ClosingMultiprocess(config, sockets=sockets).run()
                 else:
                     server.run()
         except SystemExit as exc:
             raise ServeError(f"uvicorn failed to start (exit {exc.code}); its log above says why") from None
-        if config.workers == 1 and not config.should_reload and not server.started:
+        if (
+            config.workers == 1
+            and not config.should_reload
+            and p.max_requests_per_worker is None
+            and not server.started
+        ):
             raise ServeError("uvicorn failed to start; its log above says why")
         return 0

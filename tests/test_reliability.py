@@ -1,0 +1,166 @@
+"""Reliability against real servers: load, SIGTERM under load, worker crashes, recycling, overload."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import psutil
+import pytest
+
+from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
+from pyfly_hydra.bench.clients.builtin import BuiltinClient
+from pyfly_hydra.bench.clients.registry import select_client
+from tests.conftest import SERVERS
+
+QUIET = "server.access_log=false"
+
+
+def load(url: str, *, duration: float, connections: int, requests: int | None = None) -> LoadResult:
+    """wrk when installed (whole seconds), else the builtin client."""
+    client = select_client("auto", http2=False, capped=requests is not None)
+    return client.run(LoadSpec(url=url, duration=duration, connections=connections, threads=2, requests=requests))
+
+
+def worker_pids(runner_pid: int) -> set[int]:
+    """Every descendant of the runner that could be serving (multiprocessing helpers excluded)."""
+    pids = set()
+    for child in psutil.Process(runner_pid).children(recursive=True):
+        cmdline = " ".join(child.cmdline())
+        if "resource_tracker" not in cmdline:
+            pids.add(child.pid)
+    return pids
+
+
+def serving_pids(url: str, attempts: int = 60) -> set[int]:
+    pids = set()
+    for _ in range(attempts):
+        pids.add(httpx.get(url + "/loop", headers={"connection": "close"}, timeout=5).json()["pid"])
+    return pids
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_256_keep_alive_connections_without_a_failure(start_server, server: str) -> None:
+    running = start_server(f"server={server}", "server.workers=2", QUIET)
+    result = load(running.url + "/", duration=5, connections=256)
+    assert result.requests > 1000
+    assert result.errors == 0, result  # socket errors, timeouts and non-2xx/3xx together
+    assert running.stop() == 0
+
+
+def new_connection_outcome(port: int) -> str:
+    """'refused', 'reset', 'served' or 'hung': what a new connection gets while the server stops."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.5) as sock:
+            sock.settimeout(1.5)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            data = sock.recv(64)
+    except ConnectionRefusedError:
+        return "refused"
+    except ConnectionResetError:
+        return "reset"
+    except TimeoutError:
+        return "hung"
+    return "served" if data.startswith(b"HTTP/1.1 200") else "reset"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_sigterm_under_load_drains_and_refuses_new_connections(start_server, server: str) -> None:
+    graceful = 4
+    running = start_server(f"server={server}", "server.workers=2", f"server.graceful_timeout={graceful}", QUIET)
+    background = threading.Thread(
+        target=lambda: BuiltinClient().run(LoadSpec(url=running.url + "/", duration=3, connections=16))
+    )
+    background.start()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        slow = [
+            pool.submit(lambda: httpx.get(running.url + "/sleep?seconds=1.5", timeout=20).status_code)
+            for _ in range(32)
+        ]
+        time.sleep(0.6)  # all 32 are in flight
+        running.process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        outcomes = []
+        while running.process.poll() is None and time.monotonic() - stopped_at < graceful + 2:
+            outcomes.append(new_connection_outcome(running.port))
+            time.sleep(0.2)
+        statuses = [future.result() for future in slow]
+    code = running.process.wait(timeout=graceful + 2)
+    elapsed = time.monotonic() - stopped_at
+    background.join()
+    assert statuses == [200] * 32, statuses  # every accepted request completed
+    assert "hung" not in outcomes, outcomes  # new connections refused (or served), never left hanging
+    assert code == 0, running.log()
+    assert elapsed < graceful + 2
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_worker_killed_under_load_keeps_serving(start_server, server: str) -> None:
+    running = start_server(f"server={server}", "server.workers=2", QUIET)
+    before = worker_pids(running.process.pid)
+    victim = next(iter(serving_pids(running.url, attempts=5)))
+    results: list[LoadResult] = []
+    loader = threading.Thread(
+        target=lambda: results.append(BuiltinClient().run(LoadSpec(url=running.url + "/", duration=4, connections=32)))
+    )
+    loader.start()
+    time.sleep(1)
+    os.kill(victim, signal.SIGKILL)
+    loader.join()
+    (result,) = results
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(serving_pids(running.url, attempts=20)) < 2:
+        time.sleep(0.5)
+    assert running.process.poll() is None, running.log()
+    pids = serving_pids(running.url, attempts=40)
+    assert victim not in pids and len(pids) == 2, (pids, before)
+    print(f"\n{server}: {result.errors} requests lost of {result.requests} when a worker was killed")
+    assert result.errors <= 32, result  # at most the requests in flight on the killed worker's connections
+    assert running.stop() == 0, running.log()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_max_requests_recycles_workers_under_load(start_server, workers: int) -> None:
+    """uvicorn (the server that recycles cleanly): 3,000 keep-alive requests, a new worker every ~300.
+
+    The client waits up to 15 s for an answer: while a lone worker is replaced, requests queue in the
+    listener's backlog rather than fail.
+    """
+    running = start_server("server=uvicorn", f"server.workers={workers}", "server.max_requests_per_worker=300", QUIET)
+    first = serving_pids(running.url, attempts=4)
+    spec = LoadSpec(url=running.url + "/", duration=60, connections=8, requests=3000)
+    result = BuiltinClient(timeout=15).run(spec)
+    assert result.requests == 3000
+    assert running.process.poll() is None, "the server exited instead of recycling its worker"
+    assert serving_pids(running.url, attempts=4) - first, "no worker was recycled"
+    assert result.errors == 0, result
+    assert running.stop() == 0, running.log()
+
+
+def concurrent_statuses(url: str, count: int) -> tuple[list[int], float]:
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        statuses = list(pool.map(lambda _: httpx.get(url, timeout=30).status_code, range(count)))
+    return statuses, time.monotonic() - started
+
+
+def test_uvicorn_sheds_overload_with_503(start_server) -> None:
+    running = start_server("server=uvicorn", "server.max_concurrent_connections=4", QUIET)
+    statuses, _ = concurrent_statuses(running.url + "/sleep?seconds=1", 16)
+    assert set(statuses) == {200, 503}, statuses
+    assert statuses.count(200) >= 1 and statuses.count(503) >= 8
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("limit", ["server.granian.backpressure=2", "server.max_concurrent_connections=2"])
+def test_granian_queues_overload(start_server, limit: str) -> None:
+    running = start_server("server=granian", limit, QUIET)
+    statuses, elapsed = concurrent_statuses(running.url + "/sleep?seconds=0.5", 8)
+    assert statuses == [200] * 8  # nothing shed
+    assert elapsed >= 1.5, f"8 requests of 0.5 s, 2 at a time, took only {elapsed:.2f} s"
+    assert running.stop() == 0

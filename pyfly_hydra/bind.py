@@ -37,6 +37,8 @@ def ensure_bindable(host: str, port: int) -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError("server.host", host, f"cannot be resolved ({exc.strerror})") from None
+    except (UnicodeError, ValueError):
+        raise ConfigError("server.host", host, "is not a valid IP address or host name") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -27,12 +27,21 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _at_least(key: str, value: int | None, minimum: int, *, optional: bool = False) -> None:
+# Upper bounds keep absurd values from reaching the servers (granian's Rust side takes 32-bit numbers).
+MAX_WORKERS = 1024
+MAX_BACKLOG = 65535
+MAX_SECONDS = 86400
+MAX_KEEP_ALIVE_SECONDS = 3600
+MAX_COUNT = 2**31 - 1
+MAX_RUNTIME_THREADS = 256
+
+
+def _between(key: str, value: int | None, minimum: int, maximum: int, *, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if value is None or value < minimum:
+    if value is None or not minimum <= value <= maximum:
         extra = " or null (no limit)" if optional else ""
-        raise ConfigError(key, value, f"must be an integer >= {minimum}{extra}")
+        raise ConfigError(key, value, f"must be an integer {minimum}..{maximum}{extra}")
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -68,9 +77,9 @@ def _warn_if_key_readable_by_others(keyfile: str) -> None:
 
 
 def _granian(granian: GranianProperties) -> None:
-    _at_least("server.granian.runtime_threads", granian.runtime_threads, 1)
+    _between("server.granian.runtime_threads", granian.runtime_threads, 1, MAX_RUNTIME_THREADS)
     _one_of("server.granian.runtime_mode", granian.runtime_mode, GRANIAN_RUNTIME_MODES)
-    _at_least("server.granian.backpressure", granian.backpressure, 1, optional=True)
+    _between("server.granian.backpressure", granian.backpressure, 1, MAX_COUNT, optional=True)
 
 
 def validate_properties(properties: ServerProperties) -> ServerProperties:
@@ -79,12 +88,12 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
         raise ConfigError("server.host", properties.host, "must be an IP address or host name, e.g. 127.0.0.1")
     if not 1 <= properties.port <= MAX_PORT:
         raise ConfigError("server.port", properties.port, f"must be an integer 1..{MAX_PORT}")
-    _at_least("server.workers", properties.workers, 0)
-    _at_least("server.backlog", properties.backlog, 1)
-    _at_least("server.graceful_timeout", properties.graceful_timeout, 0)
-    _at_least("server.keep_alive_timeout", properties.keep_alive_timeout, 1)
-    _at_least("server.max_concurrent_connections", properties.max_concurrent_connections, 1, optional=True)
-    _at_least("server.max_requests_per_worker", properties.max_requests_per_worker, 1, optional=True)
+    _between("server.workers", properties.workers, 0, MAX_WORKERS)
+    _between("server.backlog", properties.backlog, 1, MAX_BACKLOG)
+    _between("server.graceful_timeout", properties.graceful_timeout, 0, MAX_SECONDS)
+    _between("server.keep_alive_timeout", properties.keep_alive_timeout, 1, MAX_KEEP_ALIVE_SECONDS)
+    _between("server.max_concurrent_connections", properties.max_concurrent_connections, 1, MAX_COUNT, optional=True)
+    _between("server.max_requests_per_worker", properties.max_requests_per_worker, 1, MAX_COUNT, optional=True)
     _one_of("server.http", properties.http, HTTP_VERSIONS)
     _one_of("server.log_level", properties.log_level, LOG_LEVELS)
     _tls(properties)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
@@ -175,3 +176,24 @@ def start_server(tmp_path: Path) -> Iterator:
     yield start
     for server in started:
         server.kill_group()
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ssl.SSLContext]:
+    """A test CA's certificate for 127.0.0.1/localhost: (certfile, keyfile mode 600, client context)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    directory = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    cert.private_key_pem.write_to_path(str(keyfile))
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for blob in cert.cert_chain_pems[1:]:
+        blob.write_to_path(str(certfile), append=True)
+    keyfile.chmod(0o600)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return certfile, keyfile, context
+
+
+def tls_overrides(tls: tuple[Path, Path, ssl.SSLContext]) -> list[str]:
+    return [f"server.ssl_certfile={tls[0]}", f"server.ssl_keyfile={tls[1]}"]

@@ -25,7 +25,7 @@ CASES = {
     "unknown loop": (["loop=nope"], ["loop=nope", "uvloop", "asyncio"]),
     "loop not installed": (["loop=winloop"], ["loop=winloop", "not installed", "pyfly-hydra[winloop]"]),
     "workers not an int": (["server.workers=abc"], ["server.workers=abc", "must be an integer"]),
-    "negative workers": (["server.workers=-1"], ["server.workers=-1", ">= 0"]),
+    "negative workers": (["server.workers=-1"], ["server.workers=-1", "0..1024"]),
     "port out of range": (["server.port=70000"], ["server.port=70000", "1..65535"]),
     "misspelled key": (["server.wrkers=2"], ["server.wrkers", "unknown key", "did you mean server.workers"]),
     "misspelled top-level key": (["ap=x:y"], ["ap", "unknown key"]),

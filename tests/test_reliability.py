@@ -40,7 +40,7 @@ def worker_pids(runner_pid: int) -> set[int]:
 def serving_pids(url: str, attempts: int = 60) -> set[int]:
     pids = set()
     for _ in range(attempts):
-        pids.add(httpx.get(url + "/loop", headers={"connection": "close"}, timeout=5).json()["pid"])
+        pids.add(httpx.get(url + "/loop", headers={"connection": "close"}, timeout=15).json()["pid"])
     return pids
 
 

@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-import ssl
-from pathlib import Path
-
 import httpx
 import pytest
-import trustme
 
-from tests.conftest import SERVERS, run_cli
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ssl.SSLContext]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    directory = tmp_path_factory.mktemp("tls")
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    cert.private_key_pem.write_to_path(str(keyfile))
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for blob in cert.cert_chain_pems[1:]:
-        blob.write_to_path(str(certfile), append=True)
-    keyfile.chmod(0o600)
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return certfile, keyfile, context
-
-
-def tls_overrides(tls: tuple[Path, Path, ssl.SSLContext]) -> list[str]:
-    return [f"server.ssl_certfile={tls[0]}", f"server.ssl_keyfile={tls[1]}"]
+from tests.conftest import SERVERS, run_cli, tls_overrides
 
 
 @pytest.mark.parametrize("server", SERVERS)

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from pyfly_hydra.ports import EventLoopPort
 
 
+# granian caps http1_settings.header_read_timeout at 60,000 ms.
+MAX_HEADER_READ_SECONDS = 60
+
+
 class GranianServer(ServerAdapter):
     """Runs the app through ``granian.Granian`` with ``interface=asgi`` and an explicit loop."""
 
@@ -46,8 +50,14 @@ class GranianServer(ServerAdapter):
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
-        """Besides the table: ``max_concurrent_connections`` and ``granian.backpressure`` are one option."""
+        """Besides the table: the keep-alive stand-in's range, and one limit for two keys."""
         super().check(loop=loop)
+        if self.properties.keep_alive_timeout > MAX_HEADER_READ_SECONDS:
+            raise ConfigError(
+                "server.keep_alive_timeout",
+                self.properties.keep_alive_timeout,
+                f"granian's header read timeout stands in for it and allows at most {MAX_HEADER_READ_SECONDS} s",
+            )
         granian = self.properties.granian
         if granian.backpressure is not None and self.properties.max_concurrent_connections is not None:
             raise ConfigError(

@@ -55,7 +55,7 @@ class UvicornServer(ServerAdapter):
         "ssl_keyfile": Support("ssl_keyfile"),
         "keep_alive_timeout": Support("timeout_keep_alive"),
         "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
-        "max_requests_per_worker": Support("limit_max_requests"),
+        "max_requests_per_worker": Support("limit_max_requests", "with 10% jitter, so workers recycle apart"),
         "reload": Support("reload"),
         "access_log": Support("access_log"),
         "log_level": Support("log_level"),
@@ -95,6 +95,8 @@ class UvicornServer(ServerAdapter):
             timeout_keep_alive=p.keep_alive_timeout,
             limit_concurrency=p.max_concurrent_connections,
             limit_max_requests=p.max_requests_per_worker,
+            # Up to 10% more per worker, so workers do not all recycle (and stop serving) at once.
+            limit_max_requests_jitter=(p.max_requests_per_worker or 0) // 10,
             ssl_certfile=p.ssl_certfile,
             ssl_keyfile=p.ssl_keyfile,
             reload=p.reload,

@@ -1,0 +1,113 @@
+"""The long reliability runs behind the README's "Reliability" figures (about 3 minutes on 2 CPUs).
+
+    .venv/bin/python benchmarks/reliability.py [--duration 20] [--servers granian,uvicorn,hypercorn]
+
+For each server with 2 workers: 256 keep-alive connections for --duration seconds (wrk, or the builtin
+client); the same load with one worker killed (SIGKILL) a quarter of the way in; and SIGTERM while
+the load runs. Prints a Markdown table. Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
+from pyfly_hydra.bench.clients.registry import select_client
+from pyfly_hydra.bench.probe import http1_answers
+from pyfly_hydra.bench.process import free_port
+
+CONNECTIONS = 256
+
+
+def start(server: str, log: Path, *overrides: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    command = [sys.executable, "-m", "pyfly_hydra", f"server={server}", "server.workers=2", f"server.port={port}"]
+    command += ["server.access_log=false", f"hydra.run.dir={log.parent / log.stem}", *overrides]
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not http1_answers(f"http://127.0.0.1:{port}/health"):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit(f"{server} did not start: see {log}")
+        time.sleep(0.1)
+    return process, port
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=40)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def drive(port: int, duration: int) -> LoadResult:
+    client = select_client("auto", http2=False)
+    return client.run(LoadSpec(f"http://127.0.0.1:{port}/", duration, CONNECTIONS, threads=2))
+
+
+def steady(server: str, workdir: Path, duration: int) -> str:
+    process, port = start(server, workdir / f"{server}-steady.log")
+    result = drive(port, duration)
+    code = stop(process)
+    figures = f"{result.requests:,} requests, {result.rps:,.0f} rps, {result.errors} failed"
+    return f"{figures}, p99 {result.p99_ms:.1f} ms, exit {code}"
+
+
+def crash(server: str, workdir: Path, duration: int) -> str:
+    process, port = start(server, workdir / f"{server}-crash.log")
+    workers = [
+        p
+        for p in psutil.Process(process.pid).children(recursive=True)
+        if "resource_tracker" not in " ".join(p.cmdline())
+    ]
+    victim = workers[-1].pid
+    threading.Timer(duration / 4, os.kill, (victim, signal.SIGKILL)).start()
+    result = drive(port, duration)
+    alive = process.poll() is None and http1_answers(f"http://127.0.0.1:{port}/health")
+    code = stop(process)
+    return f"{result.errors} of {result.requests:,} requests lost; {'still serving' if alive else 'DOWN'}, exit {code}"
+
+
+def sigterm(server: str, workdir: Path, duration: int) -> str:
+    process, port = start(server, workdir / f"{server}-sigterm.log", "server.graceful_timeout=10")
+    threading.Timer(duration / 2, process.send_signal, (signal.SIGTERM,)).start()
+    started = time.monotonic()
+    result = drive(port, duration)
+    code = process.wait(timeout=40)
+    after = time.monotonic() - started - duration / 2
+    return f"exit {code}, {after:.1f} s after SIGTERM; the client saw {result.errors} errors (refused after the stop)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--servers", default="granian,uvicorn,hypercorn")
+    args = parser.parse_args()
+    client = select_client("auto", http2=False).name
+    load = f"{CONNECTIONS} connections, {args.duration} s ({client})"
+    print(f"| server (2 workers) | {load} | worker killed under load | SIGTERM under load |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="pyfly-reliability-") as directory:
+        workdir = Path(directory)
+        for server in args.servers.split(","):
+            row = [
+                steady(server, workdir, args.duration),
+                crash(server, workdir, args.duration),
+                sigterm(server, workdir, args.duration),
+            ]
+            print(f"| {server} | " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

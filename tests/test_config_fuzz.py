@@ -1,0 +1,171 @@
+"""Hostile values for every server.* key: a clean one-line error naming the key, or a value we checked.
+
+In process for every key x value (Hydra's override parser and OmegaConf's update on the composed
+config, as Hydra applies a command-line override, then the checks `mode=serve` runs before any server
+starts), and a seeded sample through the real command line.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import os
+import random
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from pyfly_hydra.bind import ensure_bindable
+from pyfly_hydra.cli import CONFIG_DIR
+from pyfly_hydra.config import GranianProperties, ServerProperties
+from pyfly_hydra.messages import describe
+from pyfly_hydra.properties import HTTP_VERSIONS, LOG_LEVELS
+from pyfly_hydra.serve import make_plan
+from tests.conftest import run_cli
+
+SEED = 20261124
+HOSTILE = [
+    "''", "' '", "-1", "0", "1", "65536", "99999999999999999999", "1e309", "-0.5", "nan", "true", "null",
+    "[1,2]", "{a: 1}", "'💥'", "'ünïcödé'", "/etc/shadow", "../../../etc/passwd", "'0.0.0.0; rm -rf /'",
+    "'${oc.env:HOME}'", "'%s%s%n'", "'\\\\x00'", "2147483648", "'auto'", "'*'",
+]  # fmt: skip
+RANDOM_TEXT = "".join(chr(c) for c in (*range(33, 127), 0x2603, 0x1F4A5, 0x00E9, 0x4E2D))
+
+
+def random_values(count: int) -> list[str]:
+    rng = random.Random(SEED)
+    values = []
+    for _ in range(count):
+        text = "".join(rng.choice(RANDOM_TEXT) for _ in range(rng.randint(1, 12))).replace("'", "")
+        values.append(f"'{text.replace(chr(92), '')}'")
+        values.append(str(rng.choice([-(2**40), -7, 3, 70000, 2**33, 10**18])))
+    return values
+
+
+def _is_int(low: int, high: int, *, optional: bool = False) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if value is None:
+            return optional
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    return check
+
+
+def _file(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and os.path.isfile(value) and os.access(value, os.R_OK))
+
+
+def _host(value: Any) -> bool:
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        return False
+    try:
+        socket.getaddrinfo(value, 0)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return True
+
+
+def _allow_ips(value: Any) -> bool:
+    items = [item.strip() for item in str(value).split(",") if item.strip()]
+    try:
+        return bool(items) and all(item == "*" or ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError:
+        return False
+
+
+def _bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+# The independent oracle: what each key may hold for a server to start with it.
+VALID: dict[str, Callable[[Any], bool]] = {
+    "host": _host,
+    "port": _is_int(1, 65535),
+    "workers": _is_int(0, 1024),
+    "backlog": _is_int(1, 65535),
+    "graceful_timeout": _is_int(0, 86400),
+    "http": lambda v: v in HTTP_VERSIONS,
+    "ssl_certfile": _file,
+    "ssl_keyfile": _file,
+    "keep_alive_timeout": _is_int(1, 60),  # granian (the default server) allows at most 60
+    "max_concurrent_connections": _is_int(1, 2**31 - 1, optional=True),
+    "max_requests_per_worker": lambda v: v is None,  # granian refuses the key
+    "reload": _bool,
+    "access_log": _bool,
+    "log_level": lambda v: v in LOG_LEVELS,
+    "proxy_headers": _bool,
+    "forwarded_allow_ips": _allow_ips,
+    "granian.runtime_threads": _is_int(1, 256),
+    "granian.runtime_mode": lambda v: v in ("auto", "st", "mt"),
+    "granian.backpressure": _is_int(1, 2**31 - 1, optional=True),
+    "granian.respawn_failed_workers": _bool,
+}
+KEYS = [f.name for f in fields(ServerProperties) if f.name != "granian"] + [
+    f"granian.{f.name}" for f in fields(GranianProperties)
+]
+
+
+def test_the_oracle_covers_every_key() -> None:
+    assert sorted(VALID) == sorted(KEYS)
+
+
+@pytest.fixture(scope="module")
+def base_config() -> Iterator[DictConfig]:
+    """The composed default config with server=granian (composing takes ~80 ms; overriding ~1 ms)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        yield compose("config", overrides=["server=granian"])
+
+
+def checked_value(base: DictConfig, override: str) -> Any:
+    """Apply ``override`` as Hydra does and check as `mode=serve` does; return the value, or raise."""
+    (parsed,) = OverridesParser.create().parse_overrides([override])
+    cfg = copy.deepcopy(base)
+    OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), merge=True)
+    plan = make_plan(cfg)
+    ensure_bindable(plan.info.host, 0)
+    node: Any = cfg.server
+    key = override.split("=", 1)[0].removeprefix("server.")
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_hostile_values_in_process(base_config: DictConfig, key: str) -> None:
+    for value in [*HOSTILE, *random_values(6)]:
+        override = f"server.{key}={value}"
+        try:
+            composed = checked_value(base_config, override)
+        except Exception as error:
+            message, code = describe(error)
+            assert "\n" not in message and message, (override, message)
+            assert code == 2, (override, message)
+            assert f"server.{key}" in message or override.split("=")[0] in message, (override, message)
+            continue
+        assert VALID[key](composed), f"{override} was accepted as {composed!r}, which no server should start with"
+
+
+def rejected(base: DictConfig, override: str) -> bool:
+    try:
+        checked_value(base, override)
+    except Exception:
+        return True
+    return False
+
+
+def test_hostile_values_through_the_command_line(base_config: DictConfig) -> None:
+    rng = random.Random(SEED)
+    cases = [(key, value) for key in KEYS for value in HOSTILE]
+    rng.shuffle(cases)
+    for key, value in [(k, v) for k, v in cases if rejected(base_config, f"server.{k}={v}")][:10]:
+        result = run_cli("server=granian", f"server.{key}={value}")
+        output = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        assert result.returncode != 0, (key, value, output)
+        assert "Traceback" not in result.stderr, (key, value, result.stderr)
+        assert len(output) == 1 and output[0].startswith("pyfly-hydra: error: "), (key, value, output)

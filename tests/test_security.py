@@ -1,0 +1,91 @@
+"""Security defaults: loopback only, proxy headers trusted only from the listed peers, TLS keys kept quiet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import ROOT, SERVERS, tls_overrides
+
+FORWARDED = {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https"}
+
+
+def listening_addresses(pid: int, port: int) -> set[str]:
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return {
+        conn.laddr.ip
+        for process in processes
+        for conn in process.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port
+    }
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_default_listens_on_loopback_only(start_server, server: str) -> None:
+    running = start_server(f"server={server}", "server.workers=2")
+    assert listening_addresses(running.process.pid, running.port) == {"127.0.0.1"}
+    assert running.stop() == 0
+
+
+def test_only_env_prod_listens_on_every_interface() -> None:
+    sources = [*ROOT.joinpath("conf").rglob("*.yaml"), *ROOT.joinpath("pyfly_hydra").rglob("*.py")]
+    holders = sorted(str(path.relative_to(ROOT)) for path in sources if "0.0.0.0" in path.read_text())
+    assert holders == ["conf/env/prod.yaml"]
+
+
+def seen_by_app(url: str) -> tuple[str, str]:
+    body = httpx.get(url + "/loop", headers=FORWARDED).json()
+    return body["client"], body["scheme"]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_proxy_headers_are_ignored_by_default(start_server, server: str) -> None:
+    running = start_server(f"server={server}")
+    assert seen_by_app(running.url) == ("127.0.0.1", "http")
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_proxy_headers_from_a_listed_peer_are_applied(start_server, server: str) -> None:
+    running = start_server(f"server={server}", "server.workers=2", "server.proxy_headers=true")
+    assert seen_by_app(running.url) == ("203.0.113.7", "https")
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_proxy_headers_from_an_unlisted_peer_are_ignored(start_server, server: str) -> None:
+    running = start_server(
+        f"server={server}", "server.proxy_headers=true", "server.forwarded_allow_ips='10.0.0.0/8,192.0.2.1'"
+    )
+    assert seen_by_app(running.url) == ("127.0.0.1", "http")
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_tls_private_key_is_never_logged(start_server, tls, server: str) -> None:
+    running = start_server(f"server={server}", *tls_overrides(tls), scheme="https", verify=tls[2])
+    assert httpx.get(running.url + "/", verify=tls[2]).status_code == 200
+    assert running.stop() == 0
+    key_lines = [line for line in Path(tls[1]).read_text().splitlines() if line and not line.startswith("-----")]
+    recorded = running.log() + "".join(p.read_text() for p in running.run_dir.rglob("*") if p.is_file())
+    assert "PRIVATE KEY" not in recorded
+    assert not any(line in recorded for line in key_lines)
+    assert json.loads((running.run_dir / "server_info.json").read_text())["tls"] is True
+
+
+def test_a_key_readable_by_others_is_warned_about(start_server, tls, tmp_path: Path) -> None:
+    loose = tmp_path / "loose-key.pem"
+    loose.write_text(Path(tls[1]).read_text())
+    loose.chmod(0o644)
+    running = start_server(
+        "server=uvicorn", f"server.ssl_certfile={tls[0]}", f"server.ssl_keyfile={loose}", scheme="https", verify=tls[2]
+    )
+    assert running.stop() == 0
+    assert f"server.ssl_keyfile={loose}: the private key is readable by other users (mode 0644)" in running.log()
+    strict = start_server("server=uvicorn", *tls_overrides(tls), scheme="https", verify=tls[2])
+    assert strict.stop() == 0
+    assert "readable by other users" not in strict.log()

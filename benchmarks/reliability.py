@@ -81,12 +81,21 @@ def crash(server: str, workdir: Path, duration: int) -> str:
 
 def sigterm(server: str, workdir: Path, duration: int) -> str:
     process, port = start(server, workdir / f"{server}-sigterm.log", "server.graceful_timeout=10")
-    threading.Timer(duration / 2, process.send_signal, (signal.SIGTERM,)).start()
-    started = time.monotonic()
+    stopped: dict[str, float] = {}
+
+    def stop_midway() -> None:
+        time.sleep(duration / 2)
+        stopped["at"] = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=40)
+        stopped["exited"] = time.monotonic()
+
+    stopper = threading.Thread(target=stop_midway)
+    stopper.start()
     result = drive(port, duration)
-    code = process.wait(timeout=40)
-    after = time.monotonic() - started - duration / 2
-    return f"exit {code}, {after:.1f} s after SIGTERM; the client saw {result.errors} errors (refused after the stop)"
+    stopper.join()
+    took = stopped["exited"] - stopped["at"]
+    return f"exit {process.returncode} {took:.1f} s after SIGTERM, {result.requests:,} answered before it"
 
 
 def main() -> None:

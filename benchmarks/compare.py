@@ -123,13 +123,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run (whole seconds, wrk)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per side; medians are reported")
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated; empty: the default only")
     args = parser.parse_args()
     if not WrkClient().available():
         raise SystemExit("benchmarks/compare.py needs wrk (apt-get install wrk)")
     cpus = sorted(os.sched_getaffinity(0))
     pairs: list[tuple[str, str, Pair]] = []
-    for server in args.servers.split(","):
+    for server in filter(None, args.servers.split(",")):
         for loop in LOOPS:
             through = runner(f"server={server}", f"loop={loop}", "server.access_log=false")
             pair = compare(
@@ -160,14 +160,15 @@ def report(pairs: list[tuple[str, str, Pair]], default: Pair, args: argparse.Nam
             f"| {server} | {loop} | {rps_a:,.0f} | {rps_b:,.0f} | {rps_a / rps_b:.2f}x | {p99_a:.2f} | {p99_b:.2f}"
             f" | {p99_a / p99_b:.2f}x | {start_a:.0f} | {start_b:.0f} | {start_a - start_b:+.0f} |"
         )
-    fastest = max(pairs, key=lambda item: Pair.median(item[2].a, "rps"))
     auto = (pick("server"), pick("loop"))
-    print(f"\nFastest through the runner: {fastest[0]}/{fastest[1]} ({Pair.median(fastest[2].a, 'rps'):,.0f} rps).")
-    verdict = "picks it" if auto == fastest[:2] else "does NOT pick it"
-    print(f"`auto` resolves to {auto[0]}/{auto[1]} here: it {verdict}.")
+    if pairs:
+        fastest = max(pairs, key=lambda item: Pair.median(item[2].a, "rps"))
+        print(f"\nFastest through the runner: {fastest[0]}/{fastest[1]} ({Pair.median(fastest[2].a, 'rps'):,.0f} rps).")
+        verdict = "picks it" if auto == fastest[:2] else "does NOT pick it"
+        print(f"`auto` resolves to {auto[0]}/{auto[1]} here: it {verdict}.")
     ours, theirs = Pair.median(default.a, "rps"), Pair.median(default.b, "rps")
     print(
-        f"\nDefault `python -m pyfly_hydra` ({auto[0]}/{auto[1]}, access log on): {ours:,.0f} rps;"
+        f"\nDefault `python -m pyfly_hydra` ({auto[0]}/{auto[1]}): {ours:,.0f} rps;"
         f" `uvicorn {APP}` on its defaults: {theirs:,.0f} rps: {ours / theirs:.2f}x."
     )
 

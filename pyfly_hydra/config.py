@@ -38,7 +38,7 @@ class ServerProperties:
     max_concurrent_connections: int | None = None
     max_requests_per_worker: int | None = None
     reload: bool = False
-    access_log: bool = True
+    access_log: bool = False  # off, as granian and hypercorn ship: a line per request costs throughput
     log_level: str = "info"  # critical | error | warning | info | debug
     proxy_headers: bool = False  # trust X-Forwarded-For/-Proto, only from forwarded_allow_ips
     forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses or networks, or "*"

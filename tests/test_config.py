@@ -29,6 +29,7 @@ def test_defaults_are_safe() -> None:
     assert cfg["server"]["_target_"] == "pyfly_hydra.servers.granian.GranianServer"
     assert cfg["loop"]["_target_"] == "pyfly_hydra.loops.uvloop.UvloopLoop"
     assert cfg["mode"] == "serve"
+    assert cfg["server"]["access_log"] is False
 
 
 def test_env_prod() -> None:
@@ -43,6 +44,7 @@ def test_env_dev() -> None:
     assert server["reload"] is True
     assert server["workers"] == 1
     assert server["log_level"] == "debug"
+    assert server["access_log"] is True
 
 
 def test_command_line_beats_env() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.config import GranianProperties, ServerProperties
@@ -46,8 +46,13 @@ class ServerAdapter:
         self.properties = ServerProperties(**properties, granian=granian)
 
     def version(self) -> str:
-        """The installed server's version."""
-        return importlib.metadata.version(self.module)
+        """The installed server's version: its ``__version__`` (it is imported to serve anyway), else metadata."""
+        version = getattr(import_module(self.module), "__version__", None)
+        if isinstance(version, str):
+            return version
+        from importlib.metadata import version as distribution_version
+
+        return distribution_version(self.module)
 
     def check(self, *, loop: EventLoopPort) -> None:
         """Refuse what this server cannot honour, naming the key; log documented approximations."""

@@ -170,10 +170,11 @@ def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, 
 def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:
     choices = HydraConfig.get().runtime.choices
     server_config = OmegaConf.to_container(cfg.server, resolve=False)
+    overrides = job_overrides()
     return {
         "job": HydraConfig.get().job.get("num"),
-        "label": " ".join(job_overrides()) or "(defaults)",
-        "overrides": job_overrides(),
+        "label": " ".join(overrides) or "(defaults)",
+        "overrides": overrides,
         "server": plan.info.server if plan else choices.get("server"),
         "server_version": plan.info.version if plan else None,
         "loop": plan.info.loop if plan else choices.get("loop"),

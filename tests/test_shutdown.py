@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -62,3 +63,21 @@ def test_sigterm_completes_in_flight_request(start_server, tmp_path: Path, serve
 def test_sigint_exits_zero(start_server, server: str) -> None:
     running = start_server(f"server={server}")
     assert running.stop(signal.SIGINT) == 0, running.log()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_sigterm_to_the_whole_process_group_still_drains(start_server, server: str) -> None:
+    """What systemd and container runtimes do: every process of the group gets SIGTERM at once."""
+    running = start_server(f"server={server}", "server.workers=2", "server.graceful_timeout=10")
+    result: dict[str, object] = {}
+
+    def slow_request() -> None:
+        result["status"] = httpx.get(f"{running.url}/sleep?seconds={SLOW_SECONDS}", timeout=30).status_code
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    time.sleep(0.5)
+    os.killpg(running.process.pid, signal.SIGTERM)
+    client.join(timeout=30)
+    assert result.get("status") == 200, running.log()
+    assert running.process.wait(timeout=20) == 0, running.log()

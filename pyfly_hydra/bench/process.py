@@ -84,6 +84,7 @@ class UsageSampler:
         self._cpus: set[int] = set()
         self._started = 0.0
         self._cpu_at_start = 0.0
+        self.wall = 0.0  # seconds sampled, set when the window closes
 
     def _tree(self) -> list[psutil.Process]:
         try:

@@ -43,10 +43,7 @@ def _stop(processes: list[BaseProcess], deadline: float) -> None:
         process.join(timeout=max(0.0, deadline - time.monotonic()))
     for process in processes:
         if process.is_alive():
-            logger.warning("hypercorn worker pid %s did not drain in time; terminating it", process.pid)
-            process.terminate()
-            process.join(timeout=2)
-        if process.is_alive():
+            logger.warning("hypercorn worker pid %s did not drain in time; killing it", process.pid)
             process.kill()
             process.join()
 
@@ -64,21 +61,25 @@ def serve_workers(config: Config, worker: WorkerFunc, *, workers: int, graceful_
         shutdown.set()
 
     def spawn() -> BaseProcess:
-        process = context.Process(
-            target=worker, kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown}
-        )
-        process.start()
+        # Workers start with SIGINT and SIGTERM ignored: a terminal's Ctrl-C or a service manager's
+        # SIGTERM to the whole group reaches them only through `shutdown`, so they drain, never die.
+        current = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+        try:
+            process = context.Process(
+                target=worker, kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown}
+            )
+            process.start()
+        finally:
+            for sig, handler in current.items():
+                signal.signal(sig, handler)
         return process
 
-    # Workers inherit SIGINT ignored, so a terminal's Ctrl-C reaches them only through `shutdown`.
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     processes: list[BaseProcess] = []
     respawned_at: dict[int, float] = {}  # slot -> when its worker was last replaced
     exit_code = 0
     try:
         processes = [spawn() for _ in range(workers)]
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, on_signal)
         while not stopping:
             wait([process.sentinel for process in processes], timeout=POLL_SECONDS)
             for slot, process in enumerate(processes):

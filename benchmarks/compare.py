@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ from pathlib import Path
 from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.wrk import WrkClient
 from pyfly_hydra.bench.probe import http1_answers
-from pyfly_hydra.bench.process import free_port, pinned
+from pyfly_hydra.bench.process import ServerProcess, free_port, pinned
 from pyfly_hydra.resolvers import pick
 
 APP = "pyfly_hydra.demo:app"
@@ -72,26 +70,17 @@ class Run:
 def measure(command: Command, *, duration: int, server_cpus: set[int] | None, client_cpus: set[int] | None) -> Run:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    with tempfile.TemporaryFile() as log:
-        started = time.perf_counter()
-        with pinned(frozenset(server_cpus) if server_cpus else None):
-            process = subprocess.Popen(command(port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with tempfile.TemporaryDirectory(prefix="pyfly-compare-") as directory:
+        server = ServerProcess(
+            command(port), log_path=Path(directory) / "server.log", cpus=frozenset(server_cpus or ()) or None
+        )
         try:
-            while not http1_answers(url):
-                if process.poll() is not None or time.perf_counter() - started > 30:
-                    log.seek(0)
-                    raise SystemExit(f"{command(port)[:3]} did not start:\n{log.read().decode(errors='replace')}")
-                time.sleep(0.005)
-            start_ms = (time.perf_counter() - started) * 1000
-            with pinned(frozenset(client_cpus) if client_cpus else None):
+            start_ms = server.wait_ready(lambda: http1_answers(url), timeout=30, poll_seconds=0.005) * 1000
+            with pinned(frozenset(client_cpus or ()) or None):
                 WrkClient().run(LoadSpec(url, 1, 64))  # warm-up
                 load = WrkClient().run(LoadSpec(url, duration, 64))
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            server.stop(timeout=30)
     return Run(start_ms, load)
 
 

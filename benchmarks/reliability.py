@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,31 +23,18 @@ import psutil
 from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.probe import http1_answers
-from pyfly_hydra.bench.process import free_port
+from pyfly_hydra.bench.process import ServerProcess, free_port
 
 CONNECTIONS = 256
 
 
-def start(server: str, log: Path, *overrides: str) -> tuple[subprocess.Popen[bytes], int]:
+def start(server: str, log: Path, *overrides: str) -> tuple[ServerProcess, int]:
     port = free_port()
     command = [sys.executable, "-m", "pyfly_hydra", f"server={server}", "server.workers=2", f"server.port={port}"]
     command += ["server.access_log=false", f"hydra.run.dir={log.parent / log.stem}", *overrides]
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while not http1_answers(f"http://127.0.0.1:{port}/health"):
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise SystemExit(f"{server} did not start: see {log}")
-        time.sleep(0.1)
+    process = ServerProcess(command, log_path=log)
+    process.wait_ready(lambda: http1_answers(f"http://127.0.0.1:{port}/health"), timeout=30)
     return process, port
-
-
-def stop(process: subprocess.Popen[bytes]) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=40)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def drive(port: int, duration: int) -> LoadResult:
@@ -59,7 +45,7 @@ def drive(port: int, duration: int) -> LoadResult:
 def steady(server: str, workdir: Path, duration: int) -> str:
     process, port = start(server, workdir / f"{server}-steady.log")
     result = drive(port, duration)
-    code = stop(process)
+    code = process.stop(timeout=40)
     figures = f"{result.requests:,} requests, {result.rps:,.0f} rps, {result.errors} failed"
     return f"{figures}, p99 {result.p99_ms:.1f} ms, exit {code}"
 
@@ -74,8 +60,8 @@ def crash(server: str, workdir: Path, duration: int) -> str:
     victim = workers[-1].pid
     threading.Timer(duration / 4, os.kill, (victim, signal.SIGKILL)).start()
     result = drive(port, duration)
-    alive = process.poll() is None and http1_answers(f"http://127.0.0.1:{port}/health")
-    code = stop(process)
+    alive = process.process.poll() is None and http1_answers(f"http://127.0.0.1:{port}/health")
+    code = process.stop(timeout=40)
     return f"{result.errors} of {result.requests:,} requests lost; {'still serving' if alive else 'DOWN'}, exit {code}"
 
 
@@ -86,8 +72,7 @@ def sigterm(server: str, workdir: Path, duration: int) -> str:
     def stop_midway() -> None:
         time.sleep(duration / 2)
         stopped["at"] = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=40)
+        process.stop(timeout=40)
         stopped["exited"] = time.monotonic()
 
     stopper = threading.Thread(target=stop_midway)
@@ -95,7 +80,7 @@ def sigterm(server: str, workdir: Path, duration: int) -> str:
     result = drive(port, duration)
     stopper.join()
     took = stopped["exited"] - stopped["at"]
-    return f"exit {process.returncode} {took:.1f} s after SIGTERM, {result.requests:,} answered before it"
+    return f"exit {process.process.returncode} {took:.1f} s after SIGTERM, {result.requests:,} answered before it"
 
 
 def main() -> None:

@@ -59,10 +59,14 @@ class Candidate:
     chosen: bool
 
 
+def module_available(module: str | None) -> bool:
+    """True when ``module`` can be imported (None: the standard library), found without importing it."""
+    return module is None or importlib.util.find_spec(module) is not None
+
+
 def is_installed(name: str) -> bool:
     """True when the module behind ``name`` (a server or loop name) can be imported."""
-    module = MODULES.get(name, name)
-    return module is None or importlib.util.find_spec(module) is not None
+    return module_available(MODULES.get(name, name))
 
 
 def loop_priority(platform: str) -> tuple[str, ...]:

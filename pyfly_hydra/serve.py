@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib.util
 import logging
 import os
 import sys
@@ -22,7 +21,7 @@ from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
 from pyfly_hydra.properties import validate_properties
 from pyfly_hydra.proxy_headers import APP_ENV, FACTORY_ENV, TRUSTED_ENV, WRAPPED_APP
-from pyfly_hydra.resolvers import SERVER_PRIORITY, is_installed, loop_priority
+from pyfly_hydra.resolvers import SERVER_PRIORITY, is_installed, loop_priority, module_available
 from pyfly_hydra.server_info import ServerInfo
 
 logger = logging.getLogger("pyfly_hydra")
@@ -45,7 +44,7 @@ def server_properties(node: DictConfig) -> ServerProperties:
 
 
 def _require_installed(key: str, name: str, module: str | None, alternatives: tuple[str, ...]) -> None:
-    if module is None or importlib.util.find_spec(module) is not None:
+    if module_available(module):
         return
     installed = [other for other in alternatives if other != name and is_installed(other)]
     instead = f"installed: {', '.join(installed)}" if installed else "none of the alternatives is installed either"

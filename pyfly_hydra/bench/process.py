@@ -132,12 +132,15 @@ class UsageSampler:
 
 
 class ServerProcess:
-    """A ``python -m pyfly_hydra`` child serving on a known port, its output in ``log_path``."""
+    """A server child in its own process group, its output in ``log_path``: start, wait for it, stop it."""
 
-    def __init__(self, command: list[str], *, log_path: Path, cpus: frozenset[int] | None) -> None:
+    def __init__(self, command: list[str], *, log_path: Path, cpus: frozenset[int] | None = None) -> None:
         self.log_path = log_path
         with log_path.open("w") as log, pinned(cpus):
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.started = time.perf_counter()
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
 
     @property
     def pid(self) -> int:
@@ -149,8 +152,9 @@ class ServerProcess:
         lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
         return lines[-1].strip() if lines else "(no output)"
 
-    def wait_ready(self, probe: Callable[[], bool], *, timeout: float) -> None:
-        """Poll ``probe`` until it succeeds; fail if the server exits or the time runs out."""
+    def wait_ready(self, probe: Callable[[], bool], *, timeout: float, poll_seconds: float = 0.1) -> float:
+        """Poll ``probe`` until it succeeds and return the seconds since the start; fail if the server exits
+        or the time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -158,8 +162,8 @@ class ServerProcess:
                     f"the server exited with {self.process.returncode} before answering: {self.last_log_line()}"
                 )
             if probe():
-                return
-            time.sleep(0.1)
+                return time.perf_counter() - self.started
+            time.sleep(poll_seconds)
         raise ServerProcessError(f"the server did not answer within {timeout:g} s: {self.last_log_line()}")
 
     def ensure_alive(self) -> None:
@@ -168,12 +172,12 @@ class ServerProcess:
             raise ServerProcessError(f"the server died under load (exit {self.process.returncode})")
 
     def stop(self, *, timeout: float) -> int:
-        """SIGTERM, wait up to ``timeout`` seconds, then kill; return the exit code."""
+        """SIGTERM, wait up to ``timeout`` seconds, then kill the whole group; return the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
             raise ServerProcessError(f"the server did not stop within {timeout:g} s of SIGTERM") from None

@@ -108,21 +108,19 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     return replace(properties, workers=workers)
 
 
+def _changed(values: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        f.name: getattr(values, f.name)
+        for f in fields(default)
+        if f.name not in skip and getattr(values, f.name) != getattr(default, f.name)
+    }
+
+
 def non_default(properties: ServerProperties) -> dict[str, Any]:
     """``{key: value}`` of top-level properties that differ from the schema default (``granian`` excluded)."""
-    default = ServerProperties()
-    return {
-        f.name: getattr(properties, f.name)
-        for f in fields(ServerProperties)
-        if f.name != "granian" and getattr(properties, f.name) != getattr(default, f.name)
-    }
+    return _changed(properties, ServerProperties(), skip=("granian",))
 
 
 def non_default_granian(properties: ServerProperties) -> dict[str, Any]:
     """``{key: value}`` of ``server.granian.*`` values that differ from the schema default."""
-    default = GranianProperties()
-    return {
-        f.name: getattr(properties.granian, f.name)
-        for f in fields(GranianProperties)
-        if getattr(properties.granian, f.name) != getattr(default, f.name)
-    }
+    return _changed(properties.granian, GranianProperties())

@@ -1,13 +1,17 @@
 """Serving through pyfly-hydra against launching each server by hand: throughput, p99 and start-up.
 
-    .venv/bin/python benchmarks/compare.py [--duration 10] [--rounds 3]      (or: make bench-compare)
+    .venv/bin/python benchmarks/compare.py [--duration 10] [--rounds 3] [--start-rounds 10]
+    (or: make bench-compare ARGS="...")
 
 For every server x loop, the demo app is served once through `python -m pyfly_hydra` and once through
-the server's own command line with equivalent flags (one worker, no access log), interleaved A B A B.
-With two or more CPUs the server runs on CPU 0 and `wrk -t1 -c64` on CPU 1. Medians of --rounds runs.
+the server's own command line with equivalent flags (one worker, no access log), in --rounds rounds
+of (runner, raw) back to back; ratios are medians over rounds of the ratio within a round. With two or
+more CPUs the server runs on CPU 0 and `wrk -t1 -c64` on CPU 1. Start-up (exec to the first 200) is
+sampled --start-rounds more times per side, interleaved, and set against Hydra's own floor:
+`benchmarks/hydra_floor.py`, a `@hydra.main` program with nothing of ours in it.
 It also compares the zero-configuration default (`python -m pyfly_hydra`) with `uvicorn
-pyfly_hydra.demo:app` on uvicorn's own defaults, and says which configuration was fastest and whether
-`auto` picks it. Prints Markdown. Only 127.0.0.1 is contacted.
+pyfly_hydra.demo:app` on uvicorn's own defaults, says which configuration was fastest and whether
+`auto` picks it, and checks the goals of issue 5. Prints Markdown. Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,8 +37,11 @@ from pyfly_hydra.resolvers import pick
 
 APP = "pyfly_hydra.demo:app"
 BIN = Path(sys.executable).parent
+HYDRA_FLOOR = Path(__file__).resolve().with_name("hydra_floor.py")
 SERVERS = ("granian", "uvicorn", "hypercorn")
 LOOPS = ("uvloop", "asyncio")
+# The goals of issue 5: runner/raw throughput, runner/raw p99, start-up over raw, default over uvicorn.
+MIN_RPS_RATIO, MAX_P99_RATIO, MAX_START_DELTA_MS, MIN_DEFAULT_RATIO = 0.97, 1.10, 250.0, 1.20
 Command = Callable[[int], list[str]]
 
 
@@ -60,106 +68,209 @@ RAW: dict[str, Callable[[str], Command]] = {
 
 
 @dataclass(frozen=True)
+class Cpus:
+    """Where the server and the load generator run (None: unpinned, on a one-CPU machine)."""
+
+    server: frozenset[int] | None
+    client: frozenset[int] | None
+
+    @staticmethod
+    def split(cpus: list[int]) -> Cpus:
+        if len(cpus) < 2:
+            return Cpus(None, None)
+        return Cpus(frozenset(cpus[:1]), frozenset(cpus[1:]))
+
+
+@dataclass(frozen=True)
 class Run:
-    """One measured serve: time from exec to the first 200, and the load result."""
+    """One measured serve: time from exec to the first 200, and the load result (None: start-up only)."""
 
     start_ms: float
-    load: LoadResult
+    load: LoadResult | None
 
 
-def measure(command: Command, *, duration: int, server_cpus: set[int] | None, client_cpus: set[int] | None) -> Run:
+def measure(command: Command, *, duration: int | None, cpus: Cpus) -> Run:
+    """Start the server, time its first 200, put ``duration`` seconds of load on it (None: none), stop it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory(prefix="pyfly-compare-") as directory:
-        server = ServerProcess(
-            command(port), log_path=Path(directory) / "server.log", cpus=frozenset(server_cpus or ()) or None
-        )
+        server = ServerProcess(command(port), log_path=Path(directory) / "server.log", cpus=cpus.server)
         try:
             start_ms = server.wait_ready(lambda: http1_answers(url), timeout=30, poll_seconds=0.005) * 1000
-            with pinned(frozenset(client_cpus or ()) or None):
-                WrkClient().run(LoadSpec(url, 1, 64))  # warm-up
-                load = WrkClient().run(LoadSpec(url, duration, 64))
+            load = None
+            if duration is not None:
+                with pinned(cpus.client):
+                    WrkClient().run(LoadSpec(url, 1, 64))  # warm-up
+                    load = WrkClient().run(LoadSpec(url, duration, 64))
         finally:
             server.stop(timeout=30)
     return Run(start_ms, load)
 
 
-@dataclass(frozen=True)
+def time_to_first_line(command: list[str], *, cpus: Cpus) -> float:
+    """Milliseconds from exec to the first line ``command`` prints."""
+    with pinned(cpus.server), tempfile.TemporaryDirectory(prefix="pyfly-compare-") as directory:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=directory)
+        assert process.stdout is not None
+        process.stdout.readline()
+        elapsed = (time.perf_counter() - started) * 1000
+        process.wait(timeout=30)
+    return elapsed
+
+
+@dataclass
 class Pair:
-    """Medians of the interleaved runs of the two sides."""
+    """Interleaved rounds of the two sides (runner, raw), each round run back to back.
+
+    Ratios and deltas are medians over rounds of the figure within each round: both sides of a round
+    ran under the same machine state, so slow drifts of a shared machine cancel out.
+    """
 
     label: str
-    a: list[Run]
-    b: list[Run]
+    rounds: list[tuple[Run, Run]] = field(default_factory=list)
+
+    def _loaded(self) -> list[tuple[LoadResult, LoadResult]]:
+        return [(a.load, b.load) for a, b in self.rounds if a.load is not None and b.load is not None]
+
+    def median(self, side: int, name: str) -> float:
+        """Median of a load figure (``rps``, ``p99_ms``) of one side (0: runner, 1: raw)."""
+        return statistics.median(getattr(loads[side], name) for loads in self._loaded())
+
+    def ratio(self, name: str) -> float:
+        """Median over rounds of runner/raw for a load figure."""
+        return statistics.median(getattr(a, name) / getattr(b, name) for a, b in self._loaded())
+
+    def starts(self, side: int) -> list[float]:
+        return [run[side].start_ms for run in self.rounds]
+
+    def start_delta(self) -> float:
+        """Median over rounds of runner minus raw start-up, in ms."""
+        return statistics.median(a.start_ms - b.start_ms for a, b in self.rounds)
+
+
+def compare(label: str, a: Command, b: Command, *, rounds: int, start_rounds: int, duration: int, cpus: Cpus) -> Pair:
+    pair = Pair(label)
+    for _ in range(rounds):
+        pair.rounds.append((measure(a, duration=duration, cpus=cpus), measure(b, duration=duration, cpus=cpus)))
+        rps_a, rps_b = (run.load.rps if run.load else 0.0 for run in pair.rounds[-1])
+        print(f"  {label}: {rps_a:,.0f} vs {rps_b:,.0f} rps", file=sys.stderr, flush=True)
+    for _ in range(start_rounds):
+        pair.rounds.append((measure(a, duration=None, cpus=cpus), measure(b, duration=None, cpus=cpus)))
+    return pair
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Hydra's own start-up: a bare @hydra.main program's exec-to-task less a bare interpreter's."""
+
+    rounds: list[tuple[float, float]]  # (hydra_floor.py, python -c print()) ms, back to back
 
     @staticmethod
-    def median(runs: list[Run], field: str) -> float:
-        values = [run.start_ms if field == "start_ms" else getattr(run.load, field) for run in runs]
-        return statistics.median(values)
+    def measure(*, rounds: int, cpus: Cpus) -> Floor:
+        program = [sys.executable, str(HYDRA_FLOOR), "hydra.run.dir=."]
+        return Floor(
+            [
+                (
+                    time_to_first_line(program, cpus=cpus),
+                    time_to_first_line([sys.executable, "-c", "print()"], cpus=cpus),
+                )
+                for _ in range(rounds)
+            ]
+        )
 
+    def median(self) -> float:
+        return statistics.median(hydra - python for hydra, python in self.rounds)
 
-def compare(label: str, a: Command, b: Command, *, rounds: int, duration: int, cpus: list[int]) -> Pair:
-    server_cpus, client_cpus = ({cpus[0]}, set(cpus[1:])) if len(cpus) > 1 else (None, None)
-    runs_a, runs_b = [], []
-    for _ in range(rounds):
-        runs_a.append(measure(a, duration=duration, server_cpus=server_cpus, client_cpus=client_cpus))
-        runs_b.append(measure(b, duration=duration, server_cpus=server_cpus, client_cpus=client_cpus))
-        print(f"  {label}: {runs_a[-1].load.rps:,.0f} vs {runs_b[-1].load.rps:,.0f} rps", file=sys.stderr, flush=True)
-    return Pair(label, runs_a, runs_b)
+    def minimum(self) -> float:
+        return min(hydra for hydra, _ in self.rounds) - min(python for _, python in self.rounds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run (whole seconds, wrk)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per side; medians are reported")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved loaded runs per side; medians reported")
+    parser.add_argument("--start-rounds", type=int, default=10, help="extra start-up-only runs per side")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated; empty: the default only")
     args = parser.parse_args()
     if not WrkClient().available():
         raise SystemExit("benchmarks/compare.py needs wrk (apt-get install wrk)")
-    cpus = sorted(os.sched_getaffinity(0))
+    cpu_list = sorted(os.sched_getaffinity(0))
+    cpus = Cpus.split(cpu_list)
     pairs: list[tuple[str, str, Pair]] = []
     for server in filter(None, args.servers.split(",")):
         for loop in LOOPS:
             through = runner(f"server={server}", f"loop={loop}", "server.access_log=false")
             pair = compare(
-                f"{server}/{loop}", through, RAW[server](loop), rounds=args.rounds, duration=args.duration, cpus=cpus
-            )
+                f"{server}/{loop}", through, RAW[server](loop),
+                rounds=args.rounds, start_rounds=args.start_rounds, duration=args.duration, cpus=cpus,
+            )  # fmt: skip
             pairs.append((server, loop, pair))
     default = compare(
         "default", runner(), lambda port: [str(BIN / "uvicorn"), APP, "--port", str(port)],
-        rounds=args.rounds, duration=args.duration, cpus=cpus,
+        rounds=args.rounds, start_rounds=0, duration=args.duration, cpus=cpus,
     )  # fmt: skip
-    report(pairs, default, args, cpus)
+    floor = Floor.measure(rounds=max(args.start_rounds, 3), cpus=cpus)
+    report(pairs, default, floor, args, cpu_list)
 
 
-def report(pairs: list[tuple[str, str, Pair]], default: Pair, args: argparse.Namespace, cpus: list[int]) -> None:
+def report(
+    pairs: list[tuple[str, str, Pair]], default: Pair, floor: Floor, args: argparse.Namespace, cpus: list[int]
+) -> None:
     pinning = f"server on CPU {cpus[0]}, wrk -t1 -c64 on CPU {cpus[1]}" if len(cpus) > 1 else "no pinning (1 CPU)"
-    versions = ", ".join(f"{name} {version(name)}" for name in (*SERVERS, "uvloop"))
+    versions = ", ".join(f"{name} {version(name)}" for name in (*SERVERS, "uvloop", "hydra-core", "omegaconf"))
     print(f"Measured {time.strftime('%Y-%m-%d')} on {platform.system()} {platform.machine()} with {len(cpus)} CPUs,")
-    print(f"Python {platform.python_version()}, {versions}; {pinning}; {args.duration} s of load after 1 s of")
-    print(f"warm-up, medians of {args.rounds} interleaved runs (runner, raw, runner, raw, ...).\n")
-    columns = "rps runner | rps raw | ratio | p99 ms runner | p99 ms raw | p99 ratio"
-    print(f"| server | loop | {columns} | start ms runner | start ms raw | start delta ms |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"Python {platform.python_version()}, {versions}; {pinning}; {args.rounds} interleaved rounds")
+    print(f"(runner, raw) of {args.duration} s of load after 1 s of warm-up. rps and p99: medians per side;")
+    print("ratios: median over rounds of runner/raw within the round.\n")
+    print("| server | loop | rps runner | rps raw | ratio | p99 ms runner | p99 ms raw | p99 ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    failures: list[str] = []
     for server, loop, pair in pairs:
-        rps_a, rps_b = Pair.median(pair.a, "rps"), Pair.median(pair.b, "rps")
-        p99_a, p99_b = Pair.median(pair.a, "p99_ms"), Pair.median(pair.b, "p99_ms")
-        start_a, start_b = Pair.median(pair.a, "start_ms"), Pair.median(pair.b, "start_ms")
+        rps_ratio, p99_ratio = pair.ratio("rps"), pair.ratio("p99_ms")
         print(
-            f"| {server} | {loop} | {rps_a:,.0f} | {rps_b:,.0f} | {rps_a / rps_b:.2f}x | {p99_a:.2f} | {p99_b:.2f}"
-            f" | {p99_a / p99_b:.2f}x | {start_a:.0f} | {start_b:.0f} | {start_a - start_b:+.0f} |"
+            f"| {server} | {loop} | {pair.median(0, 'rps'):,.0f} | {pair.median(1, 'rps'):,.0f} | {rps_ratio:.2f}x"
+            f" | {pair.median(0, 'p99_ms'):.2f} | {pair.median(1, 'p99_ms'):.2f} | {p99_ratio:.2f}x |"
         )
+        if rps_ratio < MIN_RPS_RATIO:
+            failures.append(f"{server}/{loop} throughput {rps_ratio:.2f}x < {MIN_RPS_RATIO}x")
+        if p99_ratio > MAX_P99_RATIO:
+            failures.append(f"{server}/{loop} p99 {p99_ratio:.2f}x > {MAX_P99_RATIO}x")
+    samples = len(pairs[0][2].rounds) if pairs else 0
+    print(f"\nStart-up, exec to the first 200, {samples} interleaved starts per side (median; minimum):\n")
+    print("| server | loop | runner ms | raw ms | delta ms (median over rounds; of the minimums) |")
+    print("|---|---|---:|---:|---:|")
+    for server, loop, pair in pairs:
+        a, b = pair.starts(0), pair.starts(1)
+        delta = pair.start_delta()
+        print(
+            f"| {server} | {loop} | {statistics.median(a):.0f}; {min(a):.0f} | {statistics.median(b):.0f}; {min(b):.0f}"
+            f" | {delta:+.0f}; {min(a) - min(b):+.0f} |"
+        )
+        if delta > MAX_START_DELTA_MS:
+            failures.append(f"{server}/{loop} start-up {delta:+.0f} ms > +{MAX_START_DELTA_MS:.0f} ms")
+    print(
+        f"\nHydra's floor (`benchmarks/hydra_floor.py`: import hydra, one composition of its own config, its job"
+        f" set-up) is {floor.median():.0f} ms (median; {floor.minimum():.0f} minimum) over a bare interpreter."
+    )
     auto = (pick("server"), pick("loop"))
-    if pairs:
-        fastest = max(pairs, key=lambda item: Pair.median(item[2].a, "rps"))
-        print(f"\nFastest through the runner: {fastest[0]}/{fastest[1]} ({Pair.median(fastest[2].a, 'rps'):,.0f} rps).")
+    if {server for server, _, _ in pairs} == set(SERVERS):
+        fastest = max(pairs, key=lambda item: item[2].median(0, "rps"))
+        print(f"\nFastest through the runner: {fastest[0]}/{fastest[1]} ({fastest[2].median(0, 'rps'):,.0f} rps).")
         verdict = "picks it" if auto == fastest[:2] else "does NOT pick it"
         print(f"`auto` resolves to {auto[0]}/{auto[1]} here: it {verdict}.")
-    ours, theirs = Pair.median(default.a, "rps"), Pair.median(default.b, "rps")
+        if auto != fastest[:2]:
+            failures.append(f"`auto` picks {auto[0]}/{auto[1]}, not the fastest {fastest[0]}/{fastest[1]}")
+    else:
+        print(f"\n`auto` resolves to {auto[0]}/{auto[1]} here; whether it is the fastest needs every server measured.")
+    default_ratio = default.ratio("rps")
     print(
-        f"\nDefault `python -m pyfly_hydra` ({auto[0]}/{auto[1]}): {ours:,.0f} rps;"
-        f" `uvicorn {APP}` on its defaults: {theirs:,.0f} rps: {ours / theirs:.2f}x."
+        f"\nDefault `python -m pyfly_hydra` ({auto[0]}/{auto[1]}): {default.median(0, 'rps'):,.0f} rps;"
+        f" `uvicorn {APP}` on its defaults: {default.median(1, 'rps'):,.0f} rps: {default_ratio:.2f}x."
     )
+    if default_ratio < MIN_DEFAULT_RATIO:
+        failures.append(f"default {default_ratio:.2f}x < {MIN_DEFAULT_RATIO}x uvicorn's defaults")
+    print("\nGoals: " + ("all met." if not failures else "NOT met: " + "; ".join(failures) + "."))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,61 @@
+"""benchmarks/compare.py end to end (short): real servers both ways, a report a person can act on."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, child_env
+
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+
+
+def test_hydra_floor_reaches_its_task(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "hydra_floor.py"), f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["task"]
+
+
+@needs_wrk
+@pytest.mark.slow
+def test_compare_reports_every_pair_start_up_against_the_floor_and_the_goals() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "compare.py"),
+            "--duration=1",
+            "--rounds=1",
+            "--start-rounds=1",
+            "--servers=uvicorn",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        env=child_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    report = done.stdout
+    for loop in ("uvloop", "asyncio"):
+        throughput = re.search(rf"^\| uvicorn \| {loop} \| ([\d,]+) \| ([\d,]+) \| ([\d.]+)x \|", report, re.M)
+        assert throughput, report
+        assert all(float(value.replace(",", "")) > 0 for value in throughput.groups())
+        start_row = rf"^\| uvicorn \| {loop} \| (\d+); (\d+) \| (\d+); (\d+) \| [+-]\d+; [+-]\d+ \|"
+        start = re.search(start_row, report, re.M)
+        assert start, report
+    floor = re.search(r"Hydra's floor .* is (\d+) ms \(median; (\d+) minimum\)", report)
+    assert floor and int(floor.group(1)) > 0, report
+    assert "`auto` resolves to granian/uvloop here; whether it is the fastest needs every server measured." in report
+    assert re.search(r"^Default `python -m pyfly_hydra` .*: [\d.]+x\.$", report, re.M), report
+    assert re.search(r"^Goals: (all met\.|NOT met: .+\.)$", report, re.M), report

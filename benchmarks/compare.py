@@ -137,9 +137,21 @@ class Pair:
         """Median of a load figure (``rps``, ``p99_ms``) of one side (0: runner, 1: raw)."""
         return statistics.median(getattr(loads[side], name) for loads in self._loaded())
 
+    def ratios(self, name: str) -> list[float]:
+        """Runner/raw for a load figure, one per round."""
+        return [getattr(a, name) / getattr(b, name) for a, b in self._loaded()]
+
     def ratio(self, name: str) -> float:
         """Median over rounds of runner/raw for a load figure."""
-        return statistics.median(getattr(a, name) / getattr(b, name) for a, b in self._loaded())
+        return statistics.median(self.ratios(name))
+
+    def spread(self, name: str) -> str:
+        """The middle half of the per-round ratios, e.g. ``0.95-1.04``: how far one round is from the next."""
+        values = self.ratios(name)
+        if len(values) < 2:
+            return "-"
+        first, _, third = statistics.quantiles(values, n=4)
+        return f"{first:.2f}-{third:.2f}"
 
     def starts(self, side: int) -> list[float]:
         return [run[side].start_ms for run in self.rounds]
@@ -223,15 +235,16 @@ def report(
     print(f"Python {platform.python_version()}, {versions}; {pinning}; {args.rounds} interleaved rounds")
     print(f"(runner, raw) of {args.duration} s of load after 1 s of warm-up. rps and p99: medians per side;")
     print("ratios: median over rounds of runner/raw within the round.\n")
-    print("| server | loop | rps runner | rps raw | ratio | p99 ms runner | p99 ms raw | p99 ratio |")
+    print("| server | loop | rps runner | rps raw | ratio (middle half) | p99 ms runner | p99 ms raw | p99 ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     failures: list[str] = []
     for server, loop, pair in pairs:
         rps_ratio, p99_ratio = pair.ratio("rps"), pair.ratio("p99_ms")
-        print(
-            f"| {server} | {loop} | {pair.median(0, 'rps'):,.0f} | {pair.median(1, 'rps'):,.0f} | {rps_ratio:.2f}x"
-            f" | {pair.median(0, 'p99_ms'):.2f} | {pair.median(1, 'p99_ms'):.2f} | {p99_ratio:.2f}x |"
+        rps_cells = (
+            f"{pair.median(0, 'rps'):,.0f} | {pair.median(1, 'rps'):,.0f} | {rps_ratio:.2f}x ({pair.spread('rps')})"
         )
+        p99_cells = f"{pair.median(0, 'p99_ms'):.2f} | {pair.median(1, 'p99_ms'):.2f} | {p99_ratio:.2f}x"
+        print(f"| {server} | {loop} | {rps_cells} | {p99_cells} |")
         if rps_ratio < MIN_RPS_RATIO:
             failures.append(f"{server}/{loop} throughput {rps_ratio:.2f}x < {MIN_RPS_RATIO}x")
         if p99_ratio > MAX_P99_RATIO:
@@ -255,12 +268,17 @@ def report(
     )
     auto = (pick("server"), pick("loop"))
     if {server for server, _, _ in pairs} == set(SERVERS):
-        fastest = max(pairs, key=lambda item: item[2].median(0, "rps"))
-        print(f"\nFastest through the runner: {fastest[0]}/{fastest[1]} ({fastest[2].median(0, 'rps'):,.0f} rps).")
-        verdict = "picks it" if auto == fastest[:2] else "does NOT pick it"
-        print(f"`auto` resolves to {auto[0]}/{auto[1]} here: it {verdict}.")
-        if auto != fastest[:2]:
-            failures.append(f"`auto` picks {auto[0]}/{auto[1]}, not the fastest {fastest[0]}/{fastest[1]}")
+        rps = {(server, loop): pair.median(0, "rps") for server, loop, pair in pairs}
+        fastest = max(rps, key=rps.__getitem__)
+        print(f"\nFastest through the runner: {'/'.join(fastest)} ({rps[fastest]:,.0f} rps).")
+        # Within the throughput tolerance of the fastest is a tie on a machine this noisy.
+        share = rps.get(auto, 0.0) / rps[fastest]
+        verdict = (
+            "picks it" if auto == fastest else f"{share:.2f}x of it" + (", a tie" if share >= MIN_RPS_RATIO else "")
+        )
+        print(f"`auto` resolves to {'/'.join(auto)} here: {verdict}.")
+        if share < MIN_RPS_RATIO:
+            failures.append(f"`auto` picks {'/'.join(auto)}, {share:.2f}x of the fastest {'/'.join(fastest)}")
     else:
         print(f"\n`auto` resolves to {auto[0]}/{auto[1]} here; whether it is the fastest needs every server measured.")
     default_ratio = default.ratio("rps")

@@ -7,7 +7,7 @@ For every server x loop, the demo app is served once through `python -m pyfly_hy
 the server's own command line with equivalent flags (one worker, no access log), in --rounds rounds
 of (runner, raw) back to back; ratios are medians over rounds of the ratio within a round. With two or
 more CPUs the server runs on CPU 0 and `wrk -t1 -c64` on CPU 1. Start-up (exec to the first 200) is
-sampled --start-rounds more times per side, interleaved, and set against Hydra's own floor:
+sampled --start-rounds more times per side, and every round also times Hydra's own floor:
 `benchmarks/hydra_floor.py`, a `@hydra.main` program with nothing of ours in it.
 It also compares the zero-configuration default (`python -m pyfly_hydra`) with `uvicorn
 pyfly_hydra.demo:app` on uvicorn's own defaults, says which configuration was fastest and whether
@@ -129,6 +129,7 @@ class Pair:
 
     label: str
     rounds: list[tuple[Run, Run]] = field(default_factory=list)
+    floors: list[float] = field(default_factory=list)  # Hydra's floor, sampled in the same rounds
 
     def _loaded(self) -> list[tuple[LoadResult, LoadResult]]:
         return [(a.load, b.load) for a, b in self.rounds if a.load is not None and b.load is not None]
@@ -156,46 +157,32 @@ class Pair:
     def starts(self, side: int) -> list[float]:
         return [run[side].start_ms for run in self.rounds]
 
-    def start_delta(self) -> float:
-        """Median over rounds of runner minus raw start-up, in ms."""
-        return statistics.median(a.start_ms - b.start_ms for a, b in self.rounds)
+    def start_deltas(self) -> list[float]:
+        """Runner minus raw start-up per round, in ms."""
+        return [a.start_ms - b.start_ms for a, b in self.rounds]
+
+    def own_share(self) -> float:
+        """Median over rounds of what the runner adds beyond Hydra's floor of the same round, in ms."""
+        return statistics.median(delta - floor for delta, floor in zip(self.start_deltas(), self.floors, strict=True))
+
+
+def hydra_floor_ms(cpus: Cpus) -> float:
+    """Hydra's own start-up: a bare @hydra.main program's exec-to-task less a bare interpreter's."""
+    hydra = time_to_first_line([sys.executable, str(HYDRA_FLOOR), "hydra.run.dir=."], cpus=cpus)
+    return hydra - time_to_first_line([sys.executable, "-c", "print()"], cpus=cpus)
 
 
 def compare(label: str, a: Command, b: Command, *, rounds: int, start_rounds: int, duration: int, cpus: Cpus) -> Pair:
     pair = Pair(label)
     for _ in range(rounds):
         pair.rounds.append((measure(a, duration=duration, cpus=cpus), measure(b, duration=duration, cpus=cpus)))
+        pair.floors.append(hydra_floor_ms(cpus))
         rps_a, rps_b = (run.load.rps if run.load else 0.0 for run in pair.rounds[-1])
         print(f"  {label}: {rps_a:,.0f} vs {rps_b:,.0f} rps", file=sys.stderr, flush=True)
     for _ in range(start_rounds):
         pair.rounds.append((measure(a, duration=None, cpus=cpus), measure(b, duration=None, cpus=cpus)))
+        pair.floors.append(hydra_floor_ms(cpus))
     return pair
-
-
-@dataclass(frozen=True)
-class Floor:
-    """Hydra's own start-up: a bare @hydra.main program's exec-to-task less a bare interpreter's."""
-
-    rounds: list[tuple[float, float]]  # (hydra_floor.py, python -c print()) ms, back to back
-
-    @staticmethod
-    def measure(*, rounds: int, cpus: Cpus) -> Floor:
-        program = [sys.executable, str(HYDRA_FLOOR), "hydra.run.dir=."]
-        return Floor(
-            [
-                (
-                    time_to_first_line(program, cpus=cpus),
-                    time_to_first_line([sys.executable, "-c", "print()"], cpus=cpus),
-                )
-                for _ in range(rounds)
-            ]
-        )
-
-    def median(self) -> float:
-        return statistics.median(hydra - python for hydra, python in self.rounds)
-
-    def minimum(self) -> float:
-        return min(hydra for hydra, _ in self.rounds) - min(python for _, python in self.rounds)
 
 
 def main() -> None:
@@ -222,13 +209,10 @@ def main() -> None:
         "default", runner(), lambda port: [str(BIN / "uvicorn"), APP, "--port", str(port)],
         rounds=args.rounds, start_rounds=0, duration=args.duration, cpus=cpus,
     )  # fmt: skip
-    floor = Floor.measure(rounds=max(args.start_rounds, 3), cpus=cpus)
-    report(pairs, default, floor, args, cpu_list)
+    report(pairs, default, args, cpu_list)
 
 
-def report(
-    pairs: list[tuple[str, str, Pair]], default: Pair, floor: Floor, args: argparse.Namespace, cpus: list[int]
-) -> None:
+def report(pairs: list[tuple[str, str, Pair]], default: Pair, args: argparse.Namespace, cpus: list[int]) -> None:
     pinning = f"server on CPU {cpus[0]}, wrk -t1 -c64 on CPU {cpus[1]}" if len(cpus) > 1 else "no pinning (1 CPU)"
     versions = ", ".join(f"{name} {version(name)}" for name in (*SERVERS, "uvloop", "hydra-core", "omegaconf"))
     print(f"Measured {time.strftime('%Y-%m-%d')} on {platform.system()} {platform.machine()} with {len(cpus)} CPUs,")
@@ -250,22 +234,25 @@ def report(
         if p99_ratio > MAX_P99_RATIO:
             failures.append(f"{server}/{loop} p99 {p99_ratio:.2f}x > {MAX_P99_RATIO}x")
     samples = len(pairs[0][2].rounds) if pairs else 0
-    print(f"\nStart-up, exec to the first 200, {samples} interleaved starts per side (median; minimum):\n")
-    print("| server | loop | runner ms | raw ms | delta ms (median over rounds; of the minimums) |")
-    print("|---|---|---:|---:|---:|")
+    print(f"\nStart-up, exec to the first 200, {samples} rounds (runner, raw, Hydra's floor) back to back:\n")
+    print("| server | loop | runner ms (median; min) | raw ms | runner - raw | Hydra's floor | pyfly-hydra's share |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for server, loop, pair in pairs:
         a, b = pair.starts(0), pair.starts(1)
-        delta = pair.start_delta()
+        delta = statistics.median(pair.start_deltas())
         print(
             f"| {server} | {loop} | {statistics.median(a):.0f}; {min(a):.0f} | {statistics.median(b):.0f}; {min(b):.0f}"
-            f" | {delta:+.0f}; {min(a) - min(b):+.0f} |"
+            f" | {delta:+.0f} | {statistics.median(pair.floors):.0f} | {pair.own_share():+.0f} |"
         )
         if delta > MAX_START_DELTA_MS:
             failures.append(f"{server}/{loop} start-up {delta:+.0f} ms > +{MAX_START_DELTA_MS:.0f} ms")
-    print(
-        f"\nHydra's floor (`benchmarks/hydra_floor.py`: import hydra, one composition of its own config, its job"
-        f" set-up) is {floor.median():.0f} ms (median; {floor.minimum():.0f} minimum) over a bare interpreter."
-    )
+    if pairs:
+        floors = [floor for _, _, pair in pairs for floor in pair.floors]
+        print(
+            "\nHydra's floor: `benchmarks/hydra_floor.py` (import hydra, one composition of its own config, its job"
+            f" set-up) less a bare interpreter, {statistics.median(floors):.0f} ms (median of {len(floors)})."
+            " pyfly-hydra's share: per round, runner - raw - floor. Columns are medians over rounds."
+        )
     auto = (pick("server"), pick("loop"))
     if {server for server, _, _ in pairs} == set(SERVERS):
         rps = {(server, loop): pair.median(0, "rps") for server, loop, pair in pairs}

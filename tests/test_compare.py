@@ -51,11 +51,11 @@ def test_compare_reports_every_pair_start_up_against_the_floor_and_the_goals() -
         throughput = re.search(rf"^\| uvicorn \| {loop} \| ([\d,]+) \| ([\d,]+) \| ([\d.]+)x \(-\) \|", report, re.M)
         assert throughput, report
         assert all(float(value.replace(",", "")) > 0 for value in throughput.groups())
-        start_row = rf"^\| uvicorn \| {loop} \| (\d+); (\d+) \| (\d+); (\d+) \| [+-]\d+; [+-]\d+ \|"
+        start_row = rf"^\| uvicorn \| {loop} \| (\d+); (\d+) \| (\d+); (\d+) \| [+-]\d+ \| \d+ \| [+-]\d+ \|$"
         start = re.search(start_row, report, re.M)
         assert start, report
-    floor = re.search(r"Hydra's floor .* is (\d+) ms \(median; (\d+) minimum\)", report)
-    assert floor and int(floor.group(1)) > 0, report
+    floor = re.search(r"^Hydra's floor: .*, (\d+) ms \(median of (\d+)\)\.", report, re.M)
+    assert floor and int(floor.group(1)) > 0 and int(floor.group(2)) == 4, report
     assert "`auto` resolves to granian/uvloop here; whether it is the fastest needs every server measured." in report
     assert re.search(r"^Default `python -m pyfly_hydra` .*: [\d.]+x\.$", report, re.M), report
     assert re.search(r"^Goals: (all met\.|NOT met: .+\.)$", report, re.M), report

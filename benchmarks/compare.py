@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/compare.py [--duration 10] [--rounds 3] [--start-rounds 10]
     (or: make bench-compare ARGS="...")
+    .venv/bin/python benchmarks/compare.py --pool runs/*.txt    (the per-round lines of earlier runs, pooled)
 
 For every server x loop, the demo app is served once through `python -m pyfly_hydra` and once through
 the server's own command line with equivalent flags (one worker, no access log), in --rounds rounds
@@ -19,12 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -185,13 +187,41 @@ def compare(label: str, a: Command, b: Command, *, rounds: int, start_rounds: in
     return pair
 
 
+ROUND_LINE = re.compile(r"^\s*(\S+): ([\d,]+) vs ([\d,]+) rps$")
+
+
+def pool(paths: Iterable[Path]) -> str:
+    """Pool the per-round lines (``  label: RUNNER vs RAW rps``) of earlier runs into one Markdown table."""
+    ratios: dict[str, list[float]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if match := ROUND_LINE.match(line):
+                runner_rps, raw_rps = (float(group.replace(",", "")) for group in match.groups()[1:])
+                ratios.setdefault(match.group(1), []).append(runner_rps / raw_rps)
+    rows = ["| pair | rounds | median runner/raw | middle half | rounds where the runner was slower |"]
+    rows.append("|---|---:|---:|---:|---:|")
+    for label, values in ratios.items():
+        first, _, third = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+        slower = sum(value < 1 for value in values)
+        rows.append(
+            f"| {label} | {len(values)} | {statistics.median(values):.2f}x | {first:.2f}-{third:.2f} | {slower} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run (whole seconds, wrk)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved loaded runs per side; medians reported")
     parser.add_argument("--start-rounds", type=int, default=10, help="extra start-up-only runs per side")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated; empty: the default only")
+    parser.add_argument(
+        "--pool", nargs="+", type=Path, metavar="FILE", help="measure nothing: pool the per-round lines of earlier runs"
+    )
     args = parser.parse_args()
+    if args.pool:
+        print(pool(args.pool))
+        return
     if not WrkClient().available():
         raise SystemExit("benchmarks/compare.py needs wrk (apt-get install wrk)")
     cpu_list = sorted(os.sched_getaffinity(0))

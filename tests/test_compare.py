@@ -59,3 +59,23 @@ def test_compare_reports_every_pair_start_up_against_the_floor_and_the_goals() -
     assert "`auto` resolves to granian/uvloop here; whether it is the fastest needs every server measured." in report
     assert re.search(r"^Default `python -m pyfly_hydra` .*: [\d.]+x\.$", report, re.M), report
     assert re.search(r"^Goals: (all met\.|NOT met: .+\.)$", report, re.M), report
+
+
+def test_the_readme_throughput_table_is_the_pool_of_the_committed_rounds() -> None:
+    rounds = sorted((ROOT / "docs" / "compare-2026-11-24").glob("*-rounds.txt"))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--pool", *map(str, rounds)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=child_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    readme = (ROOT / "README.md").read_text()
+    pooled = re.findall(r"^\| (\w+)/(\w+) \| (\d+) \| ([\d.]+x) \| ([\d.-]+) \| (\d+) \|$", done.stdout, re.M)
+    assert {(server, loop) for server, loop, *_ in pooled} == {
+        (server, loop) for server in ("granian", "uvicorn", "hypercorn") for loop in ("uvloop", "asyncio")
+    }
+    for server, loop, count, median, middle_half, slower in pooled:
+        assert f"| {server} | {loop} | {count} | {median} | {middle_half} | {slower} |" in readme

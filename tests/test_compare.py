@@ -15,6 +15,18 @@ from tests.conftest import ROOT, child_env
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
 
 
+def run_compare(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/compare.py ARGS`` to completion, from the checkout."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=child_env(),
+    )
+
+
 def test_hydra_floor_reaches_its_task(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "hydra_floor.py"), f"hydra.run.dir={tmp_path}"],
@@ -30,21 +42,7 @@ def test_hydra_floor_reaches_its_task(tmp_path: Path) -> None:
 @needs_wrk
 @pytest.mark.slow
 def test_compare_reports_every_pair_start_up_against_the_floor_and_the_goals() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "compare.py"),
-            "--duration=1",
-            "--rounds=1",
-            "--start-rounds=1",
-            "--servers=uvicorn",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-        env=child_env(),
-    )
+    done = run_compare("--duration=1", "--rounds=1", "--start-rounds=1", "--servers=uvicorn", timeout=240)
     assert done.returncode == 0, done.stderr
     report = done.stdout
     for loop in ("uvloop", "asyncio"):
@@ -63,14 +61,7 @@ def test_compare_reports_every_pair_start_up_against_the_floor_and_the_goals() -
 
 def test_the_readme_throughput_table_is_the_pool_of_the_committed_rounds() -> None:
     rounds = sorted((ROOT / "docs" / "compare-2026-11-24").glob("*-rounds.txt"))
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--pool", *map(str, rounds)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=child_env(),
-    )
+    done = run_compare("--pool", *map(str, rounds), timeout=60)
     assert done.returncode == 0, done.stderr
     readme = (ROOT / "README.md").read_text()
     pooled = re.findall(r"^\| (\w+)/(\w+) \| (\d+) \| ([\d.]+x) \| ([\d.-]+) \| (\d+) \|$", done.stdout, re.M)

@@ -53,18 +53,24 @@ def _import_module(import_string: str, module_name: str) -> Any:
         ) from None
 
 
-def load_app_target(import_string: str, *, factory: bool) -> AppTarget:
-    """Import the app once to fail fast with one clear line; the server imports it again in each worker."""
+def import_object(import_string: str) -> Any:
+    """The object ``module:attribute`` names (dotted attributes allowed); ConfigError naming ``app`` if none."""
     module_name, sep, attribute = import_string.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigError("app", import_string, f"expected an import string 'module:attribute', e.g. {EXAMPLE}")
-    ensure_cwd_importable()
     obj = _import_module(import_string, module_name)
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise ConfigError("app", import_string, f"module '{module_name}' has no attribute '{attribute}'") from None
+    return obj
+
+
+def load_app_target(import_string: str, *, factory: bool) -> AppTarget:
+    """Import the app once to fail fast with one clear line; the server imports it again in each worker."""
+    ensure_cwd_importable()
+    obj = import_object(import_string)
     if factory:
         if not callable(obj):
             raise ConfigError(

@@ -7,12 +7,12 @@ environment the runner set). Without ``server.proxy_headers=true`` no wrapper is
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from pyfly_hydra.apps import import_object
 from pyfly_hydra.errors import ConfigError
 
 Scope = MutableMapping[str, Any]
@@ -84,10 +84,7 @@ class ProxyHeadersMiddleware:
 
 def wrapped_app() -> ASGIApp:
     """The factory workers call: the real app (from the environment) behind ProxyHeadersMiddleware."""
-    module_name, _, attribute = os.environ[APP_ENV].partition(":")
-    app: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        app = getattr(app, part)
+    app = import_object(os.environ[APP_ENV])
     if os.environ.get(FACTORY_ENV) == "1":
         app = app()
     return ProxyHeadersMiddleware(app, TrustedProxies(os.environ[TRUSTED_ENV]))

@@ -11,6 +11,14 @@ from urllib.parse import urlsplit
 PROBE_TIMEOUT = 2.0
 
 
+def insecure_context() -> ssl.SSLContext:
+    """TLS without verification: we talk to our own server, usually with a test certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def http1_answers(url: str) -> bool:
     """One HTTP/1.1 GET over a fresh connection (TLS without verification for https)."""
     parts = urlsplit(url)
@@ -20,10 +28,7 @@ def http1_answers(url: str) -> bool:
         with socket.create_connection((parts.hostname, parts.port), timeout=PROBE_TIMEOUT) as raw:
             sock: socket.socket = raw
             if parts.scheme == "https":
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-                sock = context.wrap_socket(raw, server_hostname=parts.hostname)
+                sock = insecure_context().wrap_socket(raw, server_hostname=parts.hostname)
             sock.sendall(request)
             status_line = sock.recv(64).split(b"\r\n", 1)[0].split()
     except OSError:

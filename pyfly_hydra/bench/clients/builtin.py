@@ -7,13 +7,13 @@ next. Responses are parsed at the protocol level by :class:`ResponseParser` (sta
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from functools import partial
 from typing import ClassVar, cast
 from urllib.parse import urlsplit
 
 from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec, ProgressCallback, percentile
+from pyfly_hydra.bench.probe import insecure_context
 
 try:
     import uvloop
@@ -287,18 +287,10 @@ class _Target:
             raise ValueError(f"not an http(s) URL: {url!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.ssl = _insecure_context() if parts.scheme == "https" else None
+        self.ssl = insecure_context() if parts.scheme == "https" else None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.request = f"GET {path} HTTP/1.1\r\nHost: {host}:{self.port}\r\nUser-Agent: {USER_AGENT}\r\n\r\n".encode()
-
-
-def _insecure_context() -> ssl.SSLContext:
-    """TLS without verification: we benchmark our own server, usually with a test certificate."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class BuiltinClient:

@@ -18,12 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
 from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.probe import http1_answers
-from pyfly_hydra.bench.process import ServerProcess, free_port
+from pyfly_hydra.bench.process import ServerProcess, free_port, worker_pids
 
 CONNECTIONS = 256
 
@@ -52,12 +50,7 @@ def steady(server: str, workdir: Path, duration: int) -> str:
 
 def crash(server: str, workdir: Path, duration: int) -> str:
     process, port = start(server, workdir / f"{server}-crash.log")
-    workers = [
-        p
-        for p in psutil.Process(process.pid).children(recursive=True)
-        if "resource_tracker" not in " ".join(p.cmdline())
-    ]
-    victim = workers[-1].pid
+    victim = worker_pids(process.pid)[-1]
     threading.Timer(duration / 4, os.kill, (victim, signal.SIGKILL)).start()
     result = drive(port, duration)
     alive = process.process.poll() is None and http1_answers(f"http://127.0.0.1:{port}/health")

@@ -10,12 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import psutil
 import pytest
 
 from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.builtin import BuiltinClient
 from pyfly_hydra.bench.clients.registry import select_client
+from pyfly_hydra.bench.process import worker_pids
 from tests.conftest import SERVERS
 
 QUIET = "server.access_log=false"
@@ -25,16 +25,6 @@ def load(url: str, *, duration: float, connections: int, requests: int | None = 
     """wrk when installed (whole seconds), else the builtin client."""
     client = select_client("auto", http2=False, capped=requests is not None)
     return client.run(LoadSpec(url=url, duration=duration, connections=connections, threads=2, requests=requests))
-
-
-def worker_pids(runner_pid: int) -> set[int]:
-    """Every descendant of the runner that could be serving (multiprocessing helpers excluded)."""
-    pids = set()
-    for child in psutil.Process(runner_pid).children(recursive=True):
-        cmdline = " ".join(child.cmdline())
-        if "resource_tracker" not in cmdline:
-            pids.add(child.pid)
-    return pids
 
 
 def serving_pids(url: str, attempts: int = 60) -> set[int]:
@@ -102,7 +92,7 @@ def test_sigterm_under_load_drains_and_refuses_new_connections(start_server, ser
 @pytest.mark.parametrize("server", SERVERS)
 def test_worker_killed_under_load_keeps_serving(start_server, server: str) -> None:
     running = start_server(f"server={server}", "server.workers=2", QUIET)
-    before = worker_pids(running.process.pid)
+    before = set(worker_pids(running.process.pid))
     victim = next(iter(serving_pids(running.url, attempts=5)))
     results: list[LoadResult] = []
     loader = threading.Thread(

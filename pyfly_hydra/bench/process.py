@@ -49,6 +49,15 @@ def parse_cpus(key: str, value: str | None) -> frozenset[int] | None:
     return frozenset(cpus)
 
 
+def worker_pids(root_pid: int) -> list[int]:
+    """The processes under ``root_pid`` that can serve: every descendant but multiprocessing's resource tracker."""
+    return [
+        child.pid
+        for child in psutil.Process(root_pid).children(recursive=True)
+        if "resource_tracker" not in " ".join(child.cmdline())
+    ]
+
+
 @contextmanager
 def pinned(cpus: frozenset[int] | None) -> Iterator[None]:
     """Run the calling thread (and the processes it starts) on ``cpus``, then restore its affinity."""

@@ -106,11 +106,12 @@ class UvicornServer(ServerAdapter):
             forwarded_allow_ips=p.forwarded_allow_ips,
         )
         server = uvicorn.Server(config)
+        # uvicorn.run's dispatch, but on a listener with proto=IPPROTO_TCP (see listen_socket), and a
+        # lone worker with limit_max_requests runs supervised, so it is recycled instead of exiting.
+        supervised = config.should_reload or config.workers > 1 or p.max_requests_per_worker is not None
         try:
             with _absorb_reraised_signals():
-                # uvicorn.run's dispatch, but on a listener with proto=IPPROTO_TCP (see listen_socket), and a
-                # lone worker with limit_max_requests runs supervised, so it is recycled instead of exiting.
-                if config.should_reload or config.workers > 1 or p.max_requests_per_worker is not None:
+                if supervised:
                     sockets = [listen_socket(p.host, p.port)]
                     if config.should_reload:
                         ChangeReload(config, target=server.run, sockets=sockets).run()
@@ -120,11 +121,6 @@ class UvicornServer(ServerAdapter):
                     server.run()
         except SystemExit as exc:
             raise ServeError(f"uvicorn failed to start (exit {exc.code}); its log above says why") from None
-        if (
-            config.workers == 1
-            and not config.should_reload
-            and p.max_requests_per_worker is None
-            and not server.started
-        ):
+        if not supervised and not server.started:
             raise ServeError("uvicorn failed to start; its log above says why")
         return 0

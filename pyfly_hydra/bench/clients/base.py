@@ -23,6 +23,11 @@ class LoadSpec:
     threads: int = 1
     requests: int | None = None
 
+    @property
+    def client_threads(self) -> int:
+        """The threads a client really runs: ``threads``, but no more than one per connection."""
+        return min(self.threads, self.connections)
+
 
 @dataclass(frozen=True)
 class LoadResult:

@@ -56,18 +56,16 @@ class H2loadClient:
 
     def command(self, spec: LoadSpec, log: Path) -> list[str]:
         """The h2load command line for ``spec``: ``-n`` with a request cap, else ``-D`` seconds."""
-        threads = min(spec.threads, spec.connections)
         limit = ["-n", str(spec.requests)] if spec.requests is not None else ["-D", f"{round(spec.duration * 1000)}ms"]
-        connections = ["-c", str(spec.connections), "-t", str(threads), "-m", "1"]
+        connections = ["-c", str(spec.connections), "-t", str(spec.client_threads), "-m", "1"]
         return ["h2load", *connections, *limit, "--log-file", str(log), spec.url]
 
     def run(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> LoadResult:
         """Run h2load and parse its report and log (no live count: ``on_progress`` is never called)."""
-        threads = min(spec.threads, spec.connections)
         with tempfile.TemporaryDirectory(prefix="pyfly-h2load-") as directory:
             log = Path(directory) / "requests.log"
             run = run_tool(self.command(spec, log), timeout=spec.duration)
             log_text = log.read_text() if log.exists() else ""
         if run.returncode != 0:
             raise LoadError(f"h2load failed (exit {run.returncode}): {last_line(run.stderr + run.stdout)}")
-        return parse_h2load(run.stdout, log_text, client_cpu=run.cpu_cores, threads=threads)
+        return parse_h2load(run.stdout, log_text, client_cpu=run.cpu_cores, threads=spec.client_threads)

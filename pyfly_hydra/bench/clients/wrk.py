@@ -60,8 +60,8 @@ class WrkClient:
 
     def command(self, spec: LoadSpec) -> list[str]:
         """The wrk command line for ``spec``."""
-        threads = min(spec.threads, spec.connections)
-        return ["wrk", f"-t{threads}", f"-c{spec.connections}", f"-d{spec.duration:g}s", "--latency", spec.url]
+        load = [f"-t{spec.client_threads}", f"-c{spec.connections}", f"-d{spec.duration:g}s"]
+        return ["wrk", *load, "--latency", spec.url]
 
     def run(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> LoadResult:
         """Run wrk and parse its report (wrk reports no live count: ``on_progress`` is never called)."""
@@ -72,4 +72,4 @@ class WrkClient:
         run = run_tool(self.command(spec), timeout=spec.duration)
         if run.returncode != 0:
             raise LoadError(f"wrk failed (exit {run.returncode}): {last_line(run.stderr + run.stdout)}")
-        return parse_wrk(run.stdout, client_cpu=run.cpu_cores, threads=min(spec.threads, spec.connections))
+        return parse_wrk(run.stdout, client_cpu=run.cpu_cores, threads=spec.client_threads)

@@ -44,26 +44,27 @@ SERVERS = ("granian", "uvicorn", "hypercorn")
 LOOPS = ("uvloop", "asyncio")
 # The goals of issue 5: runner/raw throughput, runner/raw p99, start-up over raw, default over uvicorn.
 MIN_RPS_RATIO, MAX_P99_RATIO, MAX_START_DELTA_MS, MIN_DEFAULT_RATIO = 0.97, 1.10, 250.0, 1.20
-Command = Callable[[int], list[str]]
+# A server's command line for a port and a scratch directory that is removed after the run.
+Command = Callable[[int, Path], list[str]]
 
 
 def runner(*overrides: str) -> Command:
-    def command(port: int) -> list[str]:
-        run_dir = tempfile.mkdtemp(prefix="pyfly-compare-")
+    def command(port: int, scratch: Path) -> list[str]:
+        run_dir = scratch / "run"
         return [sys.executable, "-m", "pyfly_hydra", *overrides, f"server.port={port}", f"hydra.run.dir={run_dir}"]
 
     return command
 
 
 RAW: dict[str, Callable[[str], Command]] = {
-    "granian": lambda loop: lambda port: [
+    "granian": lambda loop: lambda port, _: [
         str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1", "--loop", loop, "--no-access-log", APP,
     ],
-    "uvicorn": lambda loop: lambda port: [
+    "uvicorn": lambda loop: lambda port, _: [
         str(BIN / "uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port), "--loop", loop, "--no-access-log",
     ],
-    "hypercorn": lambda loop: lambda port: [
+    "hypercorn": lambda loop: lambda port, _: [
         str(BIN / "hypercorn"), f"asgi:{APP}", "--bind", f"127.0.0.1:{port}", "--worker-class", loop,
     ],
 }  # fmt: skip
@@ -96,7 +97,8 @@ def measure(command: Command, *, duration: int | None, cpus: Cpus) -> Run:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory(prefix="pyfly-compare-") as directory:
-        server = ServerProcess(command(port), log_path=Path(directory) / "server.log", cpus=cpus.server)
+        scratch = Path(directory)
+        server = ServerProcess(command(port, scratch), log_path=scratch / "server.log", cpus=cpus.server)
         try:
             start_ms = server.wait_ready(lambda: http1_answers(url), timeout=30, poll_seconds=0.005) * 1000
             load = None
@@ -236,7 +238,7 @@ def main() -> None:
             )  # fmt: skip
             pairs.append((server, loop, pair))
     default = compare(
-        "default", runner(), lambda port: [str(BIN / "uvicorn"), APP, "--port", str(port)],
+        "default", runner(), lambda port, _: [str(BIN / "uvicorn"), APP, "--port", str(port)],
         rounds=args.rounds, start_rounds=0, duration=args.duration, cpus=cpus,
     )  # fmt: skip
     report(pairs, default, args, cpu_list)

@@ -68,10 +68,10 @@ class ProxyHeadersMiddleware:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         """Apply the headers when the direct peer is trusted, then call the app."""
         if scope["type"] in SCHEMES and scope.get("client") and scope["client"][0] in self.trusted:
-            proto = _header(scope, b"x-forwarded-proto")
-            if proto is not None and proto.strip().lower() in ("http", "https"):
+            proto = (_header(scope, b"x-forwarded-proto") or "").strip().lower()
+            if proto in ("http", "https"):
                 plain, secure = SCHEMES[scope["type"]]
-                scope["scheme"] = secure if proto.strip().lower() == "https" else plain
+                scope["scheme"] = secure if proto == "https" else plain
             forwarded_for = _header(scope, b"x-forwarded-for")
             if forwarded_for is not None:
                 hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]

@@ -96,8 +96,7 @@ def serve_workers(config: Config, worker: WorkerFunc, *, workers: int, graceful_
                     exit_code, stopping = 1, True
                     shutdown.set()
                     break
-                else:
-                    logger.error("hypercorn worker pid %s died (exit %s); respawning it", process.pid, process.exitcode)
+                logger.error("hypercorn worker pid %s died (exit %s); respawning it", process.pid, process.exitcode)
                 process.join()
                 processes[slot] = spawn()
                 respawned_at[slot] = now

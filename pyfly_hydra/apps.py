@@ -1,4 +1,9 @@
-"""Where the app comes from: an import string checked in the parent before any server starts."""
+"""Where the app comes from: an import string checked in the parent before any server starts.
+
+The parent imports the app once to fail fast with one clear line (naming the file and line of the
+user's code when the import raises) and to tell a WSGI callable from an ASGI one; each worker then
+imports it again itself.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,27 @@ import importlib
 import inspect
 import os
 import sys
+import sysconfig
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pyfly_hydra.errors import ConfigError
 
 EXAMPLE = "pyfly_hydra.demo:app"
+INTERFACES = ("auto", "asgi", "wsgi")
+ASGI_SHAPE = "async def app(scope, receive, send)"
+WSGI_SHAPE = "def app(environ, start_response)"
 
 
 @dataclass(frozen=True)
 class AppTarget:
-    """An ASGI app as servers load it: ``module:attribute``, optionally a factory to call."""
+    """An app as servers load it: ``module:attribute``, optionally a factory to call, and its interface."""
 
     import_string: str
     factory: bool = False
+    interface: str = "asgi"  # asgi | wsgi
 
 
 def ensure_cwd_importable() -> None:
@@ -36,6 +48,61 @@ def is_asgi_callable(obj: Any) -> bool:
     return inspect.iscoroutinefunction(obj) or (callable(obj) and inspect.iscoroutinefunction(obj.__call__))
 
 
+def _positional_arity(obj: Any) -> int | None:
+    """How many positional arguments ``obj(...)`` takes, or None when it cannot be told."""
+    try:
+        parameters = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in parameters)
+
+
+def detect_interface(obj: Any) -> str | None:
+    """``asgi`` or ``wsgi`` for what ``obj`` looks like, or None when it is neither."""
+    if is_asgi_callable(obj):
+        return "asgi"
+    if callable(obj) and not inspect.isclass(obj) and _positional_arity(obj) == 2:
+        return "wsgi"
+    return None
+
+
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple({os.path.realpath(paths[name]) for name in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def _display_path(filename: str) -> str:
+    path = Path(filename)
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return filename
+
+
+def error_location(error: BaseException) -> str | None:
+    """``file:line`` of the user's code that raised ``error`` (the innermost frame outside libraries)."""
+    if isinstance(error, SyntaxError) and error.filename and error.lineno:
+        return f"{_display_path(error.filename)}:{error.lineno}"
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith("<")]
+    if not frames:
+        return None
+    roots = _library_roots()
+    own = [frame for frame in frames if not os.path.realpath(frame.filename).startswith(roots)]
+    frame = (own or frames)[-1]
+    return f"{_display_path(frame.filename)}:{frame.lineno}"
+
+
+def _failed(import_string: str, what: str, error: BaseException) -> ConfigError:
+    location = error_location(error)
+    where = f" at {location}" if location else ""
+    summary = f"{type(error).__name__}: {error.msg if isinstance(error, SyntaxError) else error}"
+    return ConfigError(
+        "app", import_string, f"{what} failed{where}: {summary} (HYDRA_FULL_ERROR=1 shows the traceback)"
+    )
+
+
 def _import_module(import_string: str, module_name: str) -> Any:
     try:
         return importlib.import_module(module_name)
@@ -44,13 +111,9 @@ def _import_module(import_string: str, module_name: str) -> Any:
             raise ConfigError(
                 "app", import_string, f"no module named '{module_name}' (searched the current directory and sys.path)"
             ) from None
-        raise ConfigError(
-            "app", import_string, f"importing '{module_name}' failed: {type(exc).__name__}: {exc}"
-        ) from None
+        raise _failed(import_string, f"importing '{module_name}'", exc) from exc
     except Exception as exc:
-        raise ConfigError(
-            "app", import_string, f"importing '{module_name}' failed: {type(exc).__name__}: {exc}"
-        ) from None
+        raise _failed(import_string, f"importing '{module_name}'", exc) from exc
 
 
 def import_object(import_string: str) -> Any:
@@ -67,22 +130,43 @@ def import_object(import_string: str) -> Any:
     return obj
 
 
-def load_app_target(import_string: str, *, factory: bool) -> AppTarget:
-    """Import the app once to fail fast with one clear line; the server imports it again in each worker."""
+def _neither(import_string: str, obj: Any, *, built: bool) -> ConfigError:
+    what = f"the factory returned a {type(obj).__name__}" if built else f"a {type(obj).__name__}"
+    hint = ""
+    if not built and callable(obj) and not inspect.isclass(obj) and _positional_arity(obj) == 0:
+        hint = "; if it builds the app, set app_factory=true"
+    return ConfigError(
+        "app", import_string, f"{what} is neither an ASGI app ({ASGI_SHAPE}) nor a WSGI app ({WSGI_SHAPE}){hint}"
+    )
+
+
+def _build(import_string: str, factory: Any) -> Any:
+    try:
+        return factory()
+    except Exception as exc:
+        raise _failed(import_string, "calling the app factory", exc) from exc
+
+
+def load_app_target(import_string: str, *, factory: bool, interface: str = "auto") -> AppTarget:
+    """Import the app, check it is one, and settle its interface (``auto``: from the object itself).
+
+    With ``app_factory=true`` and ``interface=auto`` the factory is called once here to see what it
+    builds; name the interface to skip that call.
+    """
+    if interface not in INTERFACES:
+        raise ConfigError("interface", interface, f"must be one of {', '.join(INTERFACES)}")
     ensure_cwd_importable()
     obj = import_object(import_string)
-    if factory:
-        if not callable(obj):
-            raise ConfigError(
-                "app",
-                import_string,
-                f"app_factory=true needs a callable that returns the app, got {type(obj).__name__}",
-            )
-    elif not is_asgi_callable(obj):
+    if factory and not callable(obj):
         raise ConfigError(
-            "app",
-            import_string,
-            f"a {type(obj).__name__} is not an ASGI application (async def app(scope, receive, send));"
-            " set app_factory=true if it builds the app",
+            "app", import_string, f"app_factory=true needs a callable that returns the app, got {type(obj).__name__}"
         )
-    return AppTarget(import_string=import_string, factory=factory)
+    if interface != "auto":
+        if not factory and not callable(obj):
+            raise ConfigError("app", import_string, f"a {type(obj).__name__} is not callable, so it is not an app")
+        return AppTarget(import_string=import_string, factory=factory, interface=interface)
+    app = _build(import_string, obj) if factory else obj
+    detected = detect_interface(app)
+    if detected is None:
+        raise _neither(import_string, app, built=factory)
+    return AppTarget(import_string=import_string, factory=factory, interface=detected)

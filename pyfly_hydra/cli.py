@@ -16,11 +16,13 @@ from pyfly_hydra.config import register_schema
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.messages import describe
 from pyfly_hydra.resolvers import register_resolvers
+from pyfly_hydra.run_records import register_run_records_resolver
 from pyfly_hydra.startup import skip_mode_probe
 
 # Registered at import, so `--cfg job --resolve`, multirun and every launched job see them.
 register_schema()
 register_resolvers()
+register_run_records_resolver()
 skip_mode_probe()
 
 PACKAGE_DIR = Path(__file__).resolve().parent

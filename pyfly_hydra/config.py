@@ -37,7 +37,11 @@ class ServerProperties:
     keep_alive_timeout: int = 5
     max_concurrent_connections: int | None = None
     max_requests_per_worker: int | None = None
+    lifespan: str = "auto"  # auto | on | off (ASGI lifespan events; auto: run them if the app speaks them)
     reload: bool = False
+    reload_dirs: list[str] = field(default_factory=list)  # what reload watches; empty = the current directory
+    reload_includes: list[str] = field(default_factory=lambda: ["*.py"])  # file-name patterns that trigger it
+    reload_excludes: list[str] = field(default_factory=list)  # file or directory name patterns it ignores
     access_log: bool = False  # off, as granian and hypercorn ship: a line per request costs throughput
     log_level: str = "info"  # critical | error | warning | info | debug
     proxy_headers: bool = False  # trust X-Forwarded-For/-Proto, only from forwarded_allow_ips
@@ -82,6 +86,7 @@ class Config:
 
     app: str = "pyfly_hydra.demo:app"
     app_factory: bool = False
+    interface: str = "auto"  # auto | asgi | wsgi
     mode: str = "serve"
     server: ServerConfig = field(default_factory=ServerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)

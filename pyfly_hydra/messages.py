@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import typing
 from collections.abc import Iterator
-from typing import Any
 
 from hydra.errors import MissingConfigException, OverrideParseException
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseException, ValidationError
 
-from pyfly_hydra.config import Config
 from pyfly_hydra.errors import PyflyHydraError, format_value
-
-USAGE_EXIT_CODE = 2
+from pyfly_hydra.known_keys import USAGE_EXIT_CODE, schema_node, unknown_key_message
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -26,23 +21,14 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _schema_node(path: list[str]) -> Any:
-    """The schema dataclass at ``path`` (e.g. ["server", "granian"]), or None when it is not a dataclass."""
-    node: Any = Config
-    for part in path:
-        hints = typing.get_type_hints(node)
-        if part not in hints:
-            return None
-        node = hints[part]
-    return node if dataclasses.is_dataclass(node) else None
-
-
 def _type_name(full_key: str) -> str:
     *parents, leaf = full_key.split(".")
-    node = _schema_node(parents)
+    node = schema_node(parents)
     if node is None:
         return "a different type"
     hint = typing.get_type_hints(node).get(leaf)
+    if typing.get_origin(hint) is list:
+        return "a list of strings, e.g. [a,b]"
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if args else hint
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -51,15 +37,7 @@ def _type_name(full_key: str) -> str:
 
 
 def _unknown_key(error: OmegaConfBaseException) -> str:
-    full_key = str(error.full_key)
-    *parents, leaf = full_key.split(".")
-    node = _schema_node(parents)
-    if node is None:
-        return f"{full_key}: unknown key"
-    keys = [f.name for f in dataclasses.fields(node) if not f.name.startswith("_")]
-    close = difflib.get_close_matches(leaf, keys, n=1)
-    hint = f"did you mean {'.'.join([*parents, close[0]])}? " if close else ""
-    return f"{full_key}: unknown key; {hint}allowed keys: {', '.join(keys)}"
+    return unknown_key_message(str(error.full_key))
 
 
 def _missing_option(error: MissingConfigException) -> str:
@@ -81,7 +59,7 @@ def describe(error: BaseException) -> tuple[str, int]:
             return _missing_option(cause), USAGE_EXIT_CODE
         if isinstance(cause, ConfigKeyError | AttributeError) and getattr(cause, "full_key", None):
             return _unknown_key(cause), USAGE_EXIT_CODE  # type: ignore[arg-type]
-        if isinstance(cause, ValidationError) and cause.full_key:
+        if isinstance(cause, ValidationError | ConfigTypeError) and cause.full_key:
             value = format_value(cause.value)
             return f"{cause.full_key}={value}: must be {_type_name(str(cause.full_key))}", USAGE_EXIT_CODE
         if isinstance(cause, OverrideParseException):

@@ -10,6 +10,7 @@ from typing import Any
 
 from pyfly_hydra.config import GranianProperties, ServerProperties
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.lifespan import LIFESPAN_MODES
 from pyfly_hydra.proxy_headers import TrustedProxies
 
 logger = logging.getLogger("pyfly_hydra")
@@ -76,6 +77,30 @@ def _warn_if_key_readable_by_others(keyfile: str) -> None:
         )
 
 
+RELOAD_LISTS = ("reload_dirs", "reload_includes", "reload_excludes")
+
+
+def _reload(properties: ServerProperties) -> None:
+    for key in RELOAD_LISTS:  # an interpolation can still hand a list key a string
+        value = getattr(properties, key)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"server.{key}", value, "must be a list of strings, e.g. [a,b]")
+    for directory in properties.reload_dirs:
+        if not os.path.isdir(directory):
+            raise ConfigError("server.reload_dirs", directory, f"no such directory ({os.path.abspath(directory)})")
+    if not properties.reload_includes:
+        raise ConfigError("server.reload_includes", [], "list at least one file-name pattern, e.g. ['*.py']")
+    for key in ("reload_includes", "reload_excludes"):
+        for pattern in getattr(properties, key):
+            if not pattern.strip():
+                raise ConfigError(f"server.{key}", pattern, "patterns must be non-empty, e.g. '*.py' or 'tests'")
+    if not properties.reload:
+        defaults = ServerProperties()
+        for key in RELOAD_LISTS:
+            if getattr(properties, key) != getattr(defaults, key):
+                logger.warning("server.%s is only read when server.reload=true; it has no effect", key)
+
+
 def _granian(granian: GranianProperties) -> None:
     _between("server.granian.runtime_threads", granian.runtime_threads, 1, MAX_RUNTIME_THREADS)
     _one_of("server.granian.runtime_mode", granian.runtime_mode, GRANIAN_RUNTIME_MODES)
@@ -96,6 +121,8 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     _between("server.max_requests_per_worker", properties.max_requests_per_worker, 1, MAX_COUNT, optional=True)
     _one_of("server.http", properties.http, HTTP_VERSIONS)
     _one_of("server.log_level", properties.log_level, LOG_LEVELS)
+    _one_of("server.lifespan", properties.lifespan, LIFESPAN_MODES)
+    _reload(properties)
     _tls(properties)
     TrustedProxies(properties.forwarded_allow_ips)
     _granian(properties.granian)

@@ -18,11 +18,14 @@ from pyfly_hydra.bind import ensure_bindable
 from pyfly_hydra.config import ServerProperties
 from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.known_keys import check_known_keys
+from pyfly_hydra.lifespan import LIFESPAN_MODES
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
 from pyfly_hydra.properties import validate_properties
-from pyfly_hydra.proxy_headers import APP_ENV, FACTORY_ENV, TRUSTED_ENV, WRAPPED_APP
+from pyfly_hydra.reload import watched_sources
 from pyfly_hydra.resolvers import SERVER_PRIORITY, is_installed, loop_priority, module_available
 from pyfly_hydra.server_info import ServerInfo
+from pyfly_hydra.worker_app import plan_worker_app
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -58,16 +61,23 @@ def _instantiate(key: str, node: DictConfig, port: type, **overrides: Any) -> An
     return adapter
 
 
-def behind_proxy_headers(app: AppTarget, *, trusted: str) -> AppTarget:
-    """Serve ``app`` through the ProxyHeadersMiddleware factory; workers find the real app in the environment."""
-    os.environ[APP_ENV] = app.import_string
-    os.environ[FACTORY_ENV] = "1" if app.factory else "0"
-    os.environ[TRUSTED_ENV] = trusted
-    return AppTarget(import_string=WRAPPED_APP, factory=True)
+def served_app(app: AppTarget, server: ApplicationServerPort, properties: ServerProperties) -> AppTarget:
+    """What the server is given: the user's app, or the worker-app factory with the wrappers it needs."""
+    if app.interface == "wsgi" and properties.lifespan == "on":
+        raise ConfigError("server.lifespan", "on", "a WSGI app has no lifespan events; use auto or off")
+    native_lifespan = getattr(server, "native_lifespan", LIFESPAN_MODES)
+    proxied = properties.proxy_headers and not getattr(server, "handles_proxy_headers", False)
+    return plan_worker_app(
+        app,
+        native_wsgi=getattr(server, "native_wsgi", False),
+        trusted_proxies=properties.forwarded_allow_ips if proxied else None,
+        lifespan=None if properties.lifespan in native_lifespan else properties.lifespan,
+    )
 
 
-def make_plan(cfg: DictConfig) -> Plan:
+def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     """Validate the composed config and build the adapters; raise ConfigError on the first problem."""
+    check_known_keys(cfg)
     properties = server_properties(cfg.server)
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
     loop: EventLoopPort = _instantiate("loop", cfg.loop, EventLoopPort)
@@ -77,11 +87,19 @@ def make_plan(cfg: DictConfig) -> Plan:
     )
     _require_installed("server", server.name, server.module, SERVER_PRIORITY)
     server.check(loop=loop)
-    app = load_app_target(cfg.app, factory=cfg.app_factory)
-    if properties.proxy_headers and not getattr(server, "handles_proxy_headers", False):
-        app = behind_proxy_headers(app, trusted=properties.forwarded_allow_ips)
+    user_app = load_app_target(cfg.app, factory=cfg.app_factory, interface=cfg.interface)
+    app = served_app(user_app, server, properties)
+    if properties.reload:
+        server.reload_sources = watched_sources(
+            dirs=properties.reload_dirs,
+            includes=properties.reload_includes,
+            excludes=properties.reload_excludes,
+            output_dir=output_dir,
+        )
+        logger.info(server.reload_sources.describe())
     info = ServerInfo(
         app=cfg.app,
+        interface=user_app.interface,
         server=server.name,
         version=server.version(),
         loop=loop.name,
@@ -96,7 +114,7 @@ def make_plan(cfg: DictConfig) -> Plan:
 
 def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     """Serve the configured app until SIGINT/SIGTERM; return the exit code."""
-    plan = make_plan(cfg)
+    plan = make_plan(cfg, output_dir)
     ensure_bindable(plan.info.host, plan.info.port)
     logger.info(plan.info.log_line())
     if output_dir is not None:

@@ -12,6 +12,7 @@ class ServerInfo:
     """The resolved choices of one run."""
 
     app: str
+    interface: str  # asgi | wsgi, as served (auto resolved)
     server: str
     version: str
     loop: str
@@ -30,8 +31,9 @@ class ServerInfo:
     def log_line(self) -> str:
         """The one startup line: app, server, loop, workers, http, URL."""
         return (
-            f"serving {self.app} on {self.server} {self.version} (loop {self.loop}, workers {self.workers},"
-            f" http {self.http}, tls {'on' if self.tls else 'off'}) at {self.url}"
+            f"serving {self.app} ({self.interface}) on {self.server} {self.version}"
+            f" (loop {self.loop}, workers {self.workers}, http {self.http}, tls {'on' if self.tls else 'off'})"
+            f" at {self.url}"
         )
 
     def write(self, directory: Path) -> Path:

@@ -148,13 +148,17 @@ def start_server(tmp_path: Path) -> Iterator:
         http2_only: bool = False,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        users_defaults: bool = False,
+        launcher: tuple[str, ...] = (),
     ) -> RunningServer:
+        """``users_defaults=True``: no ``hydra.run.dir``, so the record goes where a user's would (``cwd``)."""
         port = free_port()
         run_dir = tmp_path / f"run-{len(started)}"
         log_path = tmp_path / f"server-{len(started)}.log"
+        run_dir_override = [] if users_defaults else [f"hydra.run.dir={run_dir}"]
         with log_path.open("w") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "pyfly_hydra", *overrides, f"server.port={port}", f"hydra.run.dir={run_dir}"],
+                [*launcher, sys.executable, "-m", "pyfly_hydra", *overrides, f"server.port={port}", *run_dir_override],
                 cwd=cwd or ROOT,
                 env=env or child_env(),
                 stdout=log,

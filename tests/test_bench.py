@@ -46,7 +46,7 @@ def test_bench_end_to_end(tmp_path: Path, client: str) -> None:
         assert record["client"] == "builtin"
     assert "bench uvicorn/uvloop x1:" in output
     served = (tmp_path / "run" / "server.log").read_text()
-    assert "serving pyfly_hydra.demo:app on uvicorn" in served  # started exactly as mode=serve does
+    assert "serving pyfly_hydra.demo:app (asgi) on uvicorn" in served  # started exactly as mode=serve does
     assert "127.0.0.1" in served
 
 

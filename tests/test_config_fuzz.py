@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pyfly_hydra.bind import ensure_bindable
 from pyfly_hydra.cli import CONFIG_DIR
@@ -83,6 +83,18 @@ def _bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
+def _patterns(*, required: bool) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        items = list(value) if isinstance(value, ListConfig) else None
+        return items is not None and (bool(items) or not required) and all(str(i).strip() for i in items)
+
+    return check
+
+
+def _dirs(value: Any) -> bool:
+    return isinstance(value, ListConfig) and all(os.path.isdir(str(item)) for item in value)
+
+
 # The independent oracle: what each key may hold for a server to start with it.
 VALID: dict[str, Callable[[Any], bool]] = {
     "host": _host,
@@ -96,7 +108,11 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "keep_alive_timeout": _is_int(1, 60),  # granian (the default server) allows at most 60
     "max_concurrent_connections": _is_int(1, 2**31 - 1, optional=True),
     "max_requests_per_worker": lambda v: v is None,  # granian refuses the key
+    "lifespan": lambda v: v in ("auto", "on", "off"),
     "reload": _bool,
+    "reload_dirs": _dirs,
+    "reload_includes": _patterns(required=True),
+    "reload_excludes": _patterns(required=False),
     "access_log": _bool,
     "log_level": lambda v: v in LOG_LEVELS,
     "proxy_headers": _bool,

@@ -14,6 +14,7 @@ from pyfly_hydra.properties import non_default, non_default_granian
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
     from pyfly_hydra.ports import EventLoopPort
+    from pyfly_hydra.reload import WatchedSources
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -38,6 +39,9 @@ class ServerAdapter:
     loops: ClassVar[tuple[str, ...]]  # the loop names this server can run in its workers
     runs_loop_factories: ClassVar[bool] = False  # True: also runs any other loop from its factory string
     handles_proxy_headers: ClassVar[bool] = False  # False: the runner wraps the app in ProxyHeadersMiddleware
+    native_wsgi: ClassVar[bool] = False  # False: a WSGI app is served through a2wsgi
+    native_lifespan: ClassVar[tuple[str, ...]] = ()  # server.lifespan values the server's own switch honours
+    reload_sources: WatchedSources | None = None  # what reload watches; set by the runner (serve.make_plan)
 
     def __init__(self, **properties: Any) -> None:
         granian = properties.pop("granian", None) or GranianProperties()
@@ -69,6 +73,17 @@ class ServerAdapter:
                 raise ConfigError(
                     f"server.granian.{key}", value, f"only granian reads server.granian.*; the server is {self.name}"
                 )
+
+    def watched_sources(self) -> WatchedSources:
+        """What reload watches: as the runner set it, else the reload keys alone."""
+        from pyfly_hydra.reload import watched_sources
+
+        if self.reload_sources is not None:
+            return self.reload_sources
+        p = self.properties
+        return watched_sources(
+            dirs=p.reload_dirs, includes=p.reload_includes, excludes=p.reload_excludes, output_dir=None
+        )
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve ``app`` until SIGINT/SIGTERM and return the exit code."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers.base import ServerAdapter, Support
@@ -20,11 +20,13 @@ MAX_HEADER_READ_SECONDS = 60
 
 
 class GranianServer(ServerAdapter):
-    """Runs the app through ``granian.Granian`` with ``interface=asgi`` and an explicit loop."""
+    """Runs the app through ``granian.Granian`` with an explicit interface (asgi, asginl or wsgi) and loop."""
 
     name: ClassVar[str] = "granian"
     module: ClassVar[str] = "granian"
     loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop")
+    native_wsgi: ClassVar[bool] = True
+    native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
     support: ClassVar[dict[str, Support]] = {
         "host": Support("address"),
         "port": Support("port"),
@@ -42,7 +44,11 @@ class GranianServer(ServerAdapter):
             "backpressure", "granian queues requests beyond the limit (backpressure) instead of answering 503"
         ),
         "max_requests_per_worker": Support(None, "granian has no per-worker request limit (only workers_lifetime)"),
+        "lifespan": Support("interface"),
         "reload": Support("reload"),
+        "reload_dirs": Support("reload_paths"),
+        "reload_includes": Support("reload_filter"),
+        "reload_excludes": Support("reload_filter"),
         "access_log": Support("log_access"),
         "log_level": Support("log_level"),
         "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
@@ -74,16 +80,29 @@ class GranianServer(ServerAdapter):
         from granian.log import LogLevels
 
         p = self.properties
+        reload_options: dict[str, Any] = {}
         if p.reload:
             # Forked workers would inherit the app module imported (and checked) in this process,
             # so a reload would serve the old code: spawn fresh interpreters instead.
             multiprocessing.set_start_method("spawn", force=True)
+            sources = self.watched_sources()
+            # A worker that fails to import the edited code (a syntax error) leaves the server waiting
+            # for the next change instead of stopping it.
+            reload_options = {
+                "reload_paths": list(sources.dirs),
+                "reload_filter": sources.filter_class(),
+                "reload_ignore_worker_failure": True,
+            }
+        if app.interface == "wsgi":
+            interface = Interfaces.WSGI
+        else:
+            interface = Interfaces.ASGINL if p.lifespan == "off" else Interfaces.ASGI
         server = Granian(
             target=app.import_string,
             factory=app.factory,
             address=p.host,
             port=p.port,
-            interface=Interfaces.ASGI,
+            interface=interface,
             workers=p.workers,
             loop=Loops(loop.name),
             http=HTTPModes(p.http),
@@ -97,6 +116,7 @@ class GranianServer(ServerAdapter):
             runtime_mode=RuntimeModes(p.granian.runtime_mode),
             respawn_failed_workers=p.granian.respawn_failed_workers,
             reload=p.reload,
+            **reload_options,
             log_access=p.access_log,
             log_level=LogLevels(p.log_level),
             working_dir=Path(os.getcwd()),

@@ -26,6 +26,7 @@ class HypercornServer(ServerAdapter):
     name: ClassVar[str] = "hypercorn"
     module: ClassVar[str] = "hypercorn"
     loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio")
+    native_wsgi: ClassVar[bool] = True
     support: ClassVar[dict[str, Support]] = {
         "host": Support("bind"),
         "port": Support("bind"),
@@ -46,7 +47,11 @@ class HypercornServer(ServerAdapter):
             "a recycling hypercorn worker closes kept-alive connections under clients that are sending"
             " (64 of 3,000 requests failed, recycling every 300); use server=uvicorn for recycling",
         ),
-        "reload": Support("use_reloader"),
+        "lifespan": Support("LifespanGuard"),
+        "reload": Support("ReloadSupervisor"),
+        "reload_dirs": Support("ReloadSupervisor"),
+        "reload_includes": Support("ReloadSupervisor"),
+        "reload_excludes": Support("ReloadSupervisor"),
         "access_log": Support("accesslog"),
         "log_level": Support("loglevel"),
         "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
@@ -54,12 +59,12 @@ class HypercornServer(ServerAdapter):
     }
 
     def build_config(self, *, app: AppTarget, loop: EventLoopPort) -> Config:
-        """Hypercorn's Config for these properties; ``asgi:`` so hypercorn never guesses WSGI."""
+        """Hypercorn's Config for these properties; ``asgi:``/``wsgi:`` so hypercorn never guesses."""
         from hypercorn.config import Config
 
         p = self.properties
         config = Config()
-        config.application_path = f"asgi:{app.import_string}{'()' if app.factory else ''}"
+        config.application_path = f"{app.interface}:{app.import_string}{'()' if app.factory else ''}"
         config.bind = [bind_address(p.host, p.port)]
         config.worker_class = loop.name
         config.workers = p.workers
@@ -69,16 +74,24 @@ class HypercornServer(ServerAdapter):
         config.alpn_protocols = ALPN[p.http]
         config.certfile = p.ssl_certfile
         config.keyfile = p.ssl_keyfile
-        config.use_reloader = p.reload
-        config.accesslog = "-" if p.access_log else None
-        config.errorlog = "-"
         config.loglevel = p.log_level.upper()
+        if self._serves_in_process:
+            # Its loggers propagate to the runner's logging: one line each, in the runner's format.
+            config.errorlog = logging.getLogger("hypercorn.error")
+            config.accesslog = logging.getLogger("hypercorn.access") if p.access_log else None
+            config.errorlog.setLevel(config.loglevel)
+        else:  # spawned workers have no logging set up: hypercorn's own stream handlers
+            config.errorlog = "-"
+            config.accesslog = "-" if p.access_log else None
         return config
 
+    @property
+    def _serves_in_process(self) -> bool:
+        return self.properties.workers == 1 and not self.properties.reload
+
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
-        """One worker serves in this process; more run under the drain-first, respawning supervisor."""
+        """One worker serves in this process; more, or reload, run under pyfly-hydra's supervisor."""
         from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
-        from hypercorn.run import run as hypercorn_run
 
         from pyfly_hydra.servers.hypercorn_workers import serve_workers
 
@@ -86,11 +99,12 @@ class HypercornServer(ServerAdapter):
         worker = uvloop_worker if loop.name == "uvloop" else asyncio_worker
         p = self.properties
         try:
-            if p.reload:
-                return hypercorn_run(config)
-            if p.workers == 1:
+            if self._serves_in_process:
                 worker(config)
                 return 0
-            return serve_workers(config, worker, workers=p.workers, graceful_timeout=p.graceful_timeout)
+            sources = self.watched_sources() if p.reload else None
+            return serve_workers(
+                config, worker, workers=p.workers, graceful_timeout=p.graceful_timeout, sources=sources
+            )
         except OSError as exc:
             raise ServeError(f"hypercorn failed to start on {bind_address(p.host, p.port)}: {exc}") from None

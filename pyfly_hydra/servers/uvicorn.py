@@ -44,6 +44,7 @@ class UvicornServer(ServerAdapter):
     loops: ClassVar[tuple[str, ...]] = NATIVE_LOOPS
     runs_loop_factories: ClassVar[bool] = True
     handles_proxy_headers: ClassVar[bool] = True
+    native_lifespan: ClassVar[tuple[str, ...]] = ("auto", "on", "off")
     support: ClassVar[dict[str, Support]] = {
         "host": Support("host"),
         "port": Support("port"),
@@ -56,7 +57,11 @@ class UvicornServer(ServerAdapter):
         "keep_alive_timeout": Support("timeout_keep_alive"),
         "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
         "max_requests_per_worker": Support("limit_max_requests", "with 10% jitter, so workers recycle apart"),
+        "lifespan": Support("lifespan"),
         "reload": Support("reload"),
+        "reload_dirs": Support("reload_dirs"),
+        "reload_includes": Support("reload_includes"),
+        "reload_excludes": Support("reload_excludes"),
         "access_log": Support("access_log"),
         "log_level": Support("log_level"),
         "proxy_headers": Support("proxy_headers"),
@@ -76,10 +81,9 @@ class UvicornServer(ServerAdapter):
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve in this process (workers=1), or under uvicorn's reload or multiprocess supervisor."""
         import uvicorn
-        from uvicorn.supervisors import ChangeReload
 
         from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
-        from pyfly_hydra.servers.uvicorn_supervisor import ClosingMultiprocess
+        from pyfly_hydra.servers.uvicorn_supervisor import ClosingMultiprocess, SourceReload
 
         p = self.properties
         config = uvicorn.Config(
@@ -89,6 +93,7 @@ class UvicornServer(ServerAdapter):
             port=p.port,
             workers=p.workers,
             loop=loop.name if loop.name in NATIVE_LOOPS else loop.factory,
+            interface="asgi3",  # a WSGI app reaches uvicorn already wrapped in a2wsgi (see worker_app)
             http=IdleClosingHTTPProtocol,
             backlog=p.backlog,
             timeout_graceful_shutdown=p.graceful_timeout,
@@ -99,7 +104,9 @@ class UvicornServer(ServerAdapter):
             limit_max_requests_jitter=(p.max_requests_per_worker or 0) // 10,
             ssl_certfile=p.ssl_certfile,
             ssl_keyfile=p.ssl_keyfile,
+            lifespan=p.lifespan,
             reload=p.reload,
+            reload_dirs=[str(d) for d in self.watched_sources().dirs] if p.reload else None,
             access_log=p.access_log,
             log_level=p.log_level,
             proxy_headers=p.proxy_headers,
@@ -114,7 +121,7 @@ class UvicornServer(ServerAdapter):
                 if supervised:
                     sockets = [listen_socket(p.host, p.port)]
                     if config.should_reload:
-                        ChangeReload(config, target=server.run, sockets=sockets).run()
+                        SourceReload(config, target=server.run, sockets=sockets, sources=self.watched_sources()).run()
                     else:
                         ClosingMultiprocess(config, sockets=sockets).run()
                 else:

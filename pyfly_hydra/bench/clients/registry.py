@@ -29,10 +29,11 @@ def select_client(name: str, *, http2: bool, capped: bool = False) -> LoadClient
     if name not in CLIENTS:
         raise ConfigError("bench.client", name, f"must be one of auto, {', '.join(CLIENTS)}")
     client = CLIENTS[name]()
-    if not client.available():
-        raise ConfigError("bench.client", name, f"{name} is not installed ({INSTALL_HINTS[name]})")
+    # What the client cannot do is said first: installing it would not help.
     if http2 and not client.http2:
         raise ConfigError("bench.client", name, "server.http=2 serves HTTP/2 only; use bench.client=h2load")
     if capped and not client.caps_requests:
         raise ConfigError("bench.client", name, "cannot stop after bench.requests; use builtin or h2load, or unset it")
+    if not client.available():
+        raise ConfigError("bench.client", name, f"{name} is not installed ({INSTALL_HINTS[name]})")
     return client

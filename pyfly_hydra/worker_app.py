@@ -1,0 +1,88 @@
+"""What each worker serves when the server cannot take the user's app as it is.
+
+Some combinations need the app wrapped inside every worker: a WSGI app on uvicorn (a2wsgi), proxy
+headers on granian or hypercorn, and ``server.lifespan`` where a server lacks the switch. Workers are
+separate interpreters that import the app themselves, so the runner describes the wrapping in one
+environment variable and points the server at ``build``, a factory each worker calls. When nothing
+needs wrapping, the server is given the user's import string and nothing of this module runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyfly_hydra.apps import AppTarget, import_object
+
+SPEC_ENV = "PYFLY_HYDRA_WORKER_APP"
+WORKER_APP = "pyfly_hydra.worker_app:build"
+
+
+@dataclass(frozen=True)
+class WorkerApp:
+    """The user's app and the wrappers every worker puts around it."""
+
+    app: str
+    factory: bool
+    interface: str  # the user's app: asgi | wsgi
+    wsgi_to_asgi: bool = False  # serve a WSGI app to an ASGI-only server through a2wsgi
+    trusted_proxies: str | None = None  # apply X-Forwarded-* from these peers
+    lifespan: str | None = None  # auto | on | off: settle lifespan in a LifespanGuard
+
+    @property
+    def needed(self) -> bool:
+        """Whether any wrapper is asked for."""
+        return self.wsgi_to_asgi or self.trusted_proxies is not None or self.lifespan is not None
+
+    @property
+    def served_interface(self) -> str:
+        """What the server sees: ASGI once a2wsgi has wrapped a WSGI app."""
+        return "asgi" if self.wsgi_to_asgi else self.interface
+
+    def install(self) -> AppTarget:
+        """Publish this spec to the workers; the target the server is given instead of the user's app."""
+        os.environ[SPEC_ENV] = json.dumps(asdict(self))
+        return AppTarget(import_string=WORKER_APP, factory=True, interface=self.served_interface)
+
+
+def plan_worker_app(
+    app: AppTarget,
+    *,
+    native_wsgi: bool,
+    trusted_proxies: str | None,
+    lifespan: str | None,
+) -> AppTarget:
+    """The target to give the server: the user's own, or ``build`` with what the workers must wrap."""
+    spec = WorkerApp(
+        app=app.import_string,
+        factory=app.factory,
+        interface=app.interface,
+        wsgi_to_asgi=app.interface == "wsgi" and not native_wsgi,
+        trusted_proxies=trusted_proxies,
+        lifespan=lifespan if app.interface == "asgi" else None,
+    )
+    return spec.install() if spec.needed else app
+
+
+def build() -> Any:
+    """The factory workers call: the user's app with the wrappers the runner asked for."""
+    from pyfly_hydra.lifespan import LifespanGuard
+    from pyfly_hydra.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
+
+    spec = WorkerApp(**json.loads(os.environ[SPEC_ENV]))
+    app = import_object(spec.app)
+    if spec.factory:
+        app = app()
+    if spec.trusted_proxies is not None and spec.interface == "wsgi":
+        app = WSGIProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
+    if spec.wsgi_to_asgi:
+        from a2wsgi import WSGIMiddleware
+
+        app = WSGIMiddleware(app)
+    if spec.trusted_proxies is not None and spec.interface == "asgi":
+        app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
+    if spec.lifespan is not None:
+        app = LifespanGuard(app, mode=spec.lifespan)
+    return app

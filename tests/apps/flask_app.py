@@ -1,0 +1,47 @@
+"""A Flask (WSGI) app: GET, a POST that hashes its body, a streamed response and a slow request."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from flask import Flask, Response, request
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index() -> str:
+    return "flask says hello"
+
+
+@app.get("/health")
+def health() -> str:
+    return "ok"
+
+
+@app.post("/upload")
+def upload() -> dict[str, object]:
+    body = request.get_data()
+    return {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
+@app.get("/stream")
+def stream() -> Response:
+    def chunks() -> object:
+        for i in range(5):
+            yield f"chunk {i}\n"
+
+    return Response(chunks(), mimetype="text/plain")
+
+
+@app.get("/sleep")
+def sleep() -> str:
+    seconds = float(request.args.get("seconds", "1"))
+    time.sleep(seconds)
+    return f"slept {seconds}"
+
+
+def create_app() -> Flask:
+    """A factory, as `app_factory=true` expects."""
+    return app

@@ -17,7 +17,7 @@ from pyfly_hydra.apps import AppTarget, load_app_target
 from pyfly_hydra.bind import ensure_bindable
 from pyfly_hydra.config import ServerProperties
 from pyfly_hydra.demo import SERVER_ENV
-from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.known_keys import check_known_keys
 from pyfly_hydra.lifespan import LIFESPAN_MODES
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
@@ -125,4 +125,6 @@ def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     gc.freeze()
     code = plan.server.run(app=plan.app, loop=plan.loop)
     logger.info("%s stopped (exit code %d)", plan.server.name, code)
+    if code:
+        raise ServeError(f"{plan.server.name} stopped with exit code {code}; its log above says why")
     return code

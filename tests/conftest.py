@@ -26,11 +26,17 @@ STARTUP_TIMEOUT = 30.0
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    users_defaults: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m pyfly_hydra ARGS` to completion, its Hydra output dir in a temporary directory."""
+    """Run `python -m pyfly_hydra ARGS` to completion, its Hydra output dir in a temporary directory
+    (``users_defaults=True``: where a user's run would put it)."""
     with tempfile.TemporaryDirectory(prefix="pyfly-hydra-test-") as run_dir:
-        default_dir = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={run_dir}"]
+        chosen = users_defaults or any(a.startswith("hydra.run.dir=") for a in args)
+        default_dir = [] if chosen else [f"hydra.run.dir={run_dir}"]
         return subprocess.run(
             [sys.executable, "-m", "pyfly_hydra", *args, *default_dir],
             cwd=cwd or ROOT,

@@ -92,6 +92,7 @@ class HypercornServer(ServerAdapter):
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """One worker serves in this process; more, or reload, run under pyfly-hydra's supervisor."""
         from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
+        from hypercorn.utils import LifespanFailureError
 
         from pyfly_hydra.servers.hypercorn_workers import serve_workers
 
@@ -106,5 +107,7 @@ class HypercornServer(ServerAdapter):
             return serve_workers(
                 config, worker, workers=p.workers, graceful_timeout=p.graceful_timeout, sources=sources
             )
+        except LifespanFailureError as exc:
+            raise ServeError(f"hypercorn stopped: the app's lifespan startup failed ({exc})") from None
         except OSError as exc:
             raise ServeError(f"hypercorn failed to start on {bind_address(p.host, p.port)}: {exc}") from None

@@ -20,6 +20,11 @@ def health() -> str:
     return "ok"
 
 
+@app.get("/client")
+def client() -> dict[str, object]:
+    return {"client": request.remote_addr, "scheme": request.scheme}
+
+
 @app.post("/upload")
 def upload() -> dict[str, object]:
     body = request.get_data()

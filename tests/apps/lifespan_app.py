@@ -37,3 +37,11 @@ def create_app() -> Any:
 
 
 not_an_app = {"this": "is a dict"}
+
+
+async def failing_startup_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An app whose lifespan startup raises (a database that is not there)."""
+    if scope["type"] == "lifespan":
+        await receive()
+        raise RuntimeError("database unreachable")
+    await demo_app(scope, receive, send)

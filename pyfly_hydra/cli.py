@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from pyfly_hydra.config import register_schema
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.known_keys import check_known_keys
 from pyfly_hydra.messages import describe
 from pyfly_hydra.resolvers import register_resolvers
 from pyfly_hydra.run_records import register_run_records_resolver
@@ -63,6 +64,7 @@ def run_mode(cfg: DictConfig, output_dir: Path) -> float:
     task = MODES.get(cfg.mode)
     if task is None:
         raise ConfigError("mode", cfg.mode, f"must be one of {', '.join(MODES)}")
+    check_known_keys(cfg)
     return task(cfg, output_dir)
 
 

@@ -48,6 +48,7 @@ CASES = {
     "app import raises names file and line": (["app=broken_app:app"], ["broken_app.py:3", "RuntimeError: boom"]),
     "added unknown server key": (["+server.nope=1"], ["server.nope", "unknown key"]),
     "unknown server key": (["server.nope=1"], ["server.nope", "unknown key"]),
+    "added unknown server key in mode=info": (["+server.nope=1", "mode=info"], ["server.nope", "unknown key"]),
     "added misspelled server key": (["+server.wrkers=2"], ["server.wrkers", "did you mean server.workers"]),
     "added unknown granian key": (["+server.granian.nope=1"], ["server.granian.nope", "unknown key"]),
     "added unknown top-level key": (["+nope=1"], ["nope", "unknown key"]),

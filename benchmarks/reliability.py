@@ -4,7 +4,9 @@
 
 For each server with 2 workers: 256 keep-alive connections for --duration seconds (wrk, or the builtin
 client); the same load with one worker killed (SIGKILL) a quarter of the way in; and SIGTERM while
-the load runs. Prints a Markdown table. Only 127.0.0.1 is ever contacted.
+the load runs; then the slow-client drill (400 slowloris and 100 stalled-body connections for
+--duration seconds beside one normal keep-alive client, keep-alive timeout 5 s). Prints Markdown tables.
+Only 127.0.0.1 is ever contacted.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.probe import http1_answers
 from pyfly_hydra.bench.process import ServerProcess, free_port, worker_pids
+from pyfly_hydra.bench.slow_clients import run_slow_client_drill
 
 CONNECTIONS = 256
 
@@ -76,6 +79,16 @@ def sigterm(server: str, workdir: Path, duration: int) -> str:
     return f"exit {process.process.returncode} {took:.1f} s after SIGTERM, {result.requests:,} answered before it"
 
 
+def slow_clients(server: str, workdir: Path, duration: int) -> str:
+    process, port = start(server, workdir / f"{server}-slow.log", "server.keep_alive_timeout=5")
+    result = run_slow_client_drill(port, slowloris=400, slow_posts=100, duration=duration, baseline=3.0)
+    code = process.stop(timeout=40)
+    return (
+        f"{result.slowloris.describe()} | {result.slow_post.describe()} | {result.baseline.describe()}"
+        f" | {result.during.describe()} | {code}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=20)
@@ -94,6 +107,13 @@ def main() -> None:
                 sigterm(server, workdir, args.duration),
             ]
             print(f"| {server} | " + " | ".join(row) + " |", flush=True)
+        print(
+            f"\n| server (2 workers) | 400 slowloris, {args.duration} s | 100 stalled bodies | normal, calm 3 s |",
+            end="",
+        )
+        print(" normal, during the drill | exit |\n|---|---|---|---|---|---|")
+        for server in args.servers.split(","):
+            print(f"| {server} | {slow_clients(server, workdir, args.duration)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ import importlib
 import inspect
 import os
 import sys
-import sysconfig
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +67,8 @@ def detect_interface(obj: Any) -> str | None:
 
 
 def _library_roots() -> tuple[str, ...]:
+    import sysconfig  # the error path only: keep it off every start-up
+
     paths = sysconfig.get_paths()
     return tuple({os.path.realpath(paths[name]) for name in ("stdlib", "platstdlib", "purelib", "platlib")})
 
@@ -83,6 +83,8 @@ def _display_path(filename: str) -> str:
 
 def error_location(error: BaseException) -> str | None:
     """``file:line`` of the user's code that raised ``error`` (the innermost frame outside libraries)."""
+    import traceback  # the error path only: keep it off every start-up
+
     if isinstance(error, SyntaxError) and error.filename and error.lineno:
         return f"{_display_path(error.filename)}:{error.lineno}"
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith("<")]

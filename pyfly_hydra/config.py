@@ -37,6 +37,8 @@ class ServerProperties:
     keep_alive_timeout: int = 5
     max_concurrent_connections: int | None = None
     max_requests_per_worker: int | None = None
+    max_header_bytes: int | None = None  # a request head above this is refused (431); null: the server's own limit
+    max_body_bytes: int | None = None  # a request body above this is refused (413); null: no limit
     lifespan: str = "auto"  # auto | on | off (ASGI lifespan events; auto: run them if the app speaks them)
     reload: bool = False
     reload_dirs: list[str] = field(default_factory=list)  # what reload watches; empty = the current directory

@@ -2,12 +2,14 @@
 
 Routes: ``/`` plaintext, ``/json``, ``/health``, ``/loop`` (server, pid and the running loop's class,
 the proof that a worker runs the loop that was asked for; also HTTP version, scheme and client) and
-``/sleep?seconds=N`` (a slow request, for shutdown drills; at most 60 s).
+``/sleep?seconds=N`` (a slow request, for shutdown drills; at most 60 s) and ``POST /upload`` (reads
+the whole body, answers its size and SHA-256).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -53,6 +55,20 @@ async def _sleep(scope: Scope, send: Send) -> None:
     await _json(send, {"slept": seconds, "pid": os.getpid()})
 
 
+async def _upload(receive: Receive, send: Send) -> None:
+    """Read the whole request body, answer its size and SHA-256."""
+    digest, size, more = hashlib.sha256(), 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        digest.update(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+    await _json(send, {"size": size, "sha256": digest.hexdigest()})
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -91,5 +107,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         )
     elif path == "/sleep":
         await _sleep(scope, send)
+    elif path == "/upload" and scope["method"] == "POST":
+        await _upload(receive, send)
     else:
         await _respond(send, 404, b"Not Found", TEXT)

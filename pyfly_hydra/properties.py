@@ -35,6 +35,9 @@ MAX_SECONDS = 86400
 MAX_KEEP_ALIVE_SECONDS = 3600
 MAX_COUNT = 2**31 - 1
 MAX_RUNTIME_THREADS = 256
+MIN_HEADER_BYTES = 8192  # granian's (hyper's) smallest read buffer
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = 2**40
 
 
 def _between(key: str, value: int | None, minimum: int, maximum: int, *, optional: bool = False) -> None:
@@ -119,6 +122,8 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     _between("server.keep_alive_timeout", properties.keep_alive_timeout, 1, MAX_KEEP_ALIVE_SECONDS)
     _between("server.max_concurrent_connections", properties.max_concurrent_connections, 1, MAX_COUNT, optional=True)
     _between("server.max_requests_per_worker", properties.max_requests_per_worker, 1, MAX_COUNT, optional=True)
+    _between("server.max_header_bytes", properties.max_header_bytes, MIN_HEADER_BYTES, MAX_HEADER_BYTES, optional=True)
+    _between("server.max_body_bytes", properties.max_body_bytes, 1, MAX_BODY_BYTES, optional=True)
     _one_of("server.http", properties.http, HTTP_VERSIONS)
     _one_of("server.log_level", properties.log_level, LOG_LEVELS)
     _one_of("server.lifespan", properties.lifespan, LIFESPAN_MODES)

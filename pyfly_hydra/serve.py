@@ -72,6 +72,7 @@ def served_app(app: AppTarget, server: ApplicationServerPort, properties: Server
         native_wsgi=getattr(server, "native_wsgi", False),
         trusted_proxies=properties.forwarded_allow_ips if proxied else None,
         lifespan=None if properties.lifespan in native_lifespan else properties.lifespan,
+        max_body_bytes=properties.max_body_bytes,
     )
 
 

@@ -1,7 +1,8 @@
 """What each worker serves when the server cannot take the user's app as it is.
 
 Some combinations need the app wrapped inside every worker: a WSGI app on uvicorn (a2wsgi), proxy
-headers on granian or hypercorn, and ``server.lifespan`` where a server lacks the switch. Workers are
+headers on granian or hypercorn, ``server.lifespan`` where a server lacks the switch, and
+``server.max_body_bytes`` (no server limits ASGI bodies). Workers are
 separate interpreters that import the app themselves, so the runner describes the wrapping in one
 environment variable and points the server at ``build``, a factory each worker calls. When nothing
 needs wrapping, the server is given the user's import string and nothing of this module runs.
@@ -30,11 +31,13 @@ class WorkerApp:
     wsgi_to_asgi: bool = False  # serve a WSGI app to an ASGI-only server through a2wsgi
     trusted_proxies: str | None = None  # apply X-Forwarded-* from these peers
     lifespan: str | None = None  # auto | on | off: settle lifespan in a LifespanGuard
+    max_body_bytes: int | None = None  # refuse larger request bodies with 413
 
     @property
     def needed(self) -> bool:
         """Whether any wrapper is asked for."""
-        return self.wsgi_to_asgi or self.trusted_proxies is not None or self.lifespan is not None
+        wrappers = (self.trusted_proxies, self.lifespan, self.max_body_bytes)
+        return self.wsgi_to_asgi or any(wrapper is not None for wrapper in wrappers)
 
     @property
     def served_interface(self) -> str:
@@ -53,6 +56,7 @@ def plan_worker_app(
     native_wsgi: bool,
     trusted_proxies: str | None,
     lifespan: str | None,
+    max_body_bytes: int | None = None,
 ) -> AppTarget:
     """The target to give the server: the user's own, or ``build`` with what the workers must wrap."""
     spec = WorkerApp(
@@ -62,6 +66,7 @@ def plan_worker_app(
         wsgi_to_asgi=app.interface == "wsgi" and not native_wsgi,
         trusted_proxies=trusted_proxies,
         lifespan=lifespan if app.interface == "asgi" else None,
+        max_body_bytes=max_body_bytes,
     )
     return spec.install() if spec.needed else app
 
@@ -69,20 +74,27 @@ def plan_worker_app(
 def build() -> Any:
     """The factory workers call: the user's app with the wrappers the runner asked for."""
     from pyfly_hydra.lifespan import LifespanGuard
+    from pyfly_hydra.limits import BodyLimit, WSGIBodyLimit
     from pyfly_hydra.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
 
     spec = WorkerApp(**json.loads(os.environ[SPEC_ENV]))
     app = import_object(spec.app)
     if spec.factory:
         app = app()
-    if spec.trusted_proxies is not None and spec.interface == "wsgi":
-        app = WSGIProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
+    if spec.interface == "wsgi":
+        if spec.max_body_bytes is not None:
+            app = WSGIBodyLimit(app, limit=spec.max_body_bytes)
+        if spec.trusted_proxies is not None:
+            app = WSGIProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
     if spec.wsgi_to_asgi:
         from a2wsgi import WSGIMiddleware
 
         app = WSGIMiddleware(app)
-    if spec.trusted_proxies is not None and spec.interface == "asgi":
-        app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
+    if spec.interface == "asgi":
+        if spec.max_body_bytes is not None:
+            app = BodyLimit(app, limit=spec.max_body_bytes)
+        if spec.trusted_proxies is not None:
+            app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
     if spec.lifespan is not None:
         app = LifespanGuard(app, mode=spec.lifespan)
     return app

@@ -108,6 +108,8 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "keep_alive_timeout": _is_int(1, 60),  # granian (the default server) allows at most 60
     "max_concurrent_connections": _is_int(1, 2**31 - 1, optional=True),
     "max_requests_per_worker": lambda v: v is None,  # granian refuses the key
+    "max_header_bytes": _is_int(8192, 16 * 1024 * 1024, optional=True),
+    "max_body_bytes": _is_int(1, 2**40, optional=True),
     "lifespan": lambda v: v in ("auto", "on", "off"),
     "reload": _bool,
     "reload_dirs": _dirs,

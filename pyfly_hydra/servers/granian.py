@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.errors import ConfigError, ServeError
-from pyfly_hydra.servers.base import ServerAdapter, Support
+from pyfly_hydra.servers.base import ServerAdapter, Support, logger
 
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
@@ -17,6 +17,15 @@ if TYPE_CHECKING:
 
 # granian caps http1_settings.header_read_timeout at 60,000 ms.
 MAX_HEADER_READ_SECONDS = 60
+CLEARTEXT_AUTO_NOTE = (
+    "server.http=auto on granian without TLS serves HTTP/1.1 only: granian's auto mode (hyper-util's"
+    " protocol detection) never times out a connection that sends nothing; h2c needs server.http=2"
+)
+
+
+def served_http(http: str, *, tls: bool) -> str:
+    """granian's ``http`` mode for ``server.http``: ``auto`` in cleartext is HTTP/1.1 (see CLEARTEXT_AUTO_NOTE)."""
+    return "1" if http == "auto" and not tls else http
 
 
 class GranianServer(ServerAdapter):
@@ -45,6 +54,11 @@ class GranianServer(ServerAdapter):
         ),
         "max_requests_per_worker": Support(None, "granian has no per-worker request limit (only workers_lifetime)"),
         "lifespan": Support("interface"),
+        "max_header_bytes": Support(
+            "http1_settings.max_buffer_size",
+            "and http2_settings.max_headers_size; granian also refuses a request with more than 100 headers",
+        ),
+        "max_body_bytes": Support("BodyLimit"),
         "reload": Support("reload"),
         "reload_dirs": Support("reload_paths"),
         "reload_includes": Support("reload_filter"),
@@ -74,9 +88,11 @@ class GranianServer(ServerAdapter):
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
+        if self.properties.http == "auto" and self.properties.ssl_certfile is None:
+            logger.info(CLEARTEXT_AUTO_NOTE)
         from granian import Granian
         from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
-        from granian.http import HTTP1Settings
+        from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
 
         p = self.properties
@@ -93,6 +109,11 @@ class GranianServer(ServerAdapter):
                 "reload_filter": sources.filter_class(),
                 "reload_ignore_worker_failure": True,
             }
+        http1_limits: dict[str, Any] = {}
+        http2_limits: dict[str, Any] = {}
+        if p.max_header_bytes is not None:
+            http1_limits["max_buffer_size"] = p.max_header_bytes
+            http2_limits["max_headers_size"] = p.max_header_bytes
         if app.interface == "wsgi":
             interface = Interfaces.WSGI
         else:
@@ -105,11 +126,12 @@ class GranianServer(ServerAdapter):
             interface=interface,
             workers=p.workers,
             loop=Loops(loop.name),
-            http=HTTPModes(p.http),
+            http=HTTPModes(served_http(p.http, tls=p.ssl_certfile is not None)),
             backlog=p.backlog,
             backpressure=p.granian.backpressure or p.max_concurrent_connections,
             workers_kill_timeout=p.graceful_timeout,
-            http1_settings=HTTP1Settings(header_read_timeout=p.keep_alive_timeout * 1000),
+            http1_settings=HTTP1Settings(header_read_timeout=p.keep_alive_timeout * 1000, **http1_limits),
+            http2_settings=HTTP2Settings(**http2_limits),
             ssl_cert=Path(p.ssl_certfile) if p.ssl_certfile else None,
             ssl_key=Path(p.ssl_keyfile) if p.ssl_keyfile else None,
             runtime_threads=p.granian.runtime_threads,

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyfly_hydra")
 
+# A TLS handshake must finish within this (hypercorn's default is 60 s): granian's fixed value.
+TLS_HANDSHAKE_SECONDS = 10
 # ALPN offered over TLS for each server.http value.
 ALPN: dict[str, list[str]] = {"auto": ["h2", "http/1.1"], "1": ["http/1.1"], "2": ["h2"]}
 
@@ -48,6 +50,8 @@ class HypercornServer(ServerAdapter):
             " (64 of 3,000 requests failed, recycling every 300); use server=uvicorn for recycling",
         ),
         "lifespan": Support("LifespanGuard"),
+        "max_header_bytes": Support("h11_max_incomplete_size"),
+        "max_body_bytes": Support("BodyLimit", "a WSGI app: hypercorn's wsgi_max_body_size, which answers 400"),
         "reload": Support("ReloadSupervisor"),
         "reload_dirs": Support("ReloadSupervisor"),
         "reload_includes": Support("ReloadSupervisor"),
@@ -71,8 +75,16 @@ class HypercornServer(ServerAdapter):
         config.backlog = p.backlog
         config.graceful_timeout = float(p.graceful_timeout)
         config.keep_alive_timeout = float(p.keep_alive_timeout)
+        if p.max_header_bytes is not None:
+            config.h11_max_incomplete_size = p.max_header_bytes
+            config.h2_max_header_list_size = p.max_header_bytes
+        if p.max_body_bytes is not None:
+            # hypercorn buffers a WSGI body before the app (and any wrapper) runs, refusing one above
+            # its own cap with 400: that cap is the limit there. ASGI apps get BodyLimit's 413.
+            config.wsgi_max_body_size = p.max_body_bytes
         config.alpn_protocols = ALPN[p.http]
         config.certfile = p.ssl_certfile
+        config.ssl_handshake_timeout = TLS_HANDSHAKE_SECONDS
         config.keyfile = p.ssl_keyfile
         config.loglevel = p.log_level.upper()
         if self._serves_in_process:

@@ -58,6 +58,8 @@ class UvicornServer(ServerAdapter):
         "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
         "max_requests_per_worker": Support("limit_max_requests", "with 10% jitter, so workers recycle apart"),
         "lifespan": Support("lifespan"),
+        "max_header_bytes": Support("h11_max_incomplete_event_size", "with httptools, enforced by pyfly-hydra"),
+        "max_body_bytes": Support("BodyLimit"),
         "reload": Support("reload"),
         "reload_dirs": Support("reload_dirs"),
         "reload_includes": Support("reload_includes"),
@@ -100,6 +102,7 @@ class UvicornServer(ServerAdapter):
             timeout_keep_alive=p.keep_alive_timeout,
             limit_concurrency=p.max_concurrent_connections,
             limit_max_requests=p.max_requests_per_worker,
+            h11_max_incomplete_event_size=p.max_header_bytes,
             # Up to 10% more per worker, so workers do not all recycle (and stop serving) at once.
             limit_max_requests_jitter=(p.max_requests_per_worker or 0) // 10,
             ssl_certfile=p.ssl_certfile,

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol with two fixes to how connections end.
+"""uvicorn's HTTP/1.1 protocol with three fixes to how connections end.
 
 - uvicorn arms ``timeout_keep_alive`` only after a response, so a client that connects and never
   sends a byte holds the connection (and a slot of ``limit_concurrency``) forever. The same timer is
@@ -7,6 +7,13 @@
   connections at once, racing clients that are sending their next request on them: those requests
   fail. Here an idle connection is left to answer one more request with ``Connection: close`` (or
   to reach its keep-alive timeout), so a client never loses a request it sent.
+- uvicorn has no deadline for a request's head: a client that sends part of a request line or
+  header block and stalls (or trickles a byte at a time: slowloris) holds the connection forever.
+  Here the head must be complete within ``timeout_keep_alive`` of its first byte (granian's
+  header-read timeout, which the same key sets, works the same way), or the connection is closed.
+  The same head may be at most ``h11_max_incomplete_event_size`` bytes (``server.max_header_bytes``;
+  uvicorn hands it only to h11): a larger one is answered 431 and closed.
+  Both need httptools' parser callbacks; on the h11 fallback (PyPy) h11 enforces the size alone.
 """
 
 from __future__ import annotations
@@ -19,18 +26,86 @@ except ImportError:  # pragma: no cover - httptools is not installable everywher
     from uvicorn.protocols.http.h11_impl import H11Protocol as _HTTPProtocol  # type: ignore[assignment]
 
 
+HEAD_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
 class IdleClosingHTTPProtocol(_HTTPProtocol):
     """uvicorn's protocol (httptools when installed, else h11) that times out silent new connections."""
 
     _closing_after_response = False
+    _head_deadline: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+    _head_rejected = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the keep-alive timer at once; data_received cancels it."""
         super().connection_made(transport)
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
+    def on_message_begin(self) -> None:
+        """The first byte of a request: its head must be complete within the keep-alive timeout."""
+        super().on_message_begin()
+        self._cancel_head_deadline()
+        self._head_bytes = 0
+        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        """Parse; a head still unfinished after this data counts it against ``server.max_header_bytes``."""
+        if self._head_rejected:
+            return
+        super().data_received(data)
+        if self._head_deadline is not None and not self._head_rejected:
+            self._count_head(len(data))
+
+    def _count_head(self, size: int) -> None:
+        limit = self.config.h11_max_incomplete_event_size
+        self._head_bytes += size
+        if limit is not None and self._head_bytes > limit:
+            self._head_rejected = True
+            self._cancel_head_deadline()
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        """Count the request target towards the head's size."""
+        super().on_url(url)
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Count each header towards the head's size."""
+        super().on_header(name, value)
+        self._count_head(len(name) + len(value) + 4)
+
+    def on_body(self, body: bytes) -> None:
+        """Nothing of a rejected request reaches the app."""
+        if not self._head_rejected:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        """Nothing of a rejected request reaches the app."""
+        if not self._head_rejected:
+            super().on_message_complete()
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Drop the head deadline with the connection."""
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
     def on_headers_complete(self) -> None:
         """A request on a connection that is being shut down is answered with ``Connection: close``."""
+        self._cancel_head_deadline()
+        if self._head_rejected:
+            return
         super().on_headers_complete()
         if self._closing_after_response and self.cycle is not None:
             self.cycle.keep_alive = False

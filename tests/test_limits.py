@@ -1,0 +1,82 @@
+"""Oversized request heads and bodies on every server: each server's own defaults, and the two keys."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import httpx
+import pytest
+
+from tests.conftest import SERVERS
+
+# A 1 MB header with each server's own defaults: granian (417,792-byte read buffer) and hypercorn
+# refuse it; uvicorn with httptools takes it whole.
+DEFAULT_HUGE_HEADER_STATUS = {"granian": 431, "uvicorn": 200, "hypercorn": 431}
+# hypercorn buffers a WSGI body itself first and refuses one above its cap (set to the key) with 400.
+WSGI_TOO_LARGE_STATUS = {"granian": 413, "uvicorn": 413, "hypercorn": 400}
+HEADER_LIMIT = 16 * 1024
+BODY_LIMIT = 1024 * 1024
+
+
+def status_of(port: int, request: bytes) -> int | None:
+    """The status the server answers ``request`` with (None: it closed the connection without one)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        head = b""
+        try:
+            while b"\r\n" not in head:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+        except ConnectionResetError:
+            pass
+    return int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else None
+
+
+def with_header(size: int) -> bytes:
+    return b"GET / HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * size + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_each_servers_own_limits(start_server, server: str) -> None:
+    running = start_server(f"server={server}")
+    assert status_of(running.port, with_header(1_000_000)) == DEFAULT_HUGE_HEADER_STATUS[server]
+    body = b"x" * (8 * 1024 * 1024)  # no server limits an ASGI body by default
+    assert httpx.post(running.url + "/upload", content=body, timeout=30).json()["size"] == len(body)
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_max_header_bytes(start_server, server: str) -> None:
+    running = start_server(f"server={server}", f"server.max_header_bytes={HEADER_LIMIT}")
+    assert status_of(running.port, with_header(1024)) == 200
+    assert status_of(running.port, with_header(4 * HEADER_LIMIT)) == 431
+    assert running.stop() == 0
+
+
+def chunks(total: int, size: int = 64 * 1024):
+    for _ in range(total // size):
+        yield b"x" * size
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_max_body_bytes_on_an_asgi_app(start_server, server: str) -> None:
+    running = start_server(f"server={server}", f"server.max_body_bytes={BODY_LIMIT}")
+    with httpx.Client(base_url=running.url, timeout=30) as client:
+        assert client.post("/upload", content=b"x" * (BODY_LIMIT // 2)).json()["size"] == BODY_LIMIT // 2
+        assert client.post("/upload", content=b"x" * (2 * BODY_LIMIT)).status_code == 413
+        assert client.post("/upload", content=chunks(2 * BODY_LIMIT)).status_code == 413  # chunked: counted
+        assert client.get("/").status_code == 200
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_max_body_bytes_on_a_wsgi_app(start_server, server: str) -> None:
+    running = start_server(f"server={server}", "app=flask_app:app", f"server.max_body_bytes={BODY_LIMIT}")
+    with httpx.Client(base_url=running.url, timeout=30) as client:
+        assert client.post("/upload", content=b"x" * (BODY_LIMIT // 2)).json()["size"] == BODY_LIMIT // 2
+        assert client.post("/upload", content=b"x" * (2 * BODY_LIMIT)).status_code == WSGI_TOO_LARGE_STATUS[server]
+    assert running.stop() == 0

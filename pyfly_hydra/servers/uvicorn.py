@@ -84,17 +84,22 @@ class UvicornServer(ServerAdapter):
         """Serve in this process (workers=1), or under uvicorn's reload or multiprocess supervisor."""
         import uvicorn
 
+        from pyfly_hydra.servers.uvicorn_loops import TLS_LOOP_FACTORIES
         from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
         from pyfly_hydra.servers.uvicorn_supervisor import ClosingMultiprocess, SourceReload
 
         p = self.properties
+        if p.ssl_certfile is not None and loop.name in TLS_LOOP_FACTORIES:
+            uvicorn_loop = TLS_LOOP_FACTORIES[loop.name]  # the same loop, with a TLS handshake deadline
+        else:
+            uvicorn_loop = loop.name if loop.name in NATIVE_LOOPS else loop.factory
         config = uvicorn.Config(
             app.import_string,
             factory=app.factory,
             host=p.host,
             port=p.port,
             workers=p.workers,
-            loop=loop.name if loop.name in NATIVE_LOOPS else loop.factory,
+            loop=uvicorn_loop,
             interface="asgi3",  # a WSGI app reaches uvicorn already wrapped in a2wsgi (see worker_app)
             http=IdleClosingHTTPProtocol,
             backlog=p.backlog,

@@ -7,6 +7,7 @@ defaults, so a value of the wrong type or a misspelled key fails at compose time
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -20,6 +21,19 @@ class GranianProperties:
     runtime_mode: str = "auto"  # auto | st | mt
     backpressure: int | None = None
     respawn_failed_workers: bool = True
+
+
+@dataclass
+class NativeOptions:
+    """``server.options.<server>.*``: any keyword of that server's own constructor, passed as it is.
+
+    Only the chosen server's options are used; each is checked against its constructor's signature
+    (``mode=info`` lists the names) and refused when pyfly-hydra sets it from a ``server.*`` key.
+    """
+
+    granian: dict[str, Any] = field(default_factory=dict)  # granian.Granian(...)
+    uvicorn: dict[str, Any] = field(default_factory=dict)  # uvicorn.Config(...)
+    hypercorn: dict[str, Any] = field(default_factory=dict)  # hypercorn.config.Config attributes
 
 
 @dataclass
@@ -39,6 +53,7 @@ class ServerProperties:
     max_requests_per_worker: int | None = None
     max_header_bytes: int | None = None  # a request head above this is refused (431); null: the server's own limit
     max_body_bytes: int | None = None  # a request body above this is refused (413); null: no limit
+    root_path: str = ""  # the path prefix a proxy mounts the app under, e.g. /api (the app sees scope["root_path"])
     lifespan: str = "auto"  # auto | on | off (ASGI lifespan events; auto: run them if the app speaks them)
     reload: bool = False
     reload_dirs: list[str] = field(default_factory=list)  # what reload watches; empty = the current directory
@@ -49,6 +64,7 @@ class ServerProperties:
     proxy_headers: bool = False  # trust X-Forwarded-For/-Proto, only from forwarded_allow_ips
     forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses or networks, or "*"
     granian: GranianProperties = field(default_factory=GranianProperties)
+    options: NativeOptions = field(default_factory=NativeOptions)
 
 
 @dataclass

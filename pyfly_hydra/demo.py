@@ -86,7 +86,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if scope["type"] != "http":
         return
-    path = scope["path"]
+    path, root_path = scope["path"], scope.get("root_path", "")
+    if root_path and path.startswith(root_path):  # uvicorn puts root_path in path; granian and hypercorn do not
+        path = path[len(root_path) :] or "/"
     if path == "/":
         await _respond(send, 200, PLAINTEXT, TEXT)
     elif path == "/json":
@@ -103,6 +105,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 "http_version": scope.get("http_version"),
                 "scheme": scope.get("scheme"),
                 "client": (scope.get("client") or [None])[0],
+                "root_path": scope.get("root_path", ""),
             },
         )
     elif path == "/sleep":

@@ -39,6 +39,8 @@ def schema_node(path: list[str]) -> Any:
 def unknown_key_message(full_key: str) -> str:
     """``key: unknown key; did you mean ...? allowed keys: ...`` for a key the schema lacks."""
     *parents, leaf = full_key.split(".")
+    if parents[:2] == ["server", "options"] and len(parents) == 3:
+        return f"{full_key}: a server's own option is added with a +: +{full_key}=..."
     node = schema_node(parents)
     if node is None:
         return f"{full_key}: unknown key"

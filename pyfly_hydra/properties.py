@@ -9,6 +9,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from pyfly_hydra.config import GranianProperties, ServerProperties
+from pyfly_hydra.cpus import usable_cpus
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.lifespan import LIFESPAN_MODES
 from pyfly_hydra.proxy_headers import TrustedProxies
@@ -19,13 +20,6 @@ HTTP_VERSIONS = ("auto", "1", "2")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 GRANIAN_RUNTIME_MODES = ("auto", "st", "mt")
 MAX_PORT = 65535
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (affinity-aware where the platform tells)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 # Upper bounds keep absurd values from reaching the servers (granian's Rust side takes 32-bit numbers).
@@ -127,6 +121,8 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     _one_of("server.http", properties.http, HTTP_VERSIONS)
     _one_of("server.log_level", properties.log_level, LOG_LEVELS)
     _one_of("server.lifespan", properties.lifespan, LIFESPAN_MODES)
+    if properties.root_path and (not properties.root_path.startswith("/") or properties.root_path.endswith("/")):
+        raise ConfigError("server.root_path", properties.root_path, "must start with / and not end with one, e.g. /api")
     _reload(properties)
     _tls(properties)
     TrustedProxies(properties.forwarded_allow_ips)
@@ -134,7 +130,7 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     workers = properties.workers
     if workers == 0:
         workers = usable_cpus()
-        logger.info("server.workers=0: using %d workers, one per usable CPU", workers)
+        logger.info("server.workers=0: using %d workers, one per usable CPU (affinity and cgroup quota)", workers)
     if properties.reload and workers > 1:
         raise ConfigError("server.reload", True, f"reload runs one worker; set server.workers=1 (got {workers})")
     return replace(properties, workers=workers)
@@ -149,8 +145,8 @@ def _changed(values: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[s
 
 
 def non_default(properties: ServerProperties) -> dict[str, Any]:
-    """``{key: value}`` of top-level properties that differ from the schema default (``granian`` excluded)."""
-    return _changed(properties, ServerProperties(), skip=("granian",))
+    """``{key: value}`` of top-level properties that differ from the default (``granian``, ``options`` excluded)."""
+    return _changed(properties, ServerProperties(), skip=("granian", "options"))
 
 
 def non_default_granian(properties: ServerProperties) -> dict[str, Any]:

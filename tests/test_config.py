@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from pyfly_hydra.properties import usable_cpus
+from pyfly_hydra.cpus import usable_cpus
 from tests.conftest import child_env, run_cli
 
 

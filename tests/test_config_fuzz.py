@@ -111,6 +111,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "max_header_bytes": _is_int(8192, 16 * 1024 * 1024, optional=True),
     "max_body_bytes": _is_int(1, 2**40, optional=True),
     "lifespan": lambda v: v in ("auto", "on", "off"),
+    "root_path": lambda v: v == "" or (isinstance(v, str) and v.startswith("/") and not v.endswith("/")),
     "reload": _bool,
     "reload_dirs": _dirs,
     "reload_includes": _patterns(required=True),
@@ -124,7 +125,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "granian.backpressure": _is_int(1, 2**31 - 1, optional=True),
     "granian.respawn_failed_workers": _bool,
 }
-KEYS = [f.name for f in fields(ServerProperties) if f.name != "granian"] + [
+KEYS = [f.name for f in fields(ServerProperties) if f.name not in ("granian", "options")] + [
     f"granian.{f.name}" for f in fields(GranianProperties)
 ]
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pyfly_hydra.bench.task import METRICS, RECORD_NAME
 from pyfly_hydra.config import ServerProperties
-from pyfly_hydra.properties import usable_cpus
+from pyfly_hydra.cpus import usable_cpus
 
 logger = logging.getLogger("pyfly_hydra")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyfly_hydra.config import GranianProperties, ServerProperties
+from pyfly_hydra.config import GranianProperties, NativeOptions, ServerProperties
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.properties import non_default, non_default_granian
 
@@ -42,12 +44,17 @@ class ServerAdapter:
     native_wsgi: ClassVar[bool] = False  # False: a WSGI app is served through a2wsgi
     native_lifespan: ClassVar[tuple[str, ...]] = ()  # server.lifespan values the server's own switch honours
     reload_sources: WatchedSources | None = None  # what reload watches; set by the runner (serve.make_plan)
+    native_constructor: ClassVar[str]  # "module:Name" whose keywords server.options.<name>.* may set
+    mapped_options: ClassVar[frozenset[str]] = frozenset()  # the constructor's names pyfly-hydra sets itself
 
     def __init__(self, **properties: Any) -> None:
         granian = properties.pop("granian", None) or GranianProperties()
         if not isinstance(granian, GranianProperties):
             granian = GranianProperties(**dict(granian))
-        self.properties = ServerProperties(**properties, granian=granian)
+        options = properties.pop("options", None) or NativeOptions()
+        if not isinstance(options, NativeOptions):
+            options = NativeOptions(**dict(options))
+        self.properties = ServerProperties(**properties, granian=granian, options=options)
 
     def version(self) -> str:
         """The installed server's version: its ``__version__`` (it is imported to serve anyway), else metadata."""
@@ -60,6 +67,7 @@ class ServerAdapter:
 
     def check(self, *, loop: EventLoopPort) -> None:
         """Refuse what this server cannot honour, naming the key; log documented approximations."""
+        self.native_options()
         if loop.name not in self.loops and not self.runs_loop_factories:
             raise ConfigError("loop", loop.name, f"{self.name} cannot run this loop; it runs {', '.join(self.loops)}")
         for key, value in non_default(self.properties).items():
@@ -73,6 +81,30 @@ class ServerAdapter:
                 raise ConfigError(
                     f"server.granian.{key}", value, f"only granian reads server.granian.*; the server is {self.name}"
                 )
+
+    @classmethod
+    def native_option_names(cls) -> list[str]:
+        """Every name ``server.options.<name>.*`` accepts: the constructor's keywords pyfly-hydra leaves alone."""
+        return [name for name in constructor_keywords(cls.native_constructor) if name not in cls.mapped_options]
+
+    def native_options(self) -> dict[str, Any]:
+        """``server.options.<name>``, checked: every name a keyword of the server, none that the runner sets."""
+        options = dict(getattr(self.properties.options, self.name, None) or {})
+        if not options:
+            return {}
+        keywords = constructor_keywords(self.native_constructor)
+        constructor = self.native_constructor.replace(":", ".")
+        for name, value in options.items():
+            key = f"server.options.{self.name}.{name}"
+            if name in self.mapped_options:
+                owner = next((f"server.{k}" for k, s in self.support.items() if s.option and name in s.option), None)
+                instead = f"set {owner} instead" if owner else "pyfly-hydra sets it itself"
+                raise ConfigError(key, value, f"{constructor} gets this from pyfly-hydra; {instead}")
+            if name not in keywords:
+                close = difflib.get_close_matches(name, keywords, n=1)
+                hint = f"did you mean server.options.{self.name}.{close[0]}? " if close else ""
+                raise ConfigError(key, value, f"not an option of {constructor}; {hint}mode=info lists them")
+        return options
 
     def watched_sources(self) -> WatchedSources:
         """What reload watches: as the runner set it, else the reload keys alone."""
@@ -88,6 +120,24 @@ class ServerAdapter:
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve ``app`` until SIGINT/SIGTERM and return the exit code."""
         raise NotImplementedError
+
+
+def constructor_keywords(target: str) -> list[str]:
+    """The keyword names ``module:Name`` takes, or for a class configured by attributes, its public ones."""
+    module_name, _, attribute = target.partition(":")
+    obj = getattr(import_module(module_name), attribute)
+    parameters = [
+        p.name
+        for p in inspect.signature(obj).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+    ]
+    if parameters:
+        return parameters
+    return sorted(
+        name
+        for name, value in vars(obj).items()
+        if not name.startswith("_") and not callable(value) and not isinstance(value, property | classmethod)
+    )
 
 
 def bind_address(host: str, port: int) -> str:

@@ -35,6 +35,37 @@ class GranianServer(ServerAdapter):
     module: ClassVar[str] = "granian"
     loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop")
     native_wsgi: ClassVar[bool] = True
+    native_constructor: ClassVar[str] = "granian:Granian"
+    mapped_options: ClassVar[frozenset[str]] = frozenset(
+        [
+            "target",
+            "factory",
+            "address",
+            "port",
+            "interface",
+            "workers",
+            "loop",
+            "http",
+            "backlog",
+            "backpressure",
+            "workers_kill_timeout",
+            "http1_settings",
+            "http2_settings",
+            "ssl_cert",
+            "ssl_key",
+            "runtime_threads",
+            "runtime_mode",
+            "respawn_failed_workers",
+            "reload",
+            "reload_paths",
+            "reload_filter",
+            "reload_ignore_worker_failure",
+            "log_access",
+            "log_level",
+            "working_dir",
+            "url_path_prefix",
+        ]
+    )
     native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
     support: ClassVar[dict[str, Support]] = {
         "host": Support("address"),
@@ -53,6 +84,7 @@ class GranianServer(ServerAdapter):
             "backpressure", "granian queues requests beyond the limit (backpressure) instead of answering 503"
         ),
         "max_requests_per_worker": Support(None, "granian has no per-worker request limit (only workers_lifetime)"),
+        "root_path": Support("url_path_prefix"),
         "lifespan": Support("interface"),
         "max_header_bytes": Support(
             "http1_settings.max_buffer_size",
@@ -141,7 +173,9 @@ class GranianServer(ServerAdapter):
             **reload_options,
             log_access=p.access_log,
             log_level=LogLevels(p.log_level),
+            url_path_prefix=p.root_path or None,
             working_dir=Path(os.getcwd()),
+            **self.native_options(),
         )
         try:
             server.serve()

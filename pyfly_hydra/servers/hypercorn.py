@@ -29,6 +29,30 @@ class HypercornServer(ServerAdapter):
     module: ClassVar[str] = "hypercorn"
     loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio")
     native_wsgi: ClassVar[bool] = True
+    native_constructor: ClassVar[str] = "hypercorn.config:Config"
+    mapped_options: ClassVar[frozenset[str]] = frozenset(
+        [
+            "accesslog",
+            "alpn_protocols",
+            "application_path",
+            "backlog",
+            "bind",
+            "certfile",
+            "errorlog",
+            "graceful_timeout",
+            "h11_max_incomplete_size",
+            "h2_max_header_list_size",
+            "keep_alive_timeout",
+            "keyfile",
+            "loglevel",
+            "ssl_handshake_timeout",
+            "worker_class",
+            "workers",
+            "wsgi_max_body_size",
+            "use_reloader",
+            "root_path",
+        ]
+    )
     support: ClassVar[dict[str, Support]] = {
         "host": Support("bind"),
         "port": Support("bind"),
@@ -49,6 +73,7 @@ class HypercornServer(ServerAdapter):
             "a recycling hypercorn worker closes kept-alive connections under clients that are sending"
             " (64 of 3,000 requests failed, recycling every 300); use server=uvicorn for recycling",
         ),
+        "root_path": Support("root_path"),
         "lifespan": Support("LifespanGuard"),
         "max_header_bytes": Support("h11_max_incomplete_size"),
         "max_body_bytes": Support("BodyLimit", "a WSGI app: hypercorn's wsgi_max_body_size, which answers 400"),
@@ -75,6 +100,7 @@ class HypercornServer(ServerAdapter):
         config.backlog = p.backlog
         config.graceful_timeout = float(p.graceful_timeout)
         config.keep_alive_timeout = float(p.keep_alive_timeout)
+        config.root_path = p.root_path
         if p.max_header_bytes is not None:
             config.h11_max_incomplete_size = p.max_header_bytes
             config.h2_max_header_list_size = p.max_header_bytes
@@ -87,6 +113,8 @@ class HypercornServer(ServerAdapter):
         config.ssl_handshake_timeout = TLS_HANDSHAKE_SECONDS
         config.keyfile = p.ssl_keyfile
         config.loglevel = p.log_level.upper()
+        for name, value in self.native_options().items():
+            setattr(config, name, value)
         if self._serves_in_process:
             # Its loggers propagate to the runner's logging: one line each, in the runner's format.
             config.errorlog = logging.getLogger("hypercorn.error")

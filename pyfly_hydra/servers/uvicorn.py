@@ -45,6 +45,36 @@ class UvicornServer(ServerAdapter):
     runs_loop_factories: ClassVar[bool] = True
     handles_proxy_headers: ClassVar[bool] = True
     native_lifespan: ClassVar[tuple[str, ...]] = ("auto", "on", "off")
+    native_constructor: ClassVar[str] = "uvicorn:Config"
+    mapped_options: ClassVar[frozenset[str]] = frozenset(
+        [
+            "app",
+            "factory",
+            "host",
+            "port",
+            "workers",
+            "loop",
+            "interface",
+            "http",
+            "backlog",
+            "timeout_graceful_shutdown",
+            "timeout_keep_alive",
+            "limit_concurrency",
+            "limit_max_requests",
+            "limit_max_requests_jitter",
+            "h11_max_incomplete_event_size",
+            "ssl_certfile",
+            "ssl_keyfile",
+            "lifespan",
+            "reload",
+            "reload_dirs",
+            "access_log",
+            "log_level",
+            "proxy_headers",
+            "forwarded_allow_ips",
+            "root_path",
+        ]
+    )
     support: ClassVar[dict[str, Support]] = {
         "host": Support("host"),
         "port": Support("port"),
@@ -57,6 +87,7 @@ class UvicornServer(ServerAdapter):
         "keep_alive_timeout": Support("timeout_keep_alive"),
         "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
         "max_requests_per_worker": Support("limit_max_requests", "with 10% jitter, so workers recycle apart"),
+        "root_path": Support("root_path"),
         "lifespan": Support("lifespan"),
         "max_header_bytes": Support("h11_max_incomplete_event_size", "with httptools, enforced by pyfly-hydra"),
         "max_body_bytes": Support("BodyLimit"),
@@ -112,6 +143,7 @@ class UvicornServer(ServerAdapter):
             limit_max_requests_jitter=(p.max_requests_per_worker or 0) // 10,
             ssl_certfile=p.ssl_certfile,
             ssl_keyfile=p.ssl_keyfile,
+            root_path=p.root_path,
             lifespan=p.lifespan,
             reload=p.reload,
             reload_dirs=[str(d) for d in self.watched_sources().dirs] if p.reload else None,
@@ -119,6 +151,7 @@ class UvicornServer(ServerAdapter):
             log_level=p.log_level,
             proxy_headers=p.proxy_headers,
             forwarded_allow_ips=p.forwarded_allow_ips,
+            **self.native_options(),
         )
         server = uvicorn.Server(config)
         # uvicorn.run's dispatch, but on a listener with proto=IPPROTO_TCP (see listen_socket), and a

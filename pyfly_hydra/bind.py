@@ -1,13 +1,19 @@
-"""Fail fast when the listen address cannot be bound, before any server starts.
+"""Where the server listens, checked before any server starts: host:port, a unix socket, or an fd.
 
 Granian sets SO_REUSEPORT, so a second granian on a busy port silently *shares* it; probing with a
-plain socket (SO_REUSEADDR only, as every server sets) catches a port held by anyone.
+plain socket (SO_REUSEADDR only, as every server sets) catches a port held by anyone. A unix socket
+path must lie in an existing directory and not be in use (a stale socket file is removed). An
+inherited fd must be a listening stream socket; under systemd socket activation (``LISTEN_FDS`` and
+``LISTEN_PID`` naming this process) it must be one of the sockets passed, and the variables are
+removed so the server's own workers do not take them for theirs.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import stat
 
 from pyfly_hydra.errors import ConfigError
 
@@ -53,3 +59,90 @@ def ensure_bindable(host: str, port: int) -> None:
             if exc.errno == errno.EADDRNOTAVAIL:
                 raise ConfigError("server.host", host, "is not an address of this machine") from None
             raise ConfigError("server.host", host, f"cannot bind {host}:{port}: {exc.strerror}") from None
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def parse_permissions(value: str | None) -> int | None:
+    """``"660"`` or ``"0o660"`` as a file mode; ConfigError naming ``server.uds_permissions`` otherwise."""
+    if value is None:
+        return None
+    digits = value.removeprefix("0o")
+    if not digits or len(digits) > 4 or any(c not in "01234567" for c in digits):
+        raise ConfigError("server.uds_permissions", value, 'must be an octal file mode, e.g. "660"')
+    return int(digits, 8)
+
+
+def check_uds(path: str) -> None:
+    """Refuse a unix socket path that cannot be bound; remove a stale socket file left by a dead server."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError("server.uds", path, f"no such directory ({directory})")
+    if len(os.fsencode(os.path.abspath(path))) >= 104:
+        raise ConfigError("server.uds", path, "is too long for a unix socket path (at most 103 bytes)")
+    if not os.path.lexists(path):
+        return
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise ConfigError("server.uds", path, "exists and is not a socket; choose another path")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens: a stale socket file
+            return
+    raise ConfigError("server.uds", path, "is in use by another server")
+
+
+def unix_socket(path: str, permissions: int | None) -> socket.socket:
+    """A bound, inheritable unix stream socket at ``path``, with ``permissions`` when given."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    if permissions is not None:
+        os.chmod(path, permissions)
+    sock.set_inheritable(True)
+    return sock
+
+
+def remove_unix_socket(path: str | None) -> None:
+    """Remove the socket file a server listened on, once it has stopped."""
+    if path is not None and os.path.lexists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
+        os.unlink(path)
+
+
+def check_fd(fd: int) -> None:
+    """Refuse an fd that is not an inherited listening stream socket (and claim systemd's, if passed)."""
+    passed = os.environ.get("LISTEN_FDS")
+    if passed is not None and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        count = int(passed) if passed.isdigit() else 0
+        if not SD_LISTEN_FDS_START <= fd < SD_LISTEN_FDS_START + count:
+            last = SD_LISTEN_FDS_START + count - 1
+            raise ConfigError("server.fd", fd, f"systemd passed {count} socket(s), fds {SD_LISTEN_FDS_START}..{last}")
+        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        raise ConfigError("server.fd", fd, "is not an open file descriptor of this process") from None
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError("server.fd", fd, "is not a socket")
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise ConfigError("server.fd", fd, "is not a listening stream socket (call listen() before passing it)")
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """A socket object for the inherited listening ``fd`` (family and type read from the socket itself)."""
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_listener(*, host: str, port: int, uds: str | None, fd: int | None) -> None:
+    """Raise ConfigError when the configured listener (unix socket, fd, or host:port) cannot be used."""
+    if uds is not None:
+        check_uds(uds)
+    elif fd is not None:
+        check_fd(fd)
+    else:
+        ensure_bindable(host, port)

@@ -43,6 +43,9 @@ class ServerProperties:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1  # 0 = one per usable CPU
+    uds: str | None = None  # listen on this unix domain socket path instead of host:port
+    uds_permissions: str | None = None  # octal mode of the socket file, e.g. "660"; null: the umask decides
+    fd: int | None = None  # serve on this inherited listening socket (systemd socket activation: 3)
     backlog: int = 1024
     graceful_timeout: int = 30
     http: str = "auto"  # auto | 1 | 2

@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.metadata
 import platform as platform_module
 import sys
+import textwrap
 from dataclasses import fields
 
 from pyfly_hydra import __version__
 from pyfly_hydra.config import GranianProperties, ServerProperties
-from pyfly_hydra.resolvers import LOOP_TARGETS, MODULES, REASONS, Candidate, cascade
+from pyfly_hydra.resolvers import LOOP_TARGETS, MODULES, REASONS, Candidate, cascade, is_installed
 from pyfly_hydra.servers.base import ServerAdapter
 from pyfly_hydra.servers.granian import GranianServer
 from pyfly_hydra.servers.hypercorn import HypercornServer
@@ -86,6 +87,21 @@ def _client_lines() -> list[str]:
     return lines
 
 
+def native_option_lines(width: int = 100) -> list[str]:
+    """Per installed server, the names ``+server.options.<server>.NAME=...`` accepts."""
+    lines = [
+        "Each server's own options (+server.options.<server>.NAME=VALUE; the ones pyfly-hydra sets from",
+        "server.* keys are left out):",
+    ]
+    for adapter in SERVER_ADAPTERS:
+        if not is_installed(adapter.name):
+            lines.append(f"  {adapter.name}: not installed")
+            continue
+        names = textwrap.wrap(", ".join(adapter.native_option_names()), width=width - 4)
+        lines += [f"  {adapter.name} ({adapter.native_constructor.replace(':', '.')}):", *(f"    {n}" for n in names)]
+    return lines
+
+
 def render_info(platform: str | None = None) -> str:
     """The whole ``mode=info`` report."""
     platform = platform or sys.platform
@@ -113,5 +129,7 @@ def render_info(platform: str | None = None) -> str:
         "Property support: the server's own option for each key; '- (refused)' fails with an error,",
         "'~' marks an approximation that is logged when the key is set.",
         *support_matrix(),
+        "",
+        *native_option_lines(),
     ]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ import stat
 from dataclasses import fields, replace
 from typing import Any
 
+from pyfly_hydra.bind import parse_permissions
 from pyfly_hydra.config import GranianProperties, ServerProperties
 from pyfly_hydra.cpus import usable_cpus
 from pyfly_hydra.errors import ConfigError
@@ -32,6 +33,7 @@ MAX_RUNTIME_THREADS = 256
 MIN_HEADER_BYTES = 8192  # granian's (hyper's) smallest read buffer
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_BODY_BYTES = 2**40
+MAX_FD = 65535
 
 
 def _between(key: str, value: int | None, minimum: int, maximum: int, *, optional: bool = False) -> None:
@@ -111,6 +113,14 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     if not 1 <= properties.port <= MAX_PORT:
         raise ConfigError("server.port", properties.port, f"must be an integer 1..{MAX_PORT}")
     _between("server.workers", properties.workers, 0, MAX_WORKERS)
+    _between("server.fd", properties.fd, 0, MAX_FD, optional=True)
+    parse_permissions(properties.uds_permissions)
+    if properties.uds is not None and properties.fd is not None:
+        raise ConfigError("server.fd", properties.fd, "set server.uds or server.fd, not both")
+    if properties.uds_permissions is not None and properties.uds is None:
+        raise ConfigError("server.uds_permissions", properties.uds_permissions, "needs server.uds")
+    if properties.uds is not None and not properties.uds.strip():
+        raise ConfigError("server.uds", properties.uds, "must be a path, e.g. /run/myapp/app.sock")
     _between("server.backlog", properties.backlog, 1, MAX_BACKLOG)
     _between("server.graceful_timeout", properties.graceful_timeout, 0, MAX_SECONDS)
     _between("server.keep_alive_timeout", properties.keep_alive_timeout, 1, MAX_KEEP_ALIVE_SECONDS)

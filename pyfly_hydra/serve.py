@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pyfly_hydra.apps import AppTarget, load_app_target
-from pyfly_hydra.bind import ensure_bindable
+from pyfly_hydra.bind import check_listener
 from pyfly_hydra.config import ServerProperties
 from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.errors import ConfigError, ServeError
@@ -109,6 +109,8 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
         host=properties.host,
         port=properties.port,
         tls=properties.ssl_certfile is not None,
+        uds=properties.uds,
+        fd=properties.fd,
     )
     return Plan(server=server, loop=loop, app=app, info=info)
 
@@ -116,7 +118,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
 def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     """Serve the configured app until SIGINT/SIGTERM; return the exit code."""
     plan = make_plan(cfg, output_dir)
-    ensure_bindable(plan.info.host, plan.info.port)
+    check_listener(host=plan.info.host, port=plan.info.port, uds=plan.info.uds, fd=plan.info.fd)
     logger.info(plan.info.log_line())
     if output_dir is not None:
         plan.info.write(output_dir)

@@ -21,10 +21,16 @@ class ServerInfo:
     host: str
     port: int
     tls: bool
+    uds: str | None = None  # listening on this unix socket instead of host:port
+    fd: int | None = None  # listening on this inherited socket instead of host:port
 
     @property
     def url(self) -> str:
-        """Where the server listens, as a browser would open it."""
+        """Where the server listens, as a browser would open it (``unix:PATH`` or ``fd://N`` otherwise)."""
+        if self.uds is not None:
+            return f"unix:{self.uds}"
+        if self.fd is not None:
+            return f"fd://{self.fd}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 

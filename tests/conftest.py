@@ -156,9 +156,11 @@ def start_server(tmp_path: Path) -> Iterator:
         cwd: Path | None = None,
         users_defaults: bool = False,
         launcher: tuple[str, ...] = (),
+        port: int | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> RunningServer:
         """``users_defaults=True``: no ``hydra.run.dir``, so the record goes where a user's would (``cwd``)."""
-        port = free_port()
+        port = port or free_port()
         run_dir = tmp_path / f"run-{len(started)}"
         log_path = tmp_path / f"server-{len(started)}.log"
         run_dir_override = [] if users_defaults else [f"hydra.run.dir={run_dir}"]
@@ -171,6 +173,7 @@ def start_server(tmp_path: Path) -> Iterator:
                 stderr=subprocess.STDOUT,
                 text=True,
                 start_new_session=True,  # its own process group, so teardown can reach every worker
+                pass_fds=pass_fds,
             )
         server = RunningServer(process, port, log_path, run_dir, scheme=scheme, verify=verify, http2_only=http2_only)
         started.append(server)

@@ -84,6 +84,7 @@ CASES = {
     ),
     "reload with workers": (["server.reload=true", "server.workers=2"], ["server.reload=true", "workers=1"]),
     "unknown mode": (["mode=nope"], ["mode=nope", "serve", "info", "bench"]),
+    "bench over a unix socket": (["mode=bench", "server.uds=/tmp/b.sock"], ["server.uds=/tmp/b.sock", "mode=bench"]),
     "bench duration": (["mode=bench", "bench.duration=0"], ["bench.duration=0", "> 0"]),
     "bench connections": (["mode=bench", "bench.connections=0"], ["bench.connections=0", ">= 1"]),
     "bench requests": (["mode=bench", "bench.requests=0"], ["bench.requests=0", ">= 1"]),

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import random
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
@@ -21,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from pyfly_hydra.bind import ensure_bindable
+from pyfly_hydra.bind import check_listener
 from pyfly_hydra.cli import CONFIG_DIR
 from pyfly_hydra.config import GranianProperties, ServerProperties
 from pyfly_hydra.messages import describe
@@ -79,6 +80,14 @@ def _allow_ips(value: Any) -> bool:
         return False
 
 
+def _socket_path(value: Any) -> bool:
+    if not isinstance(value, str) or not value.strip():
+        return False
+    path = os.path.abspath(value)
+    free = not os.path.lexists(path) or stat.S_ISSOCK(os.lstat(path).st_mode)
+    return os.path.isdir(os.path.dirname(path)) and len(os.fsencode(path)) < 104 and free
+
+
 def _bool(value: Any) -> bool:
     return isinstance(value, bool)
 
@@ -111,6 +120,9 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "max_header_bytes": _is_int(8192, 16 * 1024 * 1024, optional=True),
     "max_body_bytes": _is_int(1, 2**40, optional=True),
     "lifespan": lambda v: v in ("auto", "on", "off"),
+    "uds": lambda v: v is None or _socket_path(v),
+    "uds_permissions": lambda v: v is None,  # needs server.uds
+    "fd": lambda v: v is None,  # no hostile number is a listening socket of the test process
     "root_path": lambda v: v == "" or (isinstance(v, str) and v.startswith("/") and not v.endswith("/")),
     "reload": _bool,
     "reload_dirs": _dirs,
@@ -147,7 +159,7 @@ def checked_value(base: DictConfig, override: str) -> Any:
     cfg = copy.deepcopy(base)
     OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), merge=True)
     plan = make_plan(cfg)
-    ensure_bindable(plan.info.host, 0)
+    check_listener(host=plan.info.host, port=0, uds=plan.info.uds, fd=plan.info.fd)
     node: Any = cfg.server
     key = override.split("=", 1)[0].removeprefix("server.")
     for part in key.split("."):

@@ -1,11 +1,19 @@
-"""Production keys on every server: root_path and each server's own options (server.options.<server>.*)."""
+"""Production keys on every server: unix sockets, inherited sockets, root_path, each server's own options."""
 
 from __future__ import annotations
+
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import SERVERS, run_cli
+from tests.conftest import ROOT, SERVERS, child_env, run_cli
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -52,6 +60,108 @@ def test_a_native_granian_option_takes_effect(start_server) -> None:
     ],
 )
 def test_bad_native_options_are_one_line(overrides: list[str], fragments: list[str]) -> None:
+    result = run_cli(*overrides)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines
+
+
+def wait_for_unix_socket(process: subprocess.Popen[str], path: Path, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=1) as client:
+                if client.get("http://app/health").status_code == 200:
+                    return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    pytest.fail(f"no answer on {path}:\n{log.read_text()}")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("server", SERVERS)
+def test_unix_domain_socket(tmp_path: Path, server: str, workers: int) -> None:
+    path, log = tmp_path / "app.sock", tmp_path / "server.log"
+    command = [sys.executable, "-m", "pyfly_hydra", f"server={server}", f"server.workers={workers}"]
+    command += [f"server.uds={path}", "server.uds_permissions=660", f"hydra.run.dir={tmp_path / 'run'}"]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_unix_socket(process, path, log)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
+            pids = {client.get("http://app/loop").json()["pid"] for _ in range(20)}
+        assert len(pids) >= 1 and f"at unix:{path}" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=40) == 0, log.read_text()
+    assert not path.exists(), "the socket file outlived the server"
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_an_inherited_socket(start_server, server: str, workers: int) -> None:
+    with listening_socket() as sock:
+        port, fd = sock.getsockname()[1], sock.fileno()
+        running = start_server(
+            f"server={server}", f"server.workers={workers}", f"server.fd={fd}", port=port, pass_fds=(fd,)
+        )
+        assert httpx.get(running.url + "/loop").json()["server"] == server
+        assert f"at fd://{fd}" in running.log()
+        assert running.stop() == 0
+
+
+# What systemd does before it starts a socket-activated service: the socket as fd 3, LISTEN_FDS and
+# LISTEN_PID (the pid that will run the service: exec keeps it) in the environment.
+SYSTEMD_LAUNCHER = (
+    "import os, sys; os.dup2({fd}, 3); os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()));"
+    " os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_systemd_socket_activation(start_server, server: str) -> None:
+    """systemd passes its socket as fd 3 with LISTEN_FDS=1 and LISTEN_PID=<the service's pid>."""
+    with listening_socket() as sock:
+        port, fd = sock.getsockname()[1], sock.fileno()
+        as_systemd_would = (sys.executable, "-c", SYSTEMD_LAUNCHER.format(fd=fd))
+        running = start_server(
+            f"server={server}", "server.workers=2", "server.fd=3", port=port, pass_fds=(fd,), launcher=as_systemd_would
+        )
+        assert httpx.get(running.url + "/health").status_code == 200
+        assert running.stop() == 0
+
+
+def test_granian_refuses_an_inherited_socket() -> None:
+    with listening_socket() as sock:
+        result = run_cli("server=granian", f"server.fd={sock.fileno()}")
+    assert result.returncode == 2 and "granian cannot honour it" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides,fragments",
+    [
+        (["server.uds=/nonexistent/dir/app.sock"], ["server.uds=/nonexistent/dir/app.sock", "no such directory"]),
+        (["server.uds=pyproject.toml"], ["exists and is not a socket"]),
+        (["server=uvicorn", "server.fd=0"], ["server.fd=0", "is not a socket"]),
+        (["server=uvicorn", "server.fd=999"], ["server.fd=999", "not an open file descriptor"]),
+        (["server=uvicorn", "server.fd=-1"], ["server.fd=-1", "0..65535"]),
+        (["server.uds_permissions=999", "server.uds=/tmp/x.sock"], ["server.uds_permissions=999", "octal"]),
+        (["server.uds_permissions=660"], ["needs server.uds"]),
+        (["server=uvicorn", "server.uds=/tmp/x.sock", "server.fd=3"], ["not both"]),
+    ],
+)
+def test_bad_listeners_are_one_line(overrides: list[str], fragments: list[str]) -> None:
     result = run_cli(*overrides)
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, lines

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pyfly_hydra.bind import parse_permissions
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers.base import ServerAdapter, Support, logger
 
@@ -64,6 +65,11 @@ class GranianServer(ServerAdapter):
             "log_level",
             "working_dir",
             "url_path_prefix",
+            "uds",
+            "uds_permissions",
+            "reload_ignore_dirs",
+            "reload_ignore_patterns",
+            "reload_ignore_paths",
         ]
     )
     native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
@@ -84,6 +90,13 @@ class GranianServer(ServerAdapter):
             "backpressure", "granian queues requests beyond the limit (backpressure) instead of answering 503"
         ),
         "max_requests_per_worker": Support(None, "granian has no per-worker request limit (only workers_lifetime)"),
+        "uds": Support("uds"),
+        "uds_permissions": Support("uds_permissions"),
+        "fd": Support(
+            None,
+            "granian builds its own listener from an address or a unix socket path and cannot serve an inherited"
+            " socket; use server.uds, or server=uvicorn or server=hypercorn",
+        ),
         "root_path": Support("url_path_prefix"),
         "lifespan": Support("interface"),
         "max_header_bytes": Support(
@@ -174,6 +187,8 @@ class GranianServer(ServerAdapter):
             log_access=p.access_log,
             log_level=LogLevels(p.log_level),
             url_path_prefix=p.root_path or None,
+            uds=Path(p.uds) if p.uds else None,
+            uds_permissions=parse_permissions(p.uds_permissions),
             working_dir=Path(os.getcwd()),
             **self.native_options(),
         )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, ClassVar
 
+from pyfly_hydra.bind import parse_permissions, remove_unix_socket
 from pyfly_hydra.errors import ServeError
 from pyfly_hydra.servers.base import ServerAdapter, Support, bind_address
 
@@ -73,6 +75,9 @@ class HypercornServer(ServerAdapter):
             "a recycling hypercorn worker closes kept-alive connections under clients that are sending"
             " (64 of 3,000 requests failed, recycling every 300); use server=uvicorn for recycling",
         ),
+        "uds": Support("bind"),
+        "uds_permissions": Support("bind"),
+        "fd": Support("bind"),
         "root_path": Support("root_path"),
         "lifespan": Support("LifespanGuard"),
         "max_header_bytes": Support("h11_max_incomplete_size"),
@@ -94,7 +99,12 @@ class HypercornServer(ServerAdapter):
         p = self.properties
         config = Config()
         config.application_path = f"{app.interface}:{app.import_string}{'()' if app.factory else ''}"
-        config.bind = [bind_address(p.host, p.port)]
+        if p.uds is not None:
+            config.bind = [f"unix:{p.uds}"]
+        elif p.fd is not None:
+            config.bind = [f"fd://{p.fd}"]
+        else:
+            config.bind = [bind_address(p.host, p.port)]
         config.worker_class = loop.name
         config.workers = p.workers
         config.backlog = p.backlog
@@ -139,15 +149,22 @@ class HypercornServer(ServerAdapter):
         config = self.build_config(app=app, loop=loop)
         worker = uvloop_worker if loop.name == "uvloop" else asyncio_worker
         p = self.properties
+        where = p.uds or (f"fd {p.fd}" if p.fd is not None else bind_address(p.host, p.port))
         try:
+            sockets = config.create_sockets()
+            permissions = parse_permissions(p.uds_permissions)
+            if p.uds is not None and permissions is not None:
+                os.chmod(p.uds, permissions)
             if self._serves_in_process:
-                worker(config)
+                worker(config, sockets=sockets)
                 return 0
             sources = self.watched_sources() if p.reload else None
             return serve_workers(
-                config, worker, workers=p.workers, graceful_timeout=p.graceful_timeout, sources=sources
+                config, worker, sockets=sockets, workers=p.workers, graceful_timeout=p.graceful_timeout, sources=sources
             )
         except LifespanFailureError as exc:
             raise ServeError(f"hypercorn stopped: the app's lifespan startup failed ({exc})") from None
         except OSError as exc:
-            raise ServeError(f"hypercorn failed to start on {bind_address(p.host, p.port)}: {exc}") from None
+            raise ServeError(f"hypercorn failed to start on {where}: {exc}") from None
+        finally:
+            remove_unix_socket(p.uds)

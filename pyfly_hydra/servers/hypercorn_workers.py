@@ -75,13 +75,13 @@ def serve_workers(
     config: Config,
     worker: WorkerFunc,
     *,
+    sockets: Sockets,
     workers: int,
     graceful_timeout: float,
     sources: WatchedSources | None = None,
 ) -> int:
-    """Run ``workers`` hypercorn worker processes on shared sockets until a signal or a crash loop."""
+    """Run ``workers`` hypercorn worker processes on shared ``sockets`` until a signal or a crash loop."""
     context = multiprocessing.get_context("spawn")
-    sockets = config.create_sockets()
     shutdown = context.Event()
     stopping = False
     changed, stop_watching = threading.Event(), threading.Event()

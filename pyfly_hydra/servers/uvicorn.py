@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, ClassVar
 
-from pyfly_hydra.bind import listen_socket
+from pyfly_hydra.bind import inherited_socket, listen_socket, parse_permissions, remove_unix_socket, unix_socket
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers.base import ServerAdapter, Support
 
@@ -73,6 +74,10 @@ class UvicornServer(ServerAdapter):
             "proxy_headers",
             "forwarded_allow_ips",
             "root_path",
+            "uds",
+            "fd",
+            "reload_includes",
+            "reload_excludes",
         ]
     )
     support: ClassVar[dict[str, Support]] = {
@@ -87,6 +92,9 @@ class UvicornServer(ServerAdapter):
         "keep_alive_timeout": Support("timeout_keep_alive"),
         "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
         "max_requests_per_worker": Support("limit_max_requests", "with 10% jitter, so workers recycle apart"),
+        "uds": Support("uds"),
+        "uds_permissions": Support("uds"),
+        "fd": Support("fd"),
         "root_path": Support("root_path"),
         "lifespan": Support("lifespan"),
         "max_header_bytes": Support("h11_max_incomplete_event_size", "with httptools, enforced by pyfly-hydra"),
@@ -110,6 +118,14 @@ class UvicornServer(ServerAdapter):
                 "uvicorn serves HTTP/1.1 only; use server=granian or server=hypercorn for HTTP/2, or server.http=1",
             )
         super().check(loop=loop)
+
+    def _unix_or_inherited_socket(self) -> socket.socket | None:
+        p = self.properties
+        if p.uds is not None:
+            return unix_socket(p.uds, parse_permissions(p.uds_permissions))
+        if p.fd is not None:
+            return inherited_socket(p.fd)
+        return None
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve in this process (workers=1), or under uvicorn's reload or multiprocess supervisor."""
@@ -157,18 +173,22 @@ class UvicornServer(ServerAdapter):
         # uvicorn.run's dispatch, but on a listener with proto=IPPROTO_TCP (see listen_socket), and a
         # lone worker with limit_max_requests runs supervised, so it is recycled instead of exiting.
         supervised = config.should_reload or config.workers > 1 or p.max_requests_per_worker is not None
+        # A unix socket or an inherited fd is always handed over as a socket object uvicorn serves as it is.
+        listener = self._unix_or_inherited_socket()
         try:
             with _absorb_reraised_signals():
                 if supervised:
-                    sockets = [listen_socket(p.host, p.port)]
+                    sockets = [listener or listen_socket(p.host, p.port)]
                     if config.should_reload:
                         SourceReload(config, target=server.run, sockets=sockets, sources=self.watched_sources()).run()
                     else:
                         ClosingMultiprocess(config, sockets=sockets).run()
                 else:
-                    server.run()
+                    server.run(sockets=[listener] if listener else None)
         except SystemExit as exc:
             raise ServeError(f"uvicorn failed to start (exit {exc.code}); its log above says why") from None
+        finally:
+            remove_unix_socket(p.uds)
         if not supervised and not server.started:
             raise ServeError("uvicorn failed to start; its log above says why")
         return 0

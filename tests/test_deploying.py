@@ -167,3 +167,12 @@ def test_bad_listeners_are_one_line(overrides: list[str], fragments: list[str]) 
     assert result.returncode == 2 and len(lines) == 1, lines
     for fragment in fragments:
         assert fragment in lines[0], lines
+
+
+def test_env_prod_takes_the_port_from_the_environment() -> None:
+    result = run_cli("env=prod", "--cfg", "job", "--resolve", env=child_env(PORT="9123"), users_defaults=True)
+    assert result.returncode == 0 and "port: 9123" in result.stdout, result.stdout
+    without = child_env()
+    without.pop("PORT", None)
+    result = run_cli("env=prod", "--cfg", "job", "--resolve", env=without, users_defaults=True)
+    assert "port: 8000" in result.stdout

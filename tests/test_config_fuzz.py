@@ -114,7 +114,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "http": lambda v: v in HTTP_VERSIONS,
     "ssl_certfile": _file,
     "ssl_keyfile": _file,
-    "keep_alive_timeout": _is_int(1, 60),  # granian (the default server) allows at most 60
+    "keep_alive_timeout": _is_int(1, 3600),
     "max_concurrent_connections": _is_int(1, 2**31 - 1, optional=True),
     "max_requests_per_worker": lambda v: v is None,  # granian refuses the key
     "max_header_bytes": _is_int(8192, 16 * 1024 * 1024, optional=True),

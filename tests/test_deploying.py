@@ -176,3 +176,11 @@ def test_env_prod_takes_the_port_from_the_environment() -> None:
     without.pop("PORT", None)
     result = run_cli("env=prod", "--cfg", "job", "--resolve", env=without, users_defaults=True)
     assert "port: 8000" in result.stdout
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_keep_alive_longer_than_a_load_balancers_idle_timeout(start_server, server: str) -> None:
+    """75 s behind a 60 s balancer; granian's CLI caps its header-read timeout at 60 s, its API does not."""
+    running = start_server(f"server={server}", "server.keep_alive_timeout=75")
+    assert httpx.get(running.url + "/health").status_code == 200
+    assert running.stop() == 0

@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from pyfly_hydra.ports import EventLoopPort
 
 
-# granian caps http1_settings.header_read_timeout at 60,000 ms.
-MAX_HEADER_READ_SECONDS = 60
 CLEARTEXT_AUTO_NOTE = (
     "server.http=auto on granian without TLS serves HTTP/1.1 only: granian's auto mode (hyper-util's"
     " protocol detection) never times out a connection that sends nothing; h2c needs server.http=2"
@@ -115,14 +113,8 @@ class GranianServer(ServerAdapter):
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
-        """Besides the table: the keep-alive stand-in's range, and one limit for two keys."""
+        """Besides the table: one limit for two keys."""
         super().check(loop=loop)
-        if self.properties.keep_alive_timeout > MAX_HEADER_READ_SECONDS:
-            raise ConfigError(
-                "server.keep_alive_timeout",
-                self.properties.keep_alive_timeout,
-                f"granian's header read timeout stands in for it and allows at most {MAX_HEADER_READ_SECONDS} s",
-            )
         granian = self.properties.granian
         if granian.backpressure is not None and self.properties.max_concurrent_connections is not None:
             raise ConfigError(

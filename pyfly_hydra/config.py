@@ -24,6 +24,15 @@ class GranianProperties:
 
 
 @dataclass
+class WebsocketProperties:
+    """``server.websocket.*``: null keeps the server's own default."""
+
+    ping_interval: float | None = None  # seconds between the server's pings on an open websocket
+    ping_timeout: float | None = None  # seconds to wait for the pong before closing
+    max_size: int | None = None  # bytes; a larger message closes the websocket with 1009
+
+
+@dataclass
 class NativeOptions:
     """``server.options.<server>.*``: any keyword of that server's own constructor, passed as it is.
 
@@ -67,6 +76,7 @@ class ServerProperties:
     proxy_headers: bool = False  # trust X-Forwarded-For/-Proto, only from forwarded_allow_ips
     forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses or networks, or "*"
     granian: GranianProperties = field(default_factory=GranianProperties)
+    websocket: WebsocketProperties = field(default_factory=WebsocketProperties)
     options: NativeOptions = field(default_factory=NativeOptions)
 
 

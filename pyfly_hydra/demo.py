@@ -3,7 +3,7 @@
 Routes: ``/`` plaintext, ``/json``, ``/health``, ``/loop`` (server, pid and the running loop's class,
 the proof that a worker runs the loop that was asked for; also HTTP version, scheme and client) and
 ``/sleep?seconds=N`` (a slow request, for shutdown drills; at most 60 s) and ``POST /upload`` (reads
-the whole body, answers its size and SHA-256).
+the whole body, answers its size and SHA-256); a websocket at ``/ws`` echoes every message.
 """
 
 from __future__ import annotations
@@ -69,6 +69,21 @@ async def _upload(receive: Receive, send: Send) -> None:
     await _json(send, {"size": size, "sha256": digest.hexdigest()})
 
 
+async def _websocket_echo(receive: Receive, send: Send) -> None:
+    """Accept, then send every message back as it came, until the client leaves."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -83,6 +98,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The demo ASGI application."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
+        return
+    if scope["type"] == "websocket":
+        if scope["path"].endswith("/ws"):
+            await _websocket_echo(receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 1008})
         return
     if scope["type"] != "http":
         return

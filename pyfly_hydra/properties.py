@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from pyfly_hydra.bind import parse_permissions
-from pyfly_hydra.config import GranianProperties, ServerProperties
+from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.cpus import usable_cpus
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.lifespan import LIFESPAN_MODES
@@ -100,6 +100,14 @@ def _reload(properties: ServerProperties) -> None:
                 logger.warning("server.%s is only read when server.reload=true; it has no effect", key)
 
 
+def _websocket(websocket: WebsocketProperties) -> None:
+    for key in ("ping_interval", "ping_timeout"):
+        value = getattr(websocket, key)
+        if value is not None and not 0 < value <= MAX_SECONDS:
+            raise ConfigError(f"server.websocket.{key}", value, f"must be seconds > 0 and <= {MAX_SECONDS}, or null")
+    _between("server.websocket.max_size", websocket.max_size, 1, MAX_COUNT, optional=True)
+
+
 def _granian(granian: GranianProperties) -> None:
     _between("server.granian.runtime_threads", granian.runtime_threads, 1, MAX_RUNTIME_THREADS)
     _one_of("server.granian.runtime_mode", granian.runtime_mode, GRANIAN_RUNTIME_MODES)
@@ -137,6 +145,7 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     _tls(properties)
     TrustedProxies(properties.forwarded_allow_ips)
     _granian(properties.granian)
+    _websocket(properties.websocket)
     workers = properties.workers
     if workers == 0:
         workers = usable_cpus()
@@ -156,7 +165,12 @@ def _changed(values: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[s
 
 def non_default(properties: ServerProperties) -> dict[str, Any]:
     """``{key: value}`` of top-level properties that differ from the default (``granian``, ``options`` excluded)."""
-    return _changed(properties, ServerProperties(), skip=("granian", "options"))
+    return _changed(properties, ServerProperties(), skip=("granian", "options", "websocket"))
+
+
+def non_default_websocket(properties: ServerProperties) -> dict[str, Any]:
+    """``{key: value}`` of ``server.websocket.*`` values that are set (not null)."""
+    return _changed(properties.websocket, WebsocketProperties())
 
 
 def non_default_granian(properties: ServerProperties) -> dict[str, Any]:

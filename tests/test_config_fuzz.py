@@ -24,7 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pyfly_hydra.bind import check_listener
 from pyfly_hydra.cli import CONFIG_DIR
-from pyfly_hydra.config import GranianProperties, ServerProperties
+from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.messages import describe
 from pyfly_hydra.properties import HTTP_VERSIONS, LOG_LEVELS
 from pyfly_hydra.serve import make_plan
@@ -132,14 +132,19 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "log_level": lambda v: v in LOG_LEVELS,
     "proxy_headers": _bool,
     "forwarded_allow_ips": _allow_ips,
+    "websocket.ping_interval": lambda v: v is None,  # granian, the fuzzed server, has no websocket settings
+    "websocket.ping_timeout": lambda v: v is None,
+    "websocket.max_size": lambda v: v is None,
     "granian.runtime_threads": _is_int(1, 256),
     "granian.runtime_mode": lambda v: v in ("auto", "st", "mt"),
     "granian.backpressure": _is_int(1, 2**31 - 1, optional=True),
     "granian.respawn_failed_workers": _bool,
 }
-KEYS = [f.name for f in fields(ServerProperties) if f.name not in ("granian", "options")] + [
-    f"granian.{f.name}" for f in fields(GranianProperties)
-]
+KEYS = (
+    [f.name for f in fields(ServerProperties) if f.name not in ("granian", "options", "websocket")]
+    + [f"websocket.{f.name}" for f in fields(WebsocketProperties)]
+    + [f"granian.{f.name}" for f in fields(GranianProperties)]
+)
 
 
 def test_the_oracle_covers_every_key() -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request, TextMessage
 
 from tests.conftest import ROOT, SERVERS, child_env, run_cli
 
@@ -184,3 +186,75 @@ def test_a_keep_alive_longer_than_a_load_balancers_idle_timeout(start_server, se
     running = start_server(f"server={server}", "server.keep_alive_timeout=75")
     assert httpx.get(running.url + "/health").status_code == 200
     assert running.stop() == 0
+
+
+def websocket(port: int) -> tuple[socket.socket, WSConnection]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    connection = WSConnection(ConnectionType.CLIENT)
+    sock.sendall(connection.send(Request(host="127.0.0.1", target="/ws")))
+    assert any(
+        isinstance(event, AcceptConnection) for event in websocket_events(sock, connection, until=AcceptConnection)
+    )
+    return sock, connection
+
+
+def websocket_events(sock: socket.socket, connection: WSConnection, *, until: type, seconds: float = 5) -> list[object]:
+    """Events from the server until one of type ``until`` arrives (or ``seconds`` pass, or it closes)."""
+    events: list[object] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        connection.receive_data(data or None)
+        for event in connection.events():
+            events.append(event)
+            if isinstance(event, until):
+                return events
+        if not data:
+            break
+    return events
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_websocket_max_size_closes_with_1009(start_server, server: str) -> None:
+    running = start_server(f"server={server}", "server.websocket.max_size=1024")
+    sock, connection = websocket(running.port)
+    with sock:
+        sock.sendall(connection.send(Message(data="small")))
+        echoed = websocket_events(sock, connection, until=TextMessage)
+        assert any(isinstance(e, TextMessage) and e.data == "small" for e in echoed), echoed
+        sock.sendall(connection.send(Message(data=b"x" * 4096)))
+        closing = websocket_events(sock, connection, until=CloseConnection)
+    assert any(isinstance(e, CloseConnection) and e.code == 1009 for e in closing), closing
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_websocket_pings_are_sent_at_the_interval(start_server, server: str) -> None:
+    running = start_server(f"server={server}", "server.websocket.ping_interval=0.5")
+    sock, connection = websocket(running.port)
+    with sock:
+        events = websocket_events(sock, connection, until=Ping, seconds=4)
+    assert any(isinstance(e, Ping) for e in events), events
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "overrides,fragments",
+    [
+        (["server=granian", "server.websocket.max_size=1024"], ["server.websocket.max_size=1024", "granian cannot"]),
+        (["server=hypercorn", "server.websocket.ping_timeout=5"], ["server.websocket.ping_timeout=5", "hypercorn"]),
+        (["server=uvicorn", "server.websocket.ping_interval=-1"], ["server.websocket.ping_interval=-1", "> 0"]),
+        (["server=uvicorn", "server.websocket.max_size=0"], ["server.websocket.max_size=0", "1.."]),
+        (["server=uvicorn", "+server.options.uvicorn.ws_max_size=10"], ["set server.websocket.max_size instead"]),
+    ],
+)
+def test_bad_websocket_settings_are_one_line(overrides: list[str], fragments: list[str]) -> None:
+    result = run_cli(*overrides)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines

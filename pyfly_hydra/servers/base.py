@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyfly_hydra.config import GranianProperties, NativeOptions, ServerProperties
+from pyfly_hydra.config import GranianProperties, NativeOptions, ServerProperties, WebsocketProperties
 from pyfly_hydra.errors import ConfigError
-from pyfly_hydra.properties import non_default, non_default_granian
+from pyfly_hydra.properties import non_default, non_default_granian, non_default_websocket
 
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
@@ -38,6 +38,7 @@ class ServerAdapter:
     name: ClassVar[str]
     module: ClassVar[str]
     support: ClassVar[dict[str, Support]]
+    websocket_support: ClassVar[dict[str, Support]] = {}  # server.websocket.* keys, as ``support``
     loops: ClassVar[tuple[str, ...]]  # the loop names this server can run in its workers
     runs_loop_factories: ClassVar[bool] = False  # True: also runs any other loop from its factory string
     handles_proxy_headers: ClassVar[bool] = False  # False: the runner wraps the app in ProxyHeadersMiddleware
@@ -54,7 +55,10 @@ class ServerAdapter:
         options = properties.pop("options", None) or NativeOptions()
         if not isinstance(options, NativeOptions):
             options = NativeOptions(**dict(options))
-        self.properties = ServerProperties(**properties, granian=granian, options=options)
+        websocket = properties.pop("websocket", None) or WebsocketProperties()
+        if not isinstance(websocket, WebsocketProperties):
+            websocket = WebsocketProperties(**dict(websocket))
+        self.properties = ServerProperties(**properties, granian=granian, options=options, websocket=websocket)
 
     def version(self) -> str:
         """The installed server's version: its ``__version__`` (it is imported to serve anyway), else metadata."""
@@ -76,6 +80,10 @@ class ServerAdapter:
                 raise ConfigError(f"server.{key}", value, f"{self.name} cannot honour it: {support.note}")
             if support.note:
                 logger.info("server.%s on %s: %s", key, self.name, support.note)
+        for key, value in non_default_websocket(self.properties).items():
+            support = self.websocket_support.get(key, Support(None, "no equivalent option"))
+            if support.option is None:
+                raise ConfigError(f"server.websocket.{key}", value, f"{self.name} cannot honour it: {support.note}")
         if self.name != "granian":
             for key, value in non_default_granian(self.properties).items():
                 raise ConfigError(
@@ -97,7 +105,8 @@ class ServerAdapter:
         for name, value in options.items():
             key = f"server.options.{self.name}.{name}"
             if name in self.mapped_options:
-                owner = next((f"server.{k}" for k, s in self.support.items() if s.option and name in s.option), None)
+                owners = [*self.support.items(), *((f"websocket.{k}", s) for k, s in self.websocket_support.items())]
+                owner = next((f"server.{k}" for k, s in owners if s.option and name in s.option), None)
                 instead = f"set {owner} instead" if owner else "pyfly-hydra sets it itself"
                 raise ConfigError(key, value, f"{constructor} gets this from pyfly-hydra; {instead}")
             if name not in keywords:

@@ -71,6 +71,12 @@ class GranianServer(ServerAdapter):
         ]
     )
     native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
+    websocket_support: ClassVar[dict[str, Support]] = {
+        key: Support(
+            None, "granian has no websocket settings (only websockets on/off); use server=uvicorn or hypercorn"
+        )
+        for key in ("ping_interval", "ping_timeout", "max_size")
+    }
     support: ClassVar[dict[str, Support]] = {
         "host": Support("address"),
         "port": Support("port"),

@@ -53,8 +53,15 @@ class HypercornServer(ServerAdapter):
             "wsgi_max_body_size",
             "use_reloader",
             "root_path",
+            "websocket_ping_interval",
+            "websocket_max_message_size",
         ]
     )
+    websocket_support: ClassVar[dict[str, Support]] = {
+        "ping_interval": Support("websocket_ping_interval"),
+        "ping_timeout": Support(None, "hypercorn sends pings but never times out a missing pong; use server=uvicorn"),
+        "max_size": Support("websocket_max_message_size"),
+    }
     support: ClassVar[dict[str, Support]] = {
         "host": Support("bind"),
         "port": Support("bind"),
@@ -111,6 +118,10 @@ class HypercornServer(ServerAdapter):
         config.graceful_timeout = float(p.graceful_timeout)
         config.keep_alive_timeout = float(p.keep_alive_timeout)
         config.root_path = p.root_path
+        if p.websocket.ping_interval is not None:
+            config.websocket_ping_interval = p.websocket.ping_interval
+        if p.websocket.max_size is not None:
+            config.websocket_max_message_size = p.websocket.max_size
         if p.max_header_bytes is not None:
             config.h11_max_incomplete_size = p.max_header_bytes
             config.h2_max_header_list_size = p.max_header_bytes

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.bind import inherited_socket, listen_socket, parse_permissions, remove_unix_socket, unix_socket
 from pyfly_hydra.errors import ConfigError, ServeError
@@ -78,8 +78,16 @@ class UvicornServer(ServerAdapter):
             "fd",
             "reload_includes",
             "reload_excludes",
+            "ws_ping_interval",
+            "ws_ping_timeout",
+            "ws_max_size",
         ]
     )
+    websocket_support: ClassVar[dict[str, Support]] = {
+        "ping_interval": Support("ws_ping_interval"),
+        "ping_timeout": Support("ws_ping_timeout"),
+        "max_size": Support("ws_max_size"),
+    }
     support: ClassVar[dict[str, Support]] = {
         "host": Support("host"),
         "port": Support("port"),
@@ -118,6 +126,12 @@ class UvicornServer(ServerAdapter):
                 "uvicorn serves HTTP/1.1 only; use server=granian or server=hypercorn for HTTP/2, or server.http=1",
             )
         super().check(loop=loop)
+
+    def _websocket_options(self) -> dict[str, Any]:
+        """``server.websocket.*`` that are set, under uvicorn's names (the rest keep uvicorn's defaults)."""
+        ws = self.properties.websocket
+        values = {"ws_ping_interval": ws.ping_interval, "ws_ping_timeout": ws.ping_timeout, "ws_max_size": ws.max_size}
+        return {name: value for name, value in values.items() if value is not None}
 
     def _unix_or_inherited_socket(self) -> socket.socket | None:
         p = self.properties
@@ -167,6 +181,7 @@ class UvicornServer(ServerAdapter):
             log_level=p.log_level,
             proxy_headers=p.proxy_headers,
             forwarded_allow_ips=p.forwarded_allow_ips,
+            **self._websocket_options(),
             **self.native_options(),
         )
         server = uvicorn.Server(config)

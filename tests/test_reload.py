@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from pyfly_hydra.reload import watched_sources
+from tests.conftest import SERVERS
 
 APP_TEMPLATE = (
     "import os\n"
@@ -58,42 +59,54 @@ def settle_imports(project: Path, seconds: float = 3.0) -> int:
     return count
 
 
-@pytest.mark.parametrize("server", ["granian", "uvicorn", "hypercorn"])
-def test_env_dev_reloads_once_per_edit_and_waits_out_a_syntax_error(start_server, tmp_path: Path, server: str) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    source = project / "main.py"
-    source.write_text(APP_TEMPLATE.format(body="before"))
-    running = start_server(
-        "env=dev", f"server={server}", "app=main:app", ready_path="/", cwd=project, users_defaults=True
-    )
-    assert body(running.url + "/") == "before"
-    assert list((project / "outputs").glob("*/*/pyfly_hydra.log")), "the run's record is where Hydra puts it"
+def test_env_dev_reloads_once_per_edit_and_waits_out_a_syntax_error(start_server, tmp_path: Path) -> None:
+    """Every server at once (each from its own project directory), so the quiet ten seconds are spent once."""
+    projects = {server: tmp_path / server for server in SERVERS}
+    running = {}
+    for server, project in projects.items():
+        project.mkdir()
+        (project / "main.py").write_text(APP_TEMPLATE.format(body="before"))
+        running[server] = start_server(
+            "env=dev", f"server={server}", "app=main:app", ready_path="/", cwd=project, users_defaults=True
+        )
+    for server, project in projects.items():
+        assert body(running[server].url + "/") == "before"
+        assert list((project / "outputs").glob("*/*/pyfly_hydra.log")), "the run's record is where Hydra puts it"
 
-    # Ten quiet seconds, with the server writing its own logs (env=dev: debug and access log): no reload.
-    started = settle_imports(project)
+    # Ten quiet seconds, with the servers writing their own logs (env=dev: debug and access log): no reload.
+    started = {server: settle_imports(project) for server, project in projects.items()}
     deadline = time.monotonic() + IDLE_SECONDS
     while time.monotonic() < deadline:
-        assert body(running.url + "/") == "before"
+        for server in SERVERS:
+            assert body(running[server].url + "/") == "before", server
         time.sleep(0.5)
-    assert imports(project) == started, f"reloaded without an edit:\n{running.log()}"
+    for server, project in projects.items():
+        assert imports(project) == started[server], f"{server} reloaded without an edit:\n{running[server].log()}"
 
     # One edit: the new code is served, after exactly one more import (one worker, one reload).
-    source.write_text(APP_TEMPLATE.format(body="after"))
-    wait_for_body(running.url + "/", "after", running.log())
-    assert settle_imports(project) == started + 1, running.log()
+    for project in projects.values():
+        (project / "main.py").write_text(APP_TEMPLATE.format(body="after"))
+    for server_running in running.values():
+        wait_for_body(server_running.url + "/", "after", server_running.log())
+    for server, project in projects.items():
+        assert settle_imports(project) == started[server] + 1, running[server].log()
 
-    # A syntax error is reported and the server waits for the fix instead of stopping.
-    source.write_text(BROKEN)
+    # A syntax error is reported and each server waits for the fix instead of stopping.
+    for project in projects.values():
+        (project / "main.py").write_text(BROKEN)
     deadline = time.monotonic() + SERVE_WITHIN
-    while "SyntaxError" not in running.log() and time.monotonic() < deadline:
+    while time.monotonic() < deadline and not all("SyntaxError" in r.log() for r in running.values()):
         time.sleep(0.2)
-    assert "SyntaxError" in running.log()
     time.sleep(1)
-    assert running.process.poll() is None, running.log()
-    source.write_text(APP_TEMPLATE.format(body="fixed"))
-    wait_for_body(running.url + "/", "fixed", running.log())
-    assert running.stop() == 0, running.log()
+    for server, server_running in running.items():
+        assert "SyntaxError" in server_running.log(), server
+        assert server_running.process.poll() is None, server_running.log()
+    for project in projects.values():
+        (project / "main.py").write_text(APP_TEMPLATE.format(body="fixed"))
+    for server_running in running.values():
+        wait_for_body(server_running.url + "/", "fixed", server_running.log())
+    for server_running in running.values():
+        assert server_running.stop() == 0, server_running.log()
 
 
 def test_the_watch_rule_leaves_out_records_virtualenvs_vcs_and_caches(tmp_path: Path) -> None:

@@ -47,6 +47,18 @@ def run_cli(
         )
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str, code: int = 2) -> str:
+    """The run failed with ``code`` and printed exactly one ``pyfly-hydra: error:`` line holding ``fragments``."""
+    output = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == code, output
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(output) == 1, output
+    assert output[0].startswith("pyfly-hydra: error: "), output
+    for fragment in fragments:
+        assert fragment in output[0], output
+    return output[0]
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child run: ours, with the test apps importable."""
     env = dict(os.environ)

@@ -7,18 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVERS, hidden_modules_env, run_cli
-
-
-def assert_one_line_error(result, *fragments: str, code: int = 2) -> None:
-    output = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert result.returncode == code, output
-    assert "Traceback" not in result.stdout + result.stderr
-    assert len(output) == 1, output
-    assert output[0].startswith("pyfly-hydra: error: "), output
-    for fragment in fragments:
-        assert fragment in output[0], output
-
+from tests.conftest import SERVERS, assert_one_line_error, hidden_modules_env, run_cli
 
 CASES = {
     "unknown server": (["server=nope"], ["server=nope", "granian", "uvicorn", "hypercorn"]),

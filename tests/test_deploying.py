@@ -15,7 +15,7 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request, TextMessage
 
-from tests.conftest import ROOT, SERVERS, child_env, run_cli
+from tests.conftest import ROOT, SERVERS, assert_one_line_error, child_env, run_cli
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -62,11 +62,7 @@ def test_a_native_granian_option_takes_effect(start_server) -> None:
     ],
 )
 def test_bad_native_options_are_one_line(overrides: list[str], fragments: list[str]) -> None:
-    result = run_cli(*overrides)
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines
+    assert_one_line_error(run_cli(*overrides), *fragments)
 
 
 def wait_for_unix_socket(process: subprocess.Popen[str], path: Path, log: Path) -> None:
@@ -164,11 +160,7 @@ def test_granian_refuses_an_inherited_socket() -> None:
     ],
 )
 def test_bad_listeners_are_one_line(overrides: list[str], fragments: list[str]) -> None:
-    result = run_cli(*overrides)
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines
+    assert_one_line_error(run_cli(*overrides), *fragments)
 
 
 def test_env_prod_takes_the_port_from_the_environment() -> None:
@@ -253,8 +245,4 @@ def test_websocket_pings_are_sent_at_the_interval(start_server, server: str) -> 
     ],
 )
 def test_bad_websocket_settings_are_one_line(overrides: list[str], fragments: list[str]) -> None:
-    result = run_cli(*overrides)
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines
+    assert_one_line_error(run_cli(*overrides), *fragments)

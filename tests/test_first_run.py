@@ -10,19 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import APPS_DIR, child_env, run_cli
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert result.returncode == 2, lines
-    assert len(lines) == 1 and lines[0].startswith("pyfly-hydra: error: "), lines
-    return lines[0]
+from tests.conftest import APPS_DIR, assert_one_line_error, child_env, run_cli
 
 
 def test_a_syntax_error_in_the_app_names_its_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "main.py").write_text("import os\n\n\ndef broken(:\n    pass\n")
-    line = one_error_line(run_cli("app=main:app", cwd=tmp_path))
+    line = assert_one_line_error(run_cli("app=main:app", cwd=tmp_path))
     assert "main.py:4" in line and "SyntaxError" in line
 
 
@@ -31,7 +24,7 @@ def test_an_app_raising_at_import_names_the_users_line_not_the_librarys(tmp_path
     (tmp_path / "main.py").write_text("import settings\n\napp = None\n")
     env = child_env()
     env.pop("DATABASE_URL", None)
-    line = one_error_line(run_cli("app=main:app", cwd=tmp_path, env=env))
+    line = assert_one_line_error(run_cli("app=main:app", cwd=tmp_path, env=env))
     assert "settings.py:3" in line and "KeyError" in line, line
 
 

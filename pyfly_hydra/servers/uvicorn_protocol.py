@@ -22,8 +22,12 @@ import asyncio
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HTTPProtocol
+
+    HTTPTOOLS = True  # the head deadline and size limit below hang on httptools' parser callbacks
 except ImportError:  # pragma: no cover - httptools is not installable everywhere
     from uvicorn.protocols.http.h11_impl import H11Protocol as _HTTPProtocol  # type: ignore[assignment]
+
+    HTTPTOOLS = False
 
 
 HEAD_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -34,7 +38,13 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
 
     _closing_after_response = False
     _head_deadline: asyncio.TimerHandle | None = None
+    # Bytes of the request head being read, counted from the raw stream before the parser sees them
+    # (httptools buffers an unfinished header itself, so its callbacks cannot bound it). Counting
+    # starts with each request and stops at the head's blank line; a head that begins in the same
+    # chunk as the end of a pipelined body is counted from its next chunk on.
+    _reading_head = True
     _head_bytes = 0
+    _head_tail = b""  # the last bytes seen, so a blank line split across two chunks is found
     _head_rejected = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -46,45 +56,37 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
         """The first byte of a request: its head must be complete within the keep-alive timeout."""
         super().on_message_begin()
         self._cancel_head_deadline()
-        self._head_bytes = 0
         self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_timed_out)
 
     def data_received(self, data: bytes) -> None:
-        """Parse; a head still unfinished after this data counts it against ``server.max_header_bytes``."""
+        """Refuse a request head above ``server.max_header_bytes`` (431) before parsing it; parse the rest."""
         if self._head_rejected:
             return
-        super().data_received(data)
-        if self._head_deadline is not None and not self._head_rejected:
-            self._count_head(len(data))
-
-    def _count_head(self, size: int) -> None:
-        limit = self.config.h11_max_incomplete_event_size
-        self._head_bytes += size
-        if limit is not None and self._head_bytes > limit:
+        if HTTPTOOLS and self._reading_head and self._head_too_large(data):
             self._head_rejected = True
             self._cancel_head_deadline()
             self.transport.write(HEAD_TOO_LARGE)
             self.transport.close()
+            return
+        super().data_received(data)
 
-    def on_url(self, url: bytes) -> None:
-        """Count the request target towards the head's size."""
-        super().on_url(url)
-        self._count_head(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """Count each header towards the head's size."""
-        super().on_header(name, value)
-        self._count_head(len(name) + len(value) + 4)
-
-    def on_body(self, body: bytes) -> None:
-        """Nothing of a rejected request reaches the app."""
-        if not self._head_rejected:
-            super().on_body(body)
+    def _head_too_large(self, data: bytes) -> bool:
+        limit = self.config.h11_max_incomplete_event_size
+        if limit is None:
+            return False
+        window = self._head_tail + data
+        end = window.find(b"\r\n\r\n")
+        if end == -1:
+            self._head_bytes += len(data)
+            self._head_tail = window[-3:]
+        else:
+            self._head_bytes += end + 4 - len(self._head_tail)
+        return self._head_bytes > limit
 
     def on_message_complete(self) -> None:
-        """Nothing of a rejected request reaches the app."""
-        if not self._head_rejected:
-            super().on_message_complete()
+        """The next bytes begin the next request's head."""
+        self._reading_head, self._head_bytes, self._head_tail = True, 0, b""
+        super().on_message_complete()
 
     def _cancel_head_deadline(self) -> None:
         if self._head_deadline is not None:
@@ -104,8 +106,7 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
     def on_headers_complete(self) -> None:
         """A request on a connection that is being shut down is answered with ``Connection: close``."""
         self._cancel_head_deadline()
-        if self._head_rejected:
-            return
+        self._reading_head = False
         super().on_headers_complete()
         if self._closing_after_response and self.cycle is not None:
             self.cycle.keep_alive = False

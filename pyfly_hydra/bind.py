@@ -83,7 +83,7 @@ def check_uds(path: str) -> None:
         raise ConfigError("server.uds", path, "is too long for a unix socket path (at most 103 bytes)")
     if not os.path.lexists(path):
         return
-    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+    if not _is_socket_file(path):
         raise ConfigError("server.uds", path, "exists and is not a socket; choose another path")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
@@ -104,9 +104,13 @@ def unix_socket(path: str, permissions: int | None) -> socket.socket:
     return sock
 
 
+def _is_socket_file(path: str) -> bool:
+    return os.path.lexists(path) and stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
 def remove_unix_socket(path: str | None) -> None:
     """Remove the socket file a server listened on, once it has stopped."""
-    if path is not None and os.path.lexists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
+    if path is not None and _is_socket_file(path):
         os.unlink(path)
 
 

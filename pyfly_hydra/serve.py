@@ -18,7 +18,6 @@ from pyfly_hydra.bind import check_listener
 from pyfly_hydra.config import ServerProperties
 from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.errors import ConfigError, ServeError
-from pyfly_hydra.known_keys import check_known_keys
 from pyfly_hydra.lifespan import LIFESPAN_MODES
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
 from pyfly_hydra.properties import validate_properties
@@ -78,7 +77,6 @@ def served_app(app: AppTarget, server: ApplicationServerPort, properties: Server
 
 def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     """Validate the composed config and build the adapters; raise ConfigError on the first problem."""
-    check_known_keys(cfg)
     properties = server_properties(cfg.server)
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
     loop: EventLoopPort = _instantiate("loop", cfg.loop, EventLoopPort)

@@ -226,10 +226,10 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> float:
     try:
         settings = bench_settings(cfg.bench)
         plan = make_plan(cfg)
-        for key in ("uds", "fd"):
-            if getattr(plan.info, key) is not None:
+        for key, listener in (("uds", plan.info.uds), ("fd", plan.info.fd)):
+            if listener is not None:
                 allowed = "mode=bench serves on a free 127.0.0.1 port; unset it to benchmark"
-                raise ConfigError(f"server.{key}", getattr(plan.info, key), allowed)
+                raise ConfigError(f"server.{key}", listener, allowed)
         record = {**_describe_run(cfg, plan), "status": "ok", "reason": None}
         record.update(_measure(cfg, plan, settings, output_dir))
     except Exception as error:

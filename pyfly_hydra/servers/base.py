@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyfly_hydra")
 
+# The nested groups of ``server.*``: key -> its dataclass.
+PROPERTY_GROUPS: dict[str, type[Any]] = {
+    "granian": GranianProperties,
+    "websocket": WebsocketProperties,
+    "options": NativeOptions,
+}
+
 
 @dataclass(frozen=True)
 class Support:
@@ -49,16 +56,10 @@ class ServerAdapter:
     mapped_options: ClassVar[frozenset[str]] = frozenset()  # the constructor's names pyfly-hydra sets itself
 
     def __init__(self, **properties: Any) -> None:
-        granian = properties.pop("granian", None) or GranianProperties()
-        if not isinstance(granian, GranianProperties):
-            granian = GranianProperties(**dict(granian))
-        options = properties.pop("options", None) or NativeOptions()
-        if not isinstance(options, NativeOptions):
-            options = NativeOptions(**dict(options))
-        websocket = properties.pop("websocket", None) or WebsocketProperties()
-        if not isinstance(websocket, WebsocketProperties):
-            websocket = WebsocketProperties(**dict(websocket))
-        self.properties = ServerProperties(**properties, granian=granian, options=options, websocket=websocket)
+        for name, group in PROPERTY_GROUPS.items():  # nested groups may arrive as mappings
+            value = properties.get(name) or group()
+            properties[name] = value if isinstance(value, group) else group(**dict(value))
+        self.properties = ServerProperties(**properties)
 
     def version(self) -> str:
         """The installed server's version: its ``__version__`` (it is imported to serve anyway), else metadata."""

@@ -131,14 +131,15 @@ class GranianServer(ServerAdapter):
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
-        if self.properties.http == "auto" and self.properties.ssl_certfile is None:
-            logger.info(CLEARTEXT_AUTO_NOTE)
         from granian import Granian
         from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
         from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
 
         p = self.properties
+        http = served_http(p.http, tls=p.ssl_certfile is not None)
+        if http != p.http:
+            logger.info(CLEARTEXT_AUTO_NOTE)
         reload_options: dict[str, Any] = {}
         if p.reload:
             # Forked workers would inherit the app module imported (and checked) in this process,
@@ -169,7 +170,7 @@ class GranianServer(ServerAdapter):
             interface=interface,
             workers=p.workers,
             loop=Loops(loop.name),
-            http=HTTPModes(served_http(p.http, tls=p.ssl_certfile is not None)),
+            http=HTTPModes(http),
             backlog=p.backlog,
             backpressure=p.granian.backpressure or p.max_concurrent_connections,
             workers_kill_timeout=p.graceful_timeout,

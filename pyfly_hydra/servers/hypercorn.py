@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pyfly_hydra.bind import parse_permissions, remove_unix_socket
 from pyfly_hydra.errors import ServeError
+from pyfly_hydra.servers import TLS_HANDSHAKE_SECONDS
 from pyfly_hydra.servers.base import ServerAdapter, Support, bind_address
 
 if TYPE_CHECKING:
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyfly_hydra")
 
-# A TLS handshake must finish within this (hypercorn's default is 60 s): granian's fixed value.
-TLS_HANDSHAKE_SECONDS = 10
 # ALPN offered over TLS for each server.http value.
 ALPN: dict[str, list[str]] = {"auto": ["h2", "http/1.1"], "1": ["http/1.1"], "2": ["h2"]}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-TLS_HANDSHAKE_SECONDS = 10.0
+from pyfly_hydra.servers import TLS_HANDSHAKE_SECONDS
 
 
 def _with_handshake_deadline(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:

@@ -63,6 +63,9 @@ class ServerProperties:
     keep_alive_timeout: int = 5
     max_concurrent_connections: int | None = None
     max_requests_per_worker: int | None = None
+    worker_max_lifetime: int | None = None  # seconds; a worker is replaced after this (+ up to 10% jitter)
+    worker_max_rss_mib: int | None = None  # a worker whose resident memory exceeds this many MiB is replaced
+    worker_rss_check_interval: int = 30  # seconds between memory checks (with worker_max_rss_mib)
     max_header_bytes: int | None = None  # a request head above this is refused (431); null: the server's own limit
     max_body_bytes: int | None = None  # a request body above this is refused (413); null: no limit
     root_path: str = ""  # the path prefix a proxy mounts the app under, e.g. /api (the app sees scope["root_path"])

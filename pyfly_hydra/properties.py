@@ -34,6 +34,8 @@ MIN_HEADER_BYTES = 8192  # granian's (hyper's) smallest read buffer
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_BODY_BYTES = 2**40
 MAX_FD = 65535
+MAX_RSS_MIB = 2**20  # 1 TiB
+RECYCLING_KEYS = ("worker_max_lifetime", "worker_max_rss_mib")
 
 
 def _between(key: str, value: int | None, minimum: int, maximum: int, *, optional: bool = False) -> None:
@@ -100,6 +102,21 @@ def _reload(properties: ServerProperties) -> None:
                 logger.warning("server.%s is only read when server.reload=true; it has no effect", key)
 
 
+def _recycling(properties: ServerProperties) -> None:
+    _between("server.worker_max_lifetime", properties.worker_max_lifetime, 1, MAX_SECONDS, optional=True)
+    _between("server.worker_max_rss_mib", properties.worker_max_rss_mib, 1, MAX_RSS_MIB, optional=True)
+    _between("server.worker_rss_check_interval", properties.worker_rss_check_interval, 1, MAX_SECONDS)
+    recycled = [key for key in RECYCLING_KEYS if getattr(properties, key) is not None]
+    if properties.reload and recycled:
+        key = recycled[0]
+        raise ConfigError(
+            f"server.{key}", getattr(properties, key), "reload replaces the worker on every change; not with reload"
+        )
+    interval = properties.worker_rss_check_interval
+    if properties.worker_max_rss_mib is None and interval != ServerProperties.worker_rss_check_interval:
+        logger.warning("server.worker_rss_check_interval is only read with server.worker_max_rss_mib; no effect")
+
+
 def _websocket(websocket: WebsocketProperties) -> None:
     for key in ("ping_interval", "ping_timeout"):
         value = getattr(websocket, key)
@@ -146,6 +163,7 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     TrustedProxies(properties.forwarded_allow_ips)
     _granian(properties.granian)
     _websocket(properties.websocket)
+    _recycling(properties)
     workers = properties.workers
     if workers == 0:
         workers = usable_cpus()

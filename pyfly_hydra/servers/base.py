@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pyfly_hydra.config import GranianProperties, NativeOptions, ServerProperties, WebsocketProperties
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.properties import non_default, non_default_granian, non_default_websocket
+from pyfly_hydra.recycling import Recycling
 
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
@@ -125,6 +126,15 @@ class ServerAdapter:
         p = self.properties
         return watched_sources(
             dirs=p.reload_dirs, includes=p.reload_includes, excludes=p.reload_excludes, output_dir=None
+        )
+
+    def recycling(self) -> Recycling:
+        """When workers are replaced: ``server.worker_max_lifetime`` and ``server.worker_max_rss_mib``."""
+        p = self.properties
+        return Recycling(
+            max_lifetime=p.worker_max_lifetime,
+            max_rss_mib=p.worker_max_rss_mib,
+            rss_check_interval=p.worker_rss_check_interval,
         )
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:

@@ -22,6 +22,9 @@ CLEARTEXT_AUTO_NOTE = (
 )
 
 
+GRANIAN_MIN_LIFETIME = 60  # seconds: granian refuses a shorter workers_lifetime
+
+
 def served_http(http: str, *, tls: bool) -> str:
     """granian's ``http`` mode for ``server.http``: ``auto`` in cleartext is HTTP/1.1 (see CLEARTEXT_AUTO_NOTE)."""
     return "1" if http == "auto" and not tls else http
@@ -68,6 +71,9 @@ class GranianServer(ServerAdapter):
             "reload_ignore_dirs",
             "reload_ignore_patterns",
             "reload_ignore_paths",
+            "workers_lifetime",
+            "workers_max_rss",
+            "rss_sample_interval",
         ]
     )
     native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
@@ -93,7 +99,16 @@ class GranianServer(ServerAdapter):
         "max_concurrent_connections": Support(
             "backpressure", "granian queues requests beyond the limit (backpressure) instead of answering 503"
         ),
-        "max_requests_per_worker": Support(None, "granian has no per-worker request limit (only workers_lifetime)"),
+        "max_requests_per_worker": Support(
+            None, "granian has no per-worker request limit; use server.worker_max_lifetime or worker_max_rss_mib"
+        ),
+        "worker_max_lifetime": Support(
+            "workers_lifetime",
+            "granian's own: at least 60 s, checked once a minute; expired workers are replaced one at a time,"
+            " the new one 3.5 s before the old one stops (respawn_interval), so they never recycle together",
+        ),
+        "worker_max_rss_mib": Support("workers_max_rss", "granian's own: replaced one at a time, new before old"),
+        "worker_rss_check_interval": Support("rss_sample_interval"),
         "uds": Support("uds"),
         "uds_permissions": Support("uds_permissions"),
         "fd": Support(
@@ -119,7 +134,15 @@ class GranianServer(ServerAdapter):
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
-        """Besides the table: one limit for two keys."""
+        """Besides the table: granian's shortest lifetime, and one limit for two keys."""
+        lifetime = self.properties.worker_max_lifetime
+        if lifetime is not None and lifetime < GRANIAN_MIN_LIFETIME:
+            raise ConfigError(
+                "server.worker_max_lifetime",
+                lifetime,
+                f"granian recycles workers after at least {GRANIAN_MIN_LIFETIME} s; use {GRANIAN_MIN_LIFETIME} or"
+                " more, or server=uvicorn or server=hypercorn for shorter lifetimes",
+            )
         super().check(loop=loop)
         granian = self.properties.granian
         if granian.backpressure is not None and self.properties.max_concurrent_connections is not None:
@@ -188,6 +211,9 @@ class GranianServer(ServerAdapter):
             url_path_prefix=p.root_path or None,
             uds=Path(p.uds) if p.uds else None,
             uds_permissions=parse_permissions(p.uds_permissions),
+            workers_lifetime=p.worker_max_lifetime,
+            workers_max_rss=p.worker_max_rss_mib,
+            rss_sample_interval=p.worker_rss_check_interval,
             working_dir=Path(os.getcwd()),
             **self.native_options(),
         )

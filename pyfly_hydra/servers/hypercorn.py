@@ -79,8 +79,12 @@ class HypercornServer(ServerAdapter):
         "max_requests_per_worker": Support(
             None,
             "a recycling hypercorn worker closes kept-alive connections under clients that are sending"
-            " (64 of 3,000 requests failed, recycling every 300); use server=uvicorn for recycling",
+            " (64 of 3,000 requests failed, recycling every 300); use server.worker_max_lifetime or"
+            " server.worker_max_rss_mib (new worker before old)",
         ),
+        "worker_max_lifetime": Support("Supervisor", "pyfly-hydra's supervisor, new worker 3.5 s before old"),
+        "worker_max_rss_mib": Support("Supervisor", "pyfly-hydra's supervisor, new worker 3.5 s before old"),
+        "worker_rss_check_interval": Support("Supervisor"),
         "uds": Support("bind"),
         "uds_permissions": Support("bind"),
         "fd": Support("bind"),
@@ -88,10 +92,10 @@ class HypercornServer(ServerAdapter):
         "lifespan": Support("LifespanGuard"),
         "max_header_bytes": Support("h11_max_incomplete_size"),
         "max_body_bytes": Support("BodyLimit", "a WSGI app: hypercorn's wsgi_max_body_size, which answers 400"),
-        "reload": Support("ReloadSupervisor"),
-        "reload_dirs": Support("ReloadSupervisor"),
-        "reload_includes": Support("ReloadSupervisor"),
-        "reload_excludes": Support("ReloadSupervisor"),
+        "reload": Support("Supervisor"),
+        "reload_dirs": Support("Supervisor"),
+        "reload_includes": Support("Supervisor"),
+        "reload_excludes": Support("Supervisor"),
         "access_log": Support("accesslog"),
         "log_level": Support("loglevel"),
         "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
@@ -147,14 +151,14 @@ class HypercornServer(ServerAdapter):
 
     @property
     def _serves_in_process(self) -> bool:
-        return self.properties.workers == 1 and not self.properties.reload
+        return self.properties.workers == 1 and not self.properties.reload and not self.recycling().enabled
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """One worker serves in this process; more, or reload, run under pyfly-hydra's supervisor."""
         from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
         from hypercorn.utils import LifespanFailureError
 
-        from pyfly_hydra.servers.hypercorn_workers import serve_workers
+        from pyfly_hydra.servers.hypercorn_workers import Supervisor
 
         config = self.build_config(app=app, loop=loop)
         worker = uvloop_worker if loop.name == "uvloop" else asyncio_worker
@@ -169,9 +173,16 @@ class HypercornServer(ServerAdapter):
                 worker(config, sockets=sockets)
                 return 0
             sources = self.watched_sources() if p.reload else None
-            return serve_workers(
-                config, worker, sockets=sockets, workers=p.workers, graceful_timeout=p.graceful_timeout, sources=sources
+            supervisor = Supervisor(
+                config,
+                worker,
+                sockets=sockets,
+                workers=p.workers,
+                graceful_timeout=p.graceful_timeout,
+                sources=sources,
+                recycling=self.recycling(),
             )
+            return supervisor.run()
         except LifespanFailureError as exc:
             raise ServeError(f"hypercorn stopped: the app's lifespan startup failed ({exc})") from None
         except OSError as exc:

@@ -10,7 +10,10 @@ code fails to import. This supervisor uses hypercorn's own sockets and worker fu
   before: that stops the server with exit code 1 rather than spin;
 - with ``sources`` (``server.reload``), a change of the app's sources drains the workers and starts
   new ones; a worker that then dies (the edit does not import) is reported and the supervisor waits
-  for the next change.
+  for the next change;
+- with ``recycling``, a worker past its lifetime or over its memory limit is replaced: the new one
+  starts, gets ``RESPAWN_OVERLAP_SECONDS`` to come up (granian's own respawn interval), then the old
+  one drains. Each worker has its own shutdown event, so one can drain while the others serve.
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ import multiprocessing
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 from types import FrameType
 from typing import TYPE_CHECKING
+
+from pyfly_hydra.recycling import Recycling, WorkerClock
 
 if TYPE_CHECKING:
     from hypercorn.config import Config, Sockets
@@ -38,6 +45,20 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DRAIN_MARGIN_SECONDS = 5.0
 POLL_SECONDS = 0.2
 CRASH_LOOP_SECONDS = 5.0
+RESPAWN_OVERLAP_SECONDS = 3.5
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One hypercorn worker process and the event that tells it to drain and exit."""
+
+    process: BaseProcess
+    shutdown: Event
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
 
 
 def _close(sockets: Sockets) -> None:
@@ -45,14 +66,16 @@ def _close(sockets: Sockets) -> None:
         sock.close()
 
 
-def _stop(processes: list[BaseProcess], deadline: float) -> None:
-    for process in processes:
-        process.join(timeout=max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.is_alive():
-            logger.warning("hypercorn worker pid %s did not drain in time; killing it", process.pid)
-            process.kill()
-            process.join()
+def _stop(workers: list[Worker], deadline: float) -> None:
+    for worker in workers:
+        worker.shutdown.set()
+    for worker in workers:
+        worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.process.is_alive():
+            logger.warning("hypercorn worker pid %s did not drain in time; killing it", worker.pid)
+            worker.process.kill()
+            worker.process.join()
 
 
 def _watch(sources: WatchedSources, changed: threading.Event, stop: threading.Event) -> threading.Thread:
@@ -71,97 +94,139 @@ def _watch(sources: WatchedSources, changed: threading.Event, stop: threading.Ev
     return thread
 
 
-def serve_workers(
-    config: Config,
-    worker: WorkerFunc,
-    *,
-    sockets: Sockets,
-    workers: int,
-    graceful_timeout: float,
-    sources: WatchedSources | None = None,
-) -> int:
-    """Run ``workers`` hypercorn worker processes on shared ``sockets`` until a signal or a crash loop."""
-    context = multiprocessing.get_context("spawn")
-    shutdown = context.Event()
-    stopping = False
-    changed, stop_watching = threading.Event(), threading.Event()
+class Supervisor:
+    """Runs ``workers`` hypercorn worker processes on shared ``sockets`` until a signal or a crash loop."""
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        shutdown.set()
+    def __init__(
+        self,
+        config: Config,
+        worker: WorkerFunc,
+        *,
+        sockets: Sockets,
+        workers: int,
+        graceful_timeout: float,
+        sources: WatchedSources | None = None,
+        recycling: Recycling | None = None,
+    ) -> None:
+        self.config, self.worker, self.sockets, self.sources = config, worker, sockets, sources
+        self.count = workers
+        self.drain_seconds = graceful_timeout + DRAIN_MARGIN_SECONDS
+        self.clock = WorkerClock(recycling) if recycling and recycling.enabled else None
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[Worker] = []
+        self.retiring: list[Worker] = []  # replaced workers still draining
+        self.stopping = False
+        self.exit_code = 0
+        self.changed = threading.Event()
+        self.respawned_at: dict[int, float] = {}  # slot -> when its worker was last replaced
+        self.reported: set[int] = set()  # reload: slots whose failed worker was reported, waiting for a change
 
-    def spawn() -> BaseProcess:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        for worker in self.workers:
+            worker.shutdown.set()
+
+    def _spawn(self) -> Worker:
         # Workers start with SIGINT and SIGTERM ignored: a terminal's Ctrl-C or a service manager's
-        # SIGTERM to the whole group reaches them only through `shutdown`, so they drain, never die.
+        # SIGTERM to the whole group reaches them only through their shutdown event, so they drain.
+        shutdown = self.context.Event()
         current = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
         try:
-            process = context.Process(
-                target=worker, kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown}
+            process = self.context.Process(
+                target=self.worker,
+                kwargs={"config": self.config, "sockets": self.sockets, "shutdown_event": shutdown},
             )
             process.start()
         finally:
             for sig, handler in current.items():
                 signal.signal(sig, handler)
-        return process
+        return Worker(process, shutdown)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
-    processes: list[BaseProcess] = []
-    respawned_at: dict[int, float] = {}  # slot -> when its worker was last replaced
-    reported: set[int] = set()  # reload: slots whose failed worker was reported, waiting for a change
-    exit_code = 0
-    try:
-        if sources is not None:
-            _watch(sources, changed, stop_watching)
-        processes = [spawn() for _ in range(workers)]
-        while not stopping:
-            alive = [process.sentinel for process in processes if process.exitcode is None]
-            if alive:
-                wait(alive, timeout=POLL_SECONDS)
-            else:  # reload: every worker failed to start, so only a change can wake us
-                time.sleep(POLL_SECONDS)
-            if changed.is_set() and not stopping:
-                changed.clear()
-                shutdown.set()
-                _stop(processes, time.monotonic() + graceful_timeout + DRAIN_MARGIN_SECONDS)
-                shutdown = context.Event()
-                processes = [spawn() for _ in range(workers)]
-                reported.clear()
-                continue
-            for slot, process in enumerate(processes):
-                if stopping or process.exitcode is None:
-                    continue
-                if sources is not None:
-                    if slot not in reported:
-                        logger.error(
-                            "hypercorn worker pid %s exited (exit %s); waiting for a change to reload",
-                            process.pid,
-                            process.exitcode,
-                        )
-                        reported.add(slot)
-                    continue
-                now = time.monotonic()
-                if now - respawned_at.get(slot, -math.inf) < CRASH_LOOP_SECONDS:
-                    logger.error(
-                        "hypercorn worker pid %s died (exit %s) within %.0f s of being respawned; stopping",
-                        process.pid,
-                        process.exitcode,
-                        CRASH_LOOP_SECONDS,
-                    )
-                    exit_code, stopping = 1, True
-                    shutdown.set()
+    def run(self) -> int:
+        """Serve until SIGINT/SIGTERM (drain every worker, exit 0) or a crash loop (exit 1)."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        stop_watching = threading.Event()
+        try:
+            if self.sources is not None:
+                _watch(self.sources, self.changed, stop_watching)
+            self.workers = [self._spawn() for _ in range(self.count)]
+            while not self.stopping:
+                self._wait()
+                if self.stopping:
                     break
-                logger.error("hypercorn worker pid %s died (exit %s); respawning it", process.pid, process.exitcode)
-                process.join()
-                processes[slot] = spawn()
-                respawned_at[slot] = now
-        # Refuse new connections at once: each worker closes its copy when it sees `shutdown`.
-        _close(sockets)
-        _stop(processes, time.monotonic() + graceful_timeout + DRAIN_MARGIN_SECONDS)
-    finally:
-        stop_watching.set()
-        shutdown.set()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _close(sockets)
-    return exit_code
+                if self.changed.is_set():
+                    self._reload()
+                    continue
+                self._handle_exits()
+                if self.clock is not None and not self.stopping:
+                    self._recycle()
+            # Refuse new connections at once: each worker closes its copy when it sees its shutdown event.
+            _close(self.sockets)
+            _stop([*self.workers, *self.retiring], time.monotonic() + self.drain_seconds)
+        finally:
+            stop_watching.set()
+            for worker in [*self.workers, *self.retiring]:
+                worker.shutdown.set()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _close(self.sockets)
+        return self.exit_code
+
+    def _wait(self) -> None:
+        alive = [w.process.sentinel for w in [*self.workers, *self.retiring] if w.process.exitcode is None]
+        if alive:
+            wait(alive, timeout=POLL_SECONDS)
+        else:  # reload: every worker failed to start, so only a change can wake us
+            time.sleep(POLL_SECONDS)
+        for worker in [w for w in self.retiring if w.process.exitcode is not None]:
+            worker.process.join()
+            self.retiring.remove(worker)
+
+    def _reload(self) -> None:
+        self.changed.clear()
+        _stop(self.workers, time.monotonic() + self.drain_seconds)
+        self.workers = [self._spawn() for _ in range(self.count)]
+        self.reported.clear()
+
+    def _handle_exits(self) -> None:
+        for slot, worker in enumerate(self.workers):
+            if worker.process.exitcode is None:
+                continue
+            if self.sources is not None:
+                if slot not in self.reported:
+                    logger.error(
+                        "hypercorn worker pid %s exited (exit %s); waiting for a change to reload",
+                        worker.pid,
+                        worker.process.exitcode,
+                    )
+                    self.reported.add(slot)
+                continue
+            now = time.monotonic()
+            if now - self.respawned_at.get(slot, -math.inf) < CRASH_LOOP_SECONDS:
+                logger.error(
+                    "hypercorn worker pid %s died (exit %s) within %.0f s of being respawned; stopping",
+                    worker.pid,
+                    worker.process.exitcode,
+                    CRASH_LOOP_SECONDS,
+                )
+                self.exit_code, self.stopping = 1, True
+                return
+            logger.error("hypercorn worker pid %s died (exit %s); respawning it", worker.pid, worker.process.exitcode)
+            worker.process.join()
+            self.workers[slot] = self._spawn()
+            self.respawned_at[slot] = now
+
+    def _recycle(self) -> None:
+        assert self.clock is not None
+        due = self.clock.due([w.pid for w in self.workers if w.process.exitcode is None])
+        if due is None:
+            return
+        pid, why = due
+        slot = next(i for i, w in enumerate(self.workers) if w.pid == pid)
+        old, new = self.workers[slot], self._spawn()
+        self.workers[slot] = new
+        # The new worker gets time to come up; meanwhile the old one (and the others) keep serving.
+        wait([new.process.sentinel], timeout=RESPAWN_OVERLAP_SECONDS)
+        logger.info("hypercorn worker pid %s %s; replaced by pid %s", pid, why, new.pid)
+        old.shutdown.set()
+        self.retiring.append(old)

@@ -100,6 +100,9 @@ class UvicornServer(ServerAdapter):
         "keep_alive_timeout": Support("timeout_keep_alive"),
         "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
         "max_requests_per_worker": Support("limit_max_requests", "with 10% jitter, so workers recycle apart"),
+        "worker_max_lifetime": Support("ClosingMultiprocess", "pyfly-hydra's supervisor, new worker before old"),
+        "worker_max_rss_mib": Support("ClosingMultiprocess", "pyfly-hydra's supervisor, new worker before old"),
+        "worker_rss_check_interval": Support("ClosingMultiprocess"),
         "uds": Support("uds"),
         "uds_permissions": Support("uds"),
         "fd": Support("fd"),
@@ -186,8 +189,11 @@ class UvicornServer(ServerAdapter):
         )
         server = uvicorn.Server(config)
         # uvicorn.run's dispatch, but on a listener with proto=IPPROTO_TCP (see listen_socket), and a
-        # lone worker with limit_max_requests runs supervised, so it is recycled instead of exiting.
-        supervised = config.should_reload or config.workers > 1 or p.max_requests_per_worker is not None
+        # lone worker that is recycled (limit_max_requests, lifetime, memory) runs supervised.
+        recycling = self.recycling()
+        supervised = (
+            config.should_reload or config.workers > 1 or p.max_requests_per_worker is not None or recycling.enabled
+        )
         # A unix socket or an inherited fd is always handed over as a socket object uvicorn serves as it is.
         listener = self._unix_or_inherited_socket()
         try:
@@ -197,7 +203,7 @@ class UvicornServer(ServerAdapter):
                     if config.should_reload:
                         SourceReload(config, target=server.run, sockets=sockets, sources=self.watched_sources()).run()
                     else:
-                        ClosingMultiprocess(config, sockets=sockets).run()
+                        ClosingMultiprocess(config, sockets=sockets, recycling=recycling).run()
                 else:
                     server.run(sockets=[listener] if listener else None)
         except SystemExit as exc:

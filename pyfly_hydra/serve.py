@@ -19,6 +19,7 @@ from pyfly_hydra.config import ServerProperties
 from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.lifespan import LIFESPAN_MODES
+from pyfly_hydra.logs import job_logging, server_logging
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
 from pyfly_hydra.properties import validate_properties
 from pyfly_hydra.reload import watched_sources
@@ -72,6 +73,7 @@ def served_app(app: AppTarget, server: ApplicationServerPort, properties: Server
         trusted_proxies=properties.forwarded_allow_ips if proxied else None,
         lifespan=None if properties.lifespan in native_lifespan else properties.lifespan,
         max_body_bytes=properties.max_body_bytes,
+        access_log=properties.access_log,
     )
 
 
@@ -88,6 +90,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     server.check(loop=loop)
     user_app = load_app_target(cfg.app, factory=cfg.app_factory, interface=cfg.interface)
     app = served_app(user_app, server, properties)
+    server.log_config = server_logging(job_logging(), level=properties.log_level)
     if properties.reload:
         server.reload_sources = watched_sources(
             dirs=properties.reload_dirs,

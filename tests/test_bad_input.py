@@ -38,6 +38,7 @@ CASES = {
     "added unknown server key": (["+server.nope=1"], ["server.nope", "unknown key"]),
     "unknown server key": (["server.nope=1"], ["server.nope", "unknown key"]),
     "added unknown server key in mode=info": (["+server.nope=1", "mode=info"], ["server.nope", "unknown key"]),
+    "unknown log option": (["log=nope"], ["log=nope", "choose one of json, text"]),
     "added misspelled server key": (["+server.wrkers=2"], ["server.wrkers", "did you mean server.workers"]),
     "added unknown granian key": (["+server.granian.nope=1"], ["server.granian.nope", "unknown key"]),
     "added unknown top-level key": (["+nope=1"], ["nope", "unknown key"]),
@@ -61,7 +62,7 @@ CASES = {
     ),
     "recycling on hypercorn": (
         ["server=hypercorn", "server.max_requests_per_worker=300"],
-        ["server.max_requests_per_worker=300", "hypercorn cannot honour it", "server=uvicorn"],
+        ["server.max_requests_per_worker=300", "hypercorn cannot honour it", "server.worker_max_lifetime"],
     ),
     "unsupported key on granian": (
         ["server=granian", "server.max_requests_per_worker=100"],

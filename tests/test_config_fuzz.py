@@ -117,6 +117,9 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "keep_alive_timeout": _is_int(1, 3600),
     "max_concurrent_connections": _is_int(1, 2**31 - 1, optional=True),
     "max_requests_per_worker": lambda v: v is None,  # granian refuses the key
+    "worker_max_lifetime": _is_int(60, 86400, optional=True),  # granian's shortest lifetime is 60 s
+    "worker_max_rss_mib": _is_int(1, 2**20, optional=True),
+    "worker_rss_check_interval": _is_int(1, 86400),
     "max_header_bytes": _is_int(8192, 16 * 1024 * 1024, optional=True),
     "max_body_bytes": _is_int(1, 2**40, optional=True),
     "lifespan": lambda v: v in ("auto", "on", "off"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+import re
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.config import GranianProperties, NativeOptions, ServerProperties, WebsocketProperties
@@ -53,6 +55,7 @@ class ServerAdapter:
     native_wsgi: ClassVar[bool] = False  # False: a WSGI app is served through a2wsgi
     native_lifespan: ClassVar[tuple[str, ...]] = ()  # server.lifespan values the server's own switch honours
     reload_sources: WatchedSources | None = None  # what reload watches; set by the runner (serve.make_plan)
+    log_config: dict[str, Any] | None = None  # the job's logging dictionary for the server; set by the runner
     native_constructor: ClassVar[str]  # "module:Name" whose keywords server.options.<name>.* may set
     mapped_options: ClassVar[frozenset[str]] = frozenset()  # the constructor's names pyfly-hydra sets itself
 
@@ -115,7 +118,8 @@ class ServerAdapter:
                 close = difflib.get_close_matches(name, keywords, n=1)
                 hint = f"did you mean server.options.{self.name}.{close[0]}? " if close else ""
                 raise ConfigError(key, value, f"not an option of {constructor}; {hint}mode=info lists them")
-        return options
+        annotations = constructor_annotations(self.native_constructor)
+        return {name: as_annotated(value, annotations.get(name, "")) for name, value in options.items()}
 
     def watched_sources(self) -> WatchedSources:
         """What reload watches: as the runner set it, else the reload keys alone."""
@@ -158,6 +162,27 @@ def constructor_keywords(target: str) -> list[str]:
         for name, value in vars(obj).items()
         if not name.startswith("_") and not callable(value) and not isinstance(value, property | classmethod)
     )
+
+
+def constructor_annotations(target: str) -> dict[str, str]:
+    """The annotation of each keyword of ``module:Name``, as text (empty where there is none)."""
+    module_name, _, attribute = target.partition(":")
+    obj = getattr(import_module(module_name), attribute)
+    try:
+        parameters = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: str(p.annotation) if p.annotation is not p.empty else "" for p in parameters}
+
+
+def as_annotated(value: Any, annotation: str) -> Any:
+    """A YAML value for a keyword annotated ``Path`` or ``Sequence[Path]``: paths, not strings."""
+    if not re.search(r"\bPath\b", annotation):
+        return value
+    if re.search(r"(Sequence|list|tuple)\[Path\]", annotation):
+        items = [value] if isinstance(value, str) else value
+        return [Path(item) for item in items]
+    return Path(value) if isinstance(value, str) else value
 
 
 def bind_address(host: str, port: int) -> str:

@@ -40,6 +40,7 @@ class HypercornServer(ServerAdapter):
             "bind",
             "certfile",
             "errorlog",
+            "logconfig_dict",
             "graceful_timeout",
             "h11_max_incomplete_size",
             "h2_max_header_list_size",
@@ -96,7 +97,7 @@ class HypercornServer(ServerAdapter):
         "reload_dirs": Support("Supervisor"),
         "reload_includes": Support("Supervisor"),
         "reload_excludes": Support("Supervisor"),
-        "access_log": Support("accesslog"),
+        "access_log": Support("AccessLog"),
         "log_level": Support("loglevel"),
         "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
         "forwarded_allow_ips": Support("ProxyHeadersMiddleware"),
@@ -139,14 +140,16 @@ class HypercornServer(ServerAdapter):
         config.loglevel = p.log_level.upper()
         for name, value in self.native_options().items():
             setattr(config, name, value)
-        if self._serves_in_process:
-            # Its loggers propagate to the runner's logging: one line each, in the runner's format.
+        # pyfly-hydra's access log (worker_app) replaces hypercorn's, the same on every server.
+        config.accesslog = None
+        if self._serves_in_process or self.log_config is not None:
+            # Its error log propagates to the job's logging: in this process the runner's, in spawned
+            # workers the same dictionary applied by hypercorn (logconfig_dict). One line each.
             config.errorlog = logging.getLogger("hypercorn.error")
-            config.accesslog = logging.getLogger("hypercorn.access") if p.access_log else None
             config.errorlog.setLevel(config.loglevel)
-        else:  # spawned workers have no logging set up: hypercorn's own stream handlers
+            config.logconfig_dict = None if self._serves_in_process else self.log_config
+        else:  # no job logging to share: hypercorn's own stream handler in each worker
             config.errorlog = "-"
-            config.accesslog = "-" if p.access_log else None
         return config
 
     @property

@@ -1,0 +1,65 @@
+"""One log format for the runner, the server and the access log: Hydra's ``hydra/job_logging``.
+
+Hydra configures the runner's logging from the chosen ``hydra/job_logging`` (``log=json`` picks
+pyfly-hydra's JSON one). The runner hands the same dictionary to the server, which applies it in
+its own process and in every worker, so granian's, uvicorn's and hypercorn's lines and the access
+log come out through the same handlers and formatter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from pyfly_hydra.access_log import ACCESS_FIELDS
+
+# The loggers the servers write to; each propagates to the root handlers of the job's logging.
+SERVER_LOGGERS = ("_granian", "granian", "uvicorn", "uvicorn.error", "uvicorn.asgi", "hypercorn.error")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the access fields, the exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in ACCESS_FIELDS:
+            if name in record.__dict__:
+                entry[name] = record.__dict__[name]
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def job_logging() -> dict[str, Any] | None:
+    """The logging dictionary Hydra configured this job with, resolved; ``None`` outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return None
+    container = OmegaConf.to_container(HydraConfig.get().job_logging, resolve=True)
+    return container if isinstance(container, dict) else None
+
+
+def server_logging(job_logging: dict[str, Any] | None, *, level: str) -> dict[str, Any] | None:
+    """The job's logging dictionary, for the server and its workers: server loggers into its handlers.
+
+    ``None`` when the job's logging sets up no root logger (``hydra/job_logging=none``): each server
+    keeps its own logging then.
+    """
+    if not job_logging or job_logging.get("root") is None:
+        return None
+    config: dict[str, Any] = dict(job_logging)
+    config["disable_existing_loggers"] = False  # the runner's loggers exist already in this process
+    loggers = dict(config.get("loggers") or {})
+    for name in ("pyfly_hydra", *SERVER_LOGGERS):
+        loggers.setdefault(name, {"level": level.upper(), "propagate": True})
+    config["loggers"] = loggers
+    return config

@@ -153,7 +153,7 @@ def test_the_six_job_server_by_loop_sweep(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     result = run_cli(
         "-m", "mode=bench", "server=granian,uvicorn,hypercorn", "loop=uvloop,asyncio", "bench.duration=1",
-        "bench.warmup=0.5",
+        "bench.warmup=1",
         f"hydra.sweep.dir={sweep_dir}", timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -153,48 +154,85 @@ class RunningServer:
         return self.exit_code
 
 
+def launch_server(
+    *overrides: str,
+    directory: Path,
+    ready_path: str = "/health",
+    scheme: str = "http",
+    verify: ssl.SSLContext | bool = False,
+    http2_only: bool = False,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    users_defaults: bool = False,
+    launcher: tuple[str, ...] = (),
+    port: int | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> RunningServer:
+    """Start `python -m pyfly_hydra OVERRIDES` on a free port, its log and run record in ``directory``,
+    and wait until it answers ``ready_path``. ``users_defaults=True``: no ``hydra.run.dir``, so the
+    record goes where a user's would (``cwd``)."""
+    port = port or free_port()
+    run_dir = directory / "run"
+    run_dir_override = [] if users_defaults else [f"hydra.run.dir={run_dir}"]
+    log_path = directory / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*launcher, sys.executable, "-m", "pyfly_hydra", *overrides, f"server.port={port}", *run_dir_override],
+            cwd=cwd or ROOT,
+            env=env or child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, so teardown can reach every worker
+            pass_fds=pass_fds,
+        )
+    server = RunningServer(process, port, log_path, run_dir, scheme=scheme, verify=verify, http2_only=http2_only)
+    try:
+        server.wait_ready(ready_path)
+    except BaseException:
+        server.kill_group()
+        raise
+    return server
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator:
-    """Factory: start_server(*overrides, ready_path="/health") -> RunningServer, stopped at teardown."""
+    """Factory: start_server(*overrides, **launch_server options) -> RunningServer, stopped at teardown."""
     started: list[RunningServer] = []
 
-    def start(
-        *overrides: str,
-        ready_path: str = "/health",
-        scheme: str = "http",
-        verify: ssl.SSLContext | bool = False,
-        http2_only: bool = False,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-        users_defaults: bool = False,
-        launcher: tuple[str, ...] = (),
-        port: int | None = None,
-        pass_fds: tuple[int, ...] = (),
-    ) -> RunningServer:
-        """``users_defaults=True``: no ``hydra.run.dir``, so the record goes where a user's would (``cwd``)."""
-        port = port or free_port()
-        run_dir = tmp_path / f"run-{len(started)}"
-        log_path = tmp_path / f"server-{len(started)}.log"
-        run_dir_override = [] if users_defaults else [f"hydra.run.dir={run_dir}"]
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [*launcher, sys.executable, "-m", "pyfly_hydra", *overrides, f"server.port={port}", *run_dir_override],
-                cwd=cwd or ROOT,
-                env=env or child_env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # its own process group, so teardown can reach every worker
-                pass_fds=pass_fds,
-            )
-        server = RunningServer(process, port, log_path, run_dir, scheme=scheme, verify=verify, http2_only=http2_only)
+    def start(*overrides: str, **options: Any) -> RunningServer:
+        directory = tmp_path / f"server-{len(started)}"
+        directory.mkdir()
+        server = launch_server(*overrides, directory=directory, **options)
         started.append(server)
-        server.wait_ready(ready_path)
         return server
 
     yield start
     for server in started:
         server.kill_group()
+
+
+# granian will not recycle a worker before it has lived 60 s. So that the recycling test need not
+# wait out that minute, its granian drill starts with the session (2 workers, light load) and runs
+# alongside the other tests; the test finds it done. Only when that test is selected.
+GRANIAN_LIFETIME_TEST = "test_recycling.py::test_workers_are_replaced_by_lifetime_and_memory_without_failed_requests"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def granian_lifetime_drill(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A granian server recycling its workers every 60 s under light load (a ``LoadWatch``), or None."""
+    from tests.load_watch import GRANIAN_LIFETIME, LoadWatch
+
+    if not any(item.nodeid.endswith(GRANIAN_LIFETIME_TEST) for item in request.session.items):
+        yield None
+        return
+    directory = tmp_path_factory.mktemp("granian-lifetime")
+    overrides = ("server=granian", "server.workers=2", f"server.worker_max_lifetime={GRANIAN_LIFETIME}")
+    watch = LoadWatch("granian-lifetime", launch_server(*overrides, directory=directory, ready_path="/loop"))
+    watch.start()
+    yield watch
+    watch.stop()
+    watch.server.kill_group()
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,29 @@ class LoopConfig:
 
 
 @dataclass
+class WorkloadRequest:
+    """One kind of request of a workload (``bench.workload.requests[i]``)."""
+
+    name: str = MISSING  # how the kind is reported in bench.json
+    method: str = "GET"
+    path: str = MISSING  # with an optional ?query
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None  # the body as text
+    body_file: str | None = None  # or read from this file (relative to the directory you run from)
+    body_size: int | None = None  # or this many bytes of filler
+    weight: float = 1.0  # its share of the mix, relative to the others
+    expect: int | None = 200  # the status a correct answer has; null: any 2xx or 3xx
+
+
+@dataclass
+class WorkloadConfig:
+    """``bench.workload``: what the load client sends (the ``bench/workload`` group, or your own file)."""
+
+    name: str = "plaintext"
+    requests: list[WorkloadRequest] = field(default_factory=lambda: [WorkloadRequest(name="plaintext", path="/")])
+
+
+@dataclass
 class BenchConfig:
     """``bench.*``: how ``mode=bench`` drives load against the configured server."""
 
@@ -105,7 +128,8 @@ class BenchConfig:
     warmup: float = 2.0  # seconds of load before measuring, discarded
     connections: int = 64  # concurrent keep-alive connections, one request in flight each
     threads: int = 1  # client threads (wrk -t, h2load -t); the builtin client always uses 1
-    path: str = "/"  # what to request, with an optional ?query
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    path: str | None = None  # a shortcut: one GET of this path (with an optional ?query) instead of the workload
     requests: int | None = None  # stop after this many responses (duration then caps the run)
     client: str = "auto"  # auto | wrk | h2load | builtin
     metric: str = "rps"  # what the job returns to sweepers: rps | p50_ms | p90_ms | p99_ms

@@ -2,8 +2,9 @@
 
 Routes: ``/`` plaintext, ``/json``, ``/health``, ``/loop`` (server, pid and the running loop's class,
 the proof that a worker runs the loop that was asked for; also HTTP version, scheme and client) and
-``/sleep?seconds=N`` (a slow request, for shutdown drills; at most 60 s) and ``POST /upload`` (reads
-the whole body, answers its size and SHA-256); a websocket at ``/ws`` echoes every message.
+``/sleep?seconds=N`` (a slow request, for shutdown drills; at most 60 s), ``/io?ms=N`` (awaits N ms),
+``/cpu?us=N`` (burns N us of Python) and ``POST /upload`` (reads the whole body, answers its size and
+SHA-256); a websocket at ``/ws`` echoes every message. The ``bench/workload`` presets use them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,6 +25,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 SERVER_ENV = "PYFLY_HYDRA_SERVER"
 MAX_SLEEP_SECONDS = 60.0
+MAX_CPU_MICROSECONDS = 1_000_000
 PLAINTEXT = b"Hello, world!"
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 JSON = [(b"content-type", b"application/json")]
@@ -53,6 +56,38 @@ async def _sleep(scope: Scope, send: Send) -> None:
         return
     await asyncio.sleep(seconds)
     await _json(send, {"slept": seconds, "pid": os.getpid()})
+
+
+def _query_number(scope: Scope, name: str, default: float, maximum: float) -> float | None:
+    """``?name=N`` as a number in 0..maximum, or None when it is not one."""
+    query = parse_qs(scope.get("query_string", b"").decode())
+    try:
+        value = float(query.get(name, [str(default)])[0])
+    except ValueError:
+        return None
+    return value if 0 <= value <= maximum else None
+
+
+async def _io(scope: Scope, send: Send) -> None:
+    """Await ``?ms=N`` milliseconds (a database or API call), then answer."""
+    milliseconds = _query_number(scope, "ms", 10, MAX_SLEEP_SECONDS * 1000)
+    if milliseconds is None:
+        await _json(send, {"error": f"ms must be a number 0..{MAX_SLEEP_SECONDS * 1000:.0f}"}, status=400)
+        return
+    await asyncio.sleep(milliseconds / 1000)
+    await _json(send, {"waited_ms": milliseconds})
+
+
+async def _cpu(scope: Scope, send: Send) -> None:
+    """Burn ``?us=N`` microseconds of Python in this worker (holding the GIL), then answer."""
+    microseconds = _query_number(scope, "us", 200, MAX_CPU_MICROSECONDS)
+    if microseconds is None:
+        await _json(send, {"error": f"us must be a number 0..{MAX_CPU_MICROSECONDS}"}, status=400)
+        return
+    deadline, spins = time.perf_counter() + microseconds / 1e6, 0
+    while time.perf_counter() < deadline:
+        spins += 1
+    await _json(send, {"burned_us": microseconds, "spins": spins})
 
 
 async def _upload(receive: Receive, send: Send) -> None:
@@ -131,6 +166,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         )
     elif path == "/sleep":
         await _sleep(scope, send)
+    elif path == "/io":
+        await _io(scope, send)
+    elif path == "/cpu":
+        await _cpu(scope, send)
     elif path == "/upload" and scope["method"] == "POST":
         await _upload(receive, send)
     else:

@@ -15,11 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pyfly_hydra.bench.clients.base import LoadClient, LoadResult, LoadSpec
+from pyfly_hydra.bench.clients.base import KindResult, LoadClient, LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.probe import http1_answers, http2_answers
 from pyfly_hydra.bench.process import ServerProcess, Usage, UsageSampler, free_port, parse_cpus, pinned
 from pyfly_hydra.bench.progress import Progress
+from pyfly_hydra.bench.workload import Workload, path_workload, workload_from_config
 from pyfly_hydra.config import SCHEMA_NAME
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.messages import describe
@@ -31,6 +32,7 @@ RECORD_NAME = "bench.json"
 # What a job returns to Hydra sweepers, and whether bigger is better.
 METRICS: dict[str, bool] = {"rps": True, "p50_ms": False, "p90_ms": False, "p99_ms": False}
 STOP_MARGIN_SECONDS = 10.0
+DEFAULT_WORKLOAD = "plaintext"  # conf/config.yaml's bench/workload default
 # Overrides that configure the benchmark itself rather than the server it measures.
 NOT_SERVER_KEYS = ("mode", "bench.", "hydra.", "server.port", "server.host")
 
@@ -43,7 +45,7 @@ class BenchSettings:
     warmup: float
     connections: int
     threads: int
-    path: str
+    workload: Workload
     requests: int | None
     client: str
     metric: str
@@ -63,8 +65,6 @@ def bench_settings(node: DictConfig) -> BenchSettings:
             raise ConfigError(f"bench.{key}", node[key], "must be an integer >= 1")
     if node.requests is not None and node.requests < 1:
         raise ConfigError("bench.requests", node.requests, "must be an integer >= 1 or null (no cap)")
-    if not str(node.path).startswith("/"):
-        raise ConfigError("bench.path", node.path, "must start with /")
     if node.metric not in METRICS:
         raise ConfigError("bench.metric", node.metric, f"must be one of {', '.join(METRICS)}")
     if node.ready_timeout <= 0:
@@ -74,7 +74,7 @@ def bench_settings(node: DictConfig) -> BenchSettings:
         warmup=float(node.warmup),
         connections=int(node.connections),
         threads=int(node.threads),
-        path=str(node.path),
+        workload=_workload(node),
         requests=node.requests,
         client=str(node.client),
         metric=str(node.metric),
@@ -82,6 +82,19 @@ def bench_settings(node: DictConfig) -> BenchSettings:
         client_cpus=parse_cpus("bench.client_cpus", node.client_cpus),
         ready_timeout=float(node.ready_timeout),
     )
+
+
+def _workload(node: DictConfig) -> Workload:
+    """``bench.path`` (one GET), else ``bench.workload`` (the ``bench/workload`` group)."""
+    if node.path is None:
+        return workload_from_config(node.workload)
+    path = str(node.path)
+    if not path.startswith("/") or any(c.isspace() for c in path):
+        raise ConfigError("bench.path", path, "must start with / and hold no spaces")
+    chosen = HydraConfig.get().runtime.choices.get("bench/workload") if HydraConfig.initialized() else None
+    if chosen not in (None, DEFAULT_WORKLOAD):
+        raise ConfigError("bench.path", path, f"set bench.path or bench/workload (here {chosen}), not both")
+    return path_workload(path)
 
 
 def job_overrides() -> list[str]:
@@ -115,14 +128,17 @@ def _load(client: LoadClient, spec: LoadSpec, progress: Progress | None = None) 
 
 
 def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: Path) -> dict[str, Any]:
-    client = select_client(settings.client, http2=plan.info.http == "2", capped=settings.requests is not None)
+    workload = settings.workload
+    http2, capped = plan.info.http == "2", settings.requests is not None
+    client = select_client(settings.client, http2=http2, capped=capped, workload=workload)
     if client.name == "wrk":
         for key, seconds in (("bench.duration", settings.duration), ("bench.warmup", settings.warmup)):
             if seconds != int(seconds):
                 raise ConfigError(key, seconds, "wrk runs whole seconds; use an integer, or bench.client=builtin")
     port = free_port()
     scheme = "https" if plan.info.tls else "http"
-    url = f"{scheme}://127.0.0.1:{port}{settings.path}"
+    # A client that takes one URL gets the workload's one path; the builtin client sends the workload.
+    url = f"{scheme}://127.0.0.1:{port}{workload.kinds[0].path if workload.single_plain_get else '/'}"
     probe = http2_answers if plan.info.http == "2" else http1_answers
     server = ServerProcess(
         serve_command(cfg, port=port, output_dir=output_dir),
@@ -134,8 +150,11 @@ def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: P
         server.wait_ready(lambda: probe(url), timeout=settings.ready_timeout)
         with pinned(settings.client_cpus):
             if settings.warmup > 0:
-                _load(client, LoadSpec(url, settings.warmup, settings.connections, settings.threads))
-            spec = LoadSpec(url, settings.duration, settings.connections, settings.threads, settings.requests)
+                warmup = LoadSpec(url, settings.warmup, settings.connections, settings.threads, workload=workload)
+                _load(client, warmup)
+            spec = LoadSpec(
+                url, settings.duration, settings.connections, settings.threads, settings.requests, workload=workload
+            )
             with UsageSampler(server.pid) as sampler, Progress(label, settings.duration) as progress:
                 result = _load(client, spec, progress)
         usage = sampler.usage()
@@ -148,6 +167,7 @@ def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: P
 def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, exit_code: int) -> dict[str, Any]:
     return {
         "client": result.client,
+        "workload": settings.workload.name,
         "connections": settings.connections,
         "duration": round(result.duration, 3),
         "requests": result.requests,
@@ -164,7 +184,23 @@ def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, 
         "client_threads": result.client_threads,
         "client_saturated": result.saturated,
         "server_exit_code": exit_code,
+        "kinds": {
+            kind.name: {
+                "requests": kind.requests,
+                "errors": kind.errors,
+                "p50_ms": round(kind.p50_ms, 3),
+                "p99_ms": round(kind.p99_ms, 3),
+            }
+            for kind in _kinds(result, settings.workload)
+        },
     }
+
+
+def _kinds(result: LoadResult, workload: Workload) -> tuple[KindResult, ...]:
+    """Per request kind: as the client measured it, or for a one-kind workload, the whole run."""
+    if result.kinds or len(workload.kinds) != 1:
+        return result.kinds
+    return (KindResult(workload.kinds[0].name, result.requests, result.errors, result.p50_ms, result.p99_ms),)
 
 
 def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:

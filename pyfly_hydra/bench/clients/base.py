@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from pyfly_hydra.bench.workload import Workload
 
 # Called now and then with (seconds elapsed, responses completed so far), for a live display.
 ProgressCallback = Callable[[float, int], None]
@@ -22,11 +25,23 @@ class LoadSpec:
     connections: int
     threads: int = 1
     requests: int | None = None
+    workload: Workload | None = None  # what to send; None: a GET of the URL's path (any 2xx/3xx correct)
 
     @property
     def client_threads(self) -> int:
         """The threads a client really runs: ``threads``, but no more than one per connection."""
         return min(self.threads, self.connections)
+
+
+@dataclass(frozen=True)
+class KindResult:
+    """What a client measured for one kind of request of a workload."""
+
+    name: str
+    requests: int  # completed responses
+    errors: int  # responses whose status was not the expected one
+    p50_ms: float
+    p99_ms: float
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,7 @@ class LoadResult:
     p99_ms: float
     client_cpu: float
     client_threads: int
+    kinds: tuple[KindResult, ...] = ()  # per request kind, from clients that can tell them apart
 
     @property
     def saturated(self) -> bool:
@@ -56,6 +72,7 @@ class LoadClient(Protocol):
     name: ClassVar[str]
     http2: ClassVar[bool]  # speaks HTTP/2 (prior knowledge or ALPN) instead of HTTP/1.1
     caps_requests: ClassVar[bool]  # can stop after LoadSpec.requests responses
+    sends_workloads: ClassVar[bool]  # sends a weighted mix of kinds, any method, headers and body; checks statuses
 
     def available(self) -> bool:
         """True when the client can run on this machine."""

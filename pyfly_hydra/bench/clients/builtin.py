@@ -7,13 +7,18 @@ next. Responses are parsed at the protocol level by :class:`ResponseParser` (sta
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from bisect import bisect
+from collections.abc import Callable
 from functools import partial
+from itertools import accumulate
 from typing import ClassVar, cast
 from urllib.parse import urlsplit
 
-from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec, ProgressCallback, percentile
+from pyfly_hydra.bench.clients.base import KindResult, LoadResult, LoadSpec, ProgressCallback, percentile
 from pyfly_hydra.bench.probe import insecure_context
+from pyfly_hydra.bench.workload import Workload, path_workload
 
 try:
     import uvloop
@@ -165,12 +170,16 @@ def _header(head: bytearray, prefix: bytes) -> bytearray:
 class _Run:
     """The state one load run shares between its connections."""
 
-    def __init__(self, spec: LoadSpec, request: bytes, loop: asyncio.AbstractEventLoop) -> None:
-        self.request = request
+    def __init__(self, spec: LoadSpec, target: _Target, loop: asyncio.AbstractEventLoop) -> None:
+        self.requests_bytes = target.requests
+        self.expects = [kind.expect for kind in target.kinds]
+        self.next_kind = _chooser([kind.weight for kind in target.kinds])
         self.cap = spec.requests
         self.requests = 0
         self.errors = 0
         self.latencies: list[float] = []
+        self.kind_latencies: list[list[float]] = [[] for _ in target.kinds]
+        self.kind_errors = [0 for _ in target.kinds]
         self.connections: set[_LoadProtocol] = set()
         self.over = False
         self.finished = loop.create_future()
@@ -201,6 +210,7 @@ class _LoadProtocol(asyncio.Protocol):
         self.parser = ResponseParser()
         self.transport: asyncio.Transport | None = None
         self.sent = 0.0  # perf_counter() when the request in flight was sent; 0.0 when none is
+        self.kind = 0  # which request kind is in flight
         self.failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -208,7 +218,12 @@ class _LoadProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports aren't asyncio.Transport subclasses
         self.run.connections.add(self)
         self.sent = time.perf_counter()
-        self.transport.write(self.run.request)
+        self._send()
+
+    def _send(self) -> None:
+        run = self.run
+        self.kind = run.next_kind()
+        cast(asyncio.Transport, self.transport).write(run.requests_bytes[self.kind])
 
     def data_received(self, data: bytes) -> None:
         """Parse; on a complete response, record it and send the next request."""
@@ -220,7 +235,7 @@ class _LoadProtocol(asyncio.Protocol):
         if done and self._record(done):
             transport = cast(asyncio.Transport, self.transport)
             if self.parser.keep_alive:
-                transport.write(self.run.request)
+                self._send()
             else:  # the server closes this connection: the driver opens a new one
                 self.sent = 0.0
                 transport.close()
@@ -265,10 +280,14 @@ class _LoadProtocol(asyncio.Protocol):
             statuses.clear()
             self.fail()
             return False
-        run.latencies.append(now - self.sent)
+        latency, kind, status = now - self.sent, self.kind, statuses[0]
+        run.latencies.append(latency)
+        run.kind_latencies[kind].append(latency)
         run.requests += 1
-        if statuses[0] >= 400:
+        expect = run.expects[kind]
+        if (status >= 400) if expect is None else (status != expect):
             run.errors += 1
+            run.kind_errors[kind] += 1
         statuses.clear()
         if run.cap is not None and run.requests >= run.cap:
             self.sent = 0.0
@@ -279,9 +298,9 @@ class _LoadProtocol(asyncio.Protocol):
 
 
 class _Target:
-    """Where to connect and the request bytes to send, from a URL."""
+    """Where to connect and the request kinds to send (the workload, or a GET of the URL's path)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, workload: Workload | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -290,7 +309,17 @@ class _Target:
         self.ssl = insecure_context() if parts.scheme == "https" else None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self.request = f"GET {path} HTTP/1.1\r\nHost: {host}:{self.port}\r\nUser-Agent: {USER_AGENT}\r\n\r\n".encode()
+        self.kinds = (workload or path_workload(path)).kinds
+        self.requests = [kind.encode(host=f"{host}:{self.port}", user_agent=USER_AGENT) for kind in self.kinds]
+
+
+def _chooser(weights: list[float]) -> Callable[[], int]:
+    """A function picking a kind's index at random in proportion to ``weights`` (seeded: runs repeat)."""
+    if len(weights) == 1:
+        return lambda: 0
+    cumulative = list(accumulate(weights))
+    total, draw = cumulative[-1], random.Random(0).random
+    return lambda: bisect(cumulative, draw() * total)
 
 
 class BuiltinClient:
@@ -302,6 +331,7 @@ class BuiltinClient:
     name: ClassVar[str] = "builtin"
     http2: ClassVar[bool] = False
     caps_requests: ClassVar[bool] = True
+    sends_workloads: ClassVar[bool] = True
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout
@@ -318,9 +348,9 @@ class BuiltinClient:
 
     async def _main(self, spec: LoadSpec, on_progress: ProgressCallback | None) -> LoadResult:
         loop = asyncio.get_running_loop()
-        target = _Target(spec.url)
+        target = _Target(spec.url, spec.workload)
         cpu_start = time.process_time()
-        run = _Run(spec, target.request, loop)
+        run = _Run(spec, target, loop)
         drivers = [asyncio.create_task(self._connection(run, target)) for _ in range(spec.connections)]
         while not run.over:
             timeout = min(PROGRESS_INTERVAL, run.deadline - time.perf_counter())
@@ -332,7 +362,7 @@ class BuiltinClient:
             if on_progress is not None:
                 on_progress(min(now, run.end) - run.start, run.requests)
         await _shutdown(run, drivers)
-        return _result(self.name, run, time.process_time() - cpu_start)
+        return _result(self.name, run, target, time.process_time() - cpu_start)
 
     async def _connection(self, run: _Run, target: _Target) -> None:
         """Keep one connection open until the run is over, reconnecting (with a backoff after errors)."""
@@ -367,9 +397,14 @@ async def _shutdown(run: _Run, drivers: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*drivers, return_exceptions=True)
 
 
-def _result(client: str, run: _Run, cpu: float) -> LoadResult:
+def _result(client: str, run: _Run, target: _Target, cpu: float) -> LoadResult:
     duration = run.end - run.start
     latencies = sorted(run.latencies)
+    kinds = []
+    for kind, kind_latencies, errors in zip(target.kinds, run.kind_latencies, run.kind_errors, strict=True):
+        ordered = sorted(kind_latencies)
+        p50, p99 = percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000
+        kinds.append(KindResult(kind.name, len(ordered), errors, p50, p99))
     return LoadResult(
         client=client,
         requests=run.requests,
@@ -381,4 +416,5 @@ def _result(client: str, run: _Run, cpu: float) -> LoadResult:
         p99_ms=percentile(latencies, 0.99) * 1000,
         client_cpu=cpu / duration if duration > 0 else 0.0,
         client_threads=1,
+        kinds=tuple(kinds),
     )

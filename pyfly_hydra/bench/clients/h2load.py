@@ -49,6 +49,7 @@ class H2loadClient:
     name: ClassVar[str] = "h2load"
     http2: ClassVar[bool] = True
     caps_requests: ClassVar[bool] = True
+    sends_workloads: ClassVar[bool] = False
 
     def available(self) -> bool:
         """True when ``h2load`` is on PATH."""

@@ -6,6 +6,7 @@ from pyfly_hydra.bench.clients.base import LoadClient
 from pyfly_hydra.bench.clients.builtin import BuiltinClient
 from pyfly_hydra.bench.clients.h2load import H2loadClient
 from pyfly_hydra.bench.clients.wrk import WrkClient
+from pyfly_hydra.bench.workload import Workload
 from pyfly_hydra.errors import ConfigError
 
 CLIENTS: dict[str, type[LoadClient]] = {"wrk": WrkClient, "h2load": H2loadClient, "builtin": BuiltinClient}
@@ -18,13 +19,19 @@ INSTALL_HINTS: dict[str, str] = {
 }
 
 
-def select_client(name: str, *, http2: bool, capped: bool = False) -> LoadClient:
-    """The client for ``bench.client=name``: ``http2`` for an HTTP/2-only server, ``capped`` for bench.requests."""
+def select_client(name: str, *, http2: bool, capped: bool = False, workload: Workload | None = None) -> LoadClient:
+    """The client for ``bench.client=name``: ``http2`` for an HTTP/2-only server, ``capped`` for bench.requests,
+    and a ``workload`` that is more than one plain GET for clients that send workloads."""
+    mixed = workload is not None and not workload.single_plain_get
     if name == "auto":
         for candidate in AUTO_ORDER[http2]:
             client = CLIENTS[candidate]()
-            if client.available() and (client.caps_requests or not capped):
+            if client.available() and (client.caps_requests or not capped) and (client.sends_workloads or not mixed):
                 return client
+        if http2 and mixed:
+            raise ConfigError(
+                "bench/workload", workload.name if workload else None, _ONE_GET.format(client="h2load (HTTP/2)")
+            )
         raise ConfigError("bench.client", name, f"server.http=2 needs h2load ({INSTALL_HINTS['h2load']})")
     if name not in CLIENTS:
         raise ConfigError("bench.client", name, f"must be one of auto, {', '.join(CLIENTS)}")
@@ -34,6 +41,15 @@ def select_client(name: str, *, http2: bool, capped: bool = False) -> LoadClient
         raise ConfigError("bench.client", name, "server.http=2 serves HTTP/2 only; use bench.client=h2load")
     if capped and not client.caps_requests:
         raise ConfigError("bench.client", name, "cannot stop after bench.requests; use builtin or h2load, or unset it")
+    if mixed and not client.sends_workloads:
+        assert workload is not None
+        raise ConfigError("bench.client", name, f"workload {workload.name}: " + _ONE_GET.format(client=name))
     if not client.available():
         raise ConfigError("bench.client", name, f"{name} is not installed ({INSTALL_HINTS[name]})")
     return client
+
+
+_ONE_GET = (
+    "{client} sends one plain GET with any 2xx/3xx correct, and this workload is more (several requests, a method,"
+    " headers, a body or an expected status); use bench.client=builtin"
+)

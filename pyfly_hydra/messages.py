@@ -11,6 +11,8 @@ from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseExcep
 from pyfly_hydra.errors import PyflyHydraError, format_value
 from pyfly_hydra.known_keys import USAGE_EXIT_CODE, schema_node, unknown_key_message
 
+QUOTE_WORTHY = "=?,[]{}()*:"  # characters Hydra's override grammar gives a meaning to
+
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
@@ -64,6 +66,10 @@ def describe(error: BaseException) -> tuple[str, int]:
             return f"{cause.full_key}={value}: must be {_type_name(str(cause.full_key))}", USAGE_EXIT_CODE
         if isinstance(cause, OverrideParseException):
             reason = str(cause).splitlines()[0]
+            key, equals, value = str(cause.override).partition("=")
+            if equals and any(c in value for c in QUOTE_WORTHY):
+                hint = f"quote the value: '{key}=\"{value}\"' (= , [ ] {{ }} and more mean something to Hydra)"
+                return f"{cause.override}: not a valid override; {hint}", USAGE_EXIT_CODE
             return f"{cause.override}: not a valid override ({reason}); expected key=value", USAGE_EXIT_CODE
     first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
     return f"{first.strip()} ({type(error).__name__})", 1

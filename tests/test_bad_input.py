@@ -39,6 +39,10 @@ CASES = {
     "unknown server key": (["server.nope=1"], ["server.nope", "unknown key"]),
     "added unknown server key in mode=info": (["+server.nope=1", "mode=info"], ["server.nope", "unknown key"]),
     "unknown log option": (["log=nope"], ["log=nope", "choose one of json, text"]),
+    "unquoted query in bench.path": (
+        ["mode=bench", "bench.path=/items?q=1"],
+        ["quote the value", 'bench.path="/items?q=1"'],
+    ),
     "added misspelled server key": (["+server.wrkers=2"], ["server.wrkers", "did you mean server.workers"]),
     "added unknown granian key": (["+server.granian.nope=1"], ["server.granian.nope", "unknown key"]),
     "added unknown top-level key": (["+nope=1"], ["nope", "unknown key"]),

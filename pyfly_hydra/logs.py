@@ -16,7 +16,7 @@ from typing import Any
 from pyfly_hydra.access_log import ACCESS_FIELDS
 
 # The loggers the servers write to; each propagates to the root handlers of the job's logging.
-SERVER_LOGGERS = ("_granian", "granian", "uvicorn", "uvicorn.error", "uvicorn.asgi", "hypercorn.error")
+SERVER_LOGGERS = ("_granian", "uvicorn", "uvicorn.error", "uvicorn.asgi", "hypercorn.error")
 
 
 class JsonFormatter(logging.Formatter):

@@ -8,12 +8,9 @@ one serving before the old one drains.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from dataclasses import dataclass, field
-
-logger = logging.getLogger("pyfly_hydra")
 
 LIFETIME_JITTER = 0.10  # a worker lives worker_max_lifetime x (1 + up to this)
 MIB = 1024 * 1024

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import logging
 import re
@@ -96,6 +97,11 @@ class ServerAdapter:
                 )
 
     @classmethod
+    def key_support(cls) -> dict[str, Support]:
+        """``support`` and ``websocket_support`` in one table, keyed as under ``server.`` (``websocket.max_size``)."""
+        return {**cls.support, **{f"websocket.{key}": s for key, s in cls.websocket_support.items()}}
+
+    @classmethod
     def native_option_names(cls) -> list[str]:
         """Every name ``server.options.<name>.*`` accepts: the constructor's keywords pyfly-hydra leaves alone."""
         return [name for name in constructor_keywords(cls.native_constructor) if name not in cls.mapped_options]
@@ -110,16 +116,15 @@ class ServerAdapter:
         for name, value in options.items():
             key = f"server.options.{self.name}.{name}"
             if name in self.mapped_options:
-                owners = [*self.support.items(), *((f"websocket.{k}", s) for k, s in self.websocket_support.items())]
+                owners = self.key_support().items()
                 owner = next((f"server.{k}" for k, s in owners if s.option and name in s.option), None)
                 instead = f"set {owner} instead" if owner else "pyfly-hydra sets it itself"
                 raise ConfigError(key, value, f"{constructor} gets this from pyfly-hydra; {instead}")
             if name not in keywords:
-                close = difflib.get_close_matches(name, keywords, n=1)
+                close = difflib.get_close_matches(name, list(keywords), n=1)
                 hint = f"did you mean server.options.{self.name}.{close[0]}? " if close else ""
                 raise ConfigError(key, value, f"not an option of {constructor}; {hint}mode=info lists them")
-        annotations = constructor_annotations(self.native_constructor)
-        return {name: as_annotated(value, annotations.get(name, "")) for name, value in options.items()}
+        return {name: as_annotated(value, keywords[name]) for name, value in options.items()}
 
     def watched_sources(self) -> WatchedSources:
         """What reload watches: as the runner set it, else the reload keys alone."""
@@ -146,33 +151,24 @@ class ServerAdapter:
         raise NotImplementedError
 
 
-def constructor_keywords(target: str) -> list[str]:
-    """The keyword names ``module:Name`` takes, or for a class configured by attributes, its public ones."""
+@functools.cache
+def constructor_keywords(target: str) -> dict[str, str]:
+    """The keywords ``module:Name`` takes, each with its annotation as text (empty where there is none);
+    for a class configured by attributes, its public ones (unannotated). Read once per target."""
     module_name, _, attribute = target.partition(":")
     obj = getattr(import_module(module_name), attribute)
-    parameters = [
-        p.name
+    parameters = {
+        p.name: str(p.annotation) if p.annotation is not p.empty else ""
         for p in inspect.signature(obj).parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
-    ]
+    }
     if parameters:
         return parameters
-    return sorted(
-        name
-        for name, value in vars(obj).items()
+    return {
+        name: ""
+        for name, value in sorted(vars(obj).items())
         if not name.startswith("_") and not callable(value) and not isinstance(value, property | classmethod)
-    )
-
-
-def constructor_annotations(target: str) -> dict[str, str]:
-    """The annotation of each keyword of ``module:Name``, as text (empty where there is none)."""
-    module_name, _, attribute = target.partition(":")
-    obj = getattr(import_module(module_name), attribute)
-    try:
-        parameters = inspect.signature(obj).parameters.values()
-    except (TypeError, ValueError):
-        return {}
-    return {p.name: str(p.annotation) if p.annotation is not p.empty else "" for p in parameters}
+    }
 
 
 def as_annotated(value: Any, annotation: str) -> Any:

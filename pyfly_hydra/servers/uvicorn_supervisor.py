@@ -8,6 +8,7 @@ drain ends. Closing the parent's copy first (each worker closes its own at once)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from socket import socket
@@ -17,8 +18,10 @@ from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process
 from uvicorn.supervisors.watchfilesreload import WatchFilesReload
 
-from pyfly_hydra.recycling import Recycling, WorkerClock, logger
+from pyfly_hydra.recycling import Recycling, WorkerClock
 from pyfly_hydra.reload import WatchedSources
+
+logger = logging.getLogger("pyfly_hydra")
 
 
 class ClosingMultiprocess(Multiprocess):

@@ -9,9 +9,9 @@ import textwrap
 from dataclasses import fields
 
 from pyfly_hydra import __version__
-from pyfly_hydra.config import GranianProperties, ServerProperties
+from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.resolvers import LOOP_TARGETS, MODULES, REASONS, Candidate, cascade, is_installed
-from pyfly_hydra.servers.base import ServerAdapter
+from pyfly_hydra.servers.base import PROPERTY_GROUPS, ServerAdapter, Support
 from pyfly_hydra.servers.granian import GranianServer
 from pyfly_hydra.servers.hypercorn import HypercornServer
 from pyfly_hydra.servers.uvicorn import UvicornServer
@@ -49,8 +49,8 @@ def _why(kind: str, candidates: list[Candidate]) -> str:
     return f"auto {kind} = {chosen.name}{reason}"
 
 
-def _cell(adapter: type[ServerAdapter], key: str) -> str:
-    support = adapter.support.get(key)
+def _cell(table: dict[str, Support], key: str) -> str:
+    support = table.get(key)
     if support is None or support.option is None:
         return "- (refused)"
     return support.option + (" ~" if support.note else "")
@@ -60,8 +60,11 @@ def support_matrix() -> list[str]:
     """Which server honours which ``server.*`` key, and under which of its own options."""
     rows: list[list[str]] = [["key", *(a.name for a in SERVER_ADAPTERS)]]
     for field in fields(ServerProperties):
-        if field.name != "granian":
-            rows.append([f"server.{field.name}", *(_cell(a, field.name) for a in SERVER_ADAPTERS)])
+        if field.name not in PROPERTY_GROUPS:  # the groups have rows of their own (options: a section below)
+            rows.append([f"server.{field.name}", *(_cell(a.support, field.name) for a in SERVER_ADAPTERS)])
+    for field in fields(WebsocketProperties):
+        key = f"websocket.{field.name}"
+        rows.append([f"server.{key}", *(_cell(a.key_support(), key) for a in SERVER_ADAPTERS)])
     for field in fields(GranianProperties):
         rows.append([f"server.granian.{field.name}", field.name, *("- (refused)" for _ in SERVER_ADAPTERS[1:])])
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
@@ -71,7 +74,7 @@ def support_matrix() -> list[str]:
     notes = [
         f"  {'~' if support.option else '-'} {adapter.name} server.{key}: {support.note}"
         for adapter in SERVER_ADAPTERS
-        for key, support in adapter.support.items()
+        for key, support in adapter.key_support().items()
         if support.note
     ]
     return [*lines, "", *notes]

@@ -245,3 +245,11 @@ def test_websocket_pings_are_sent_at_the_interval(start_server, server: str) -> 
 )
 def test_bad_websocket_settings_are_one_line(overrides: list[str], fragments: list[str]) -> None:
     assert_one_line_error(run_cli(*overrides), *fragments)
+
+
+def test_mode_info_lists_the_websocket_keys_by_name_and_no_group_as_refused() -> None:
+    from pyfly_hydra.info import support_matrix
+
+    rows = {line.split()[0]: line.split()[1:] for line in support_matrix() if line.startswith("  server.")}
+    assert "server.websocket" not in rows and "server.options" not in rows, rows
+    assert rows["server.websocket.max_size"] == ["-", "(refused)", "ws_max_size", "websocket_max_message_size"]

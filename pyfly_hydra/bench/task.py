@@ -89,8 +89,6 @@ def _workload(node: DictConfig) -> Workload:
     if node.path is None:
         return workload_from_config(node.workload)
     path = str(node.path)
-    if not path.startswith("/") or any(c.isspace() for c in path):
-        raise ConfigError("bench.path", path, "must start with / and hold no spaces")
     chosen = HydraConfig.get().runtime.choices.get("bench/workload") if HydraConfig.initialized() else None
     if chosen not in (None, DEFAULT_WORKLOAD):
         raise ConfigError("bench.path", path, f"set bench.path or bench/workload (here {chosen}), not both")

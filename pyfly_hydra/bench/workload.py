@@ -61,9 +61,17 @@ class Workload:
         return [kind.weight for kind in self.kinds]
 
 
-def path_workload(path: str) -> Workload:
+def path_workload(path: str, *, key: str = "bench.path") -> Workload:
     """``bench.path=/x``: one GET of that path, any 2xx/3xx correct."""
+    checked_path(key, path)
     return Workload(name=f"GET {path}", kinds=(RequestKind(path, "GET", path, (), b"", 1.0, None),))
+
+
+def checked_path(key: str, path: str) -> str:
+    """``path`` if it is a request target (``/...``, no whitespace); else one line naming ``key``."""
+    if not path.startswith("/") or any(c.isspace() for c in path):
+        raise ConfigError(key, path, "must start with / and hold no spaces (escape them as %20)")
+    return path
 
 
 def workload_from_config(node: DictConfig) -> Workload:
@@ -87,9 +95,7 @@ def _kind(key: str, request: Any) -> RequestKind:
     method = str(request.method).upper()
     if method not in METHODS:
         raise ConfigError(f"{key}.method", request.method, f"must be one of {', '.join(METHODS)}")
-    path = str(request.path)
-    if not path.startswith("/") or any(c.isspace() for c in path):
-        raise ConfigError(f"{key}.path", path, "must start with / and hold no spaces (escape them as %20)")
+    path = checked_path(f"{key}.path", str(request.path))
     if not request.weight > 0:
         raise ConfigError(f"{key}.weight", request.weight, "must be a number > 0")
     if request.expect is not None and not 100 <= request.expect <= 599:

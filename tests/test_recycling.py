@@ -53,7 +53,12 @@ def test_workers_are_replaced_by_lifetime_and_memory_without_failed_requests(
         watch.stop()
         watch.read_log()
         watch.server.process.send_signal(signal.SIGTERM)
-    exit_codes = {w.name: w.server.stop() for w in watches}
+    # Once in a full run, granian's supervisor (idle between its once-a-minute lifetime checks) left this
+    # SIGTERM unanswered for 40 s; the cause is not found yet (issue 10's note). It still must exit 0:
+    # it gets until one more lifetime check.
+    exit_codes = {
+        w.name: w.server.stop(timeout=GRANIAN_LIFETIME + 15 if w is granian_lifetime_drill else 40) for w in watches
+    }
 
     for watch in watches:
         context = f"{watch.name}: {watch.requests} requests, replacements {watch.replacements}\n{watch.server.log()}"

@@ -145,12 +145,17 @@ class RunningServer:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
+        return self.wait_exit(timeout=timeout, after=f"signal {sig}")
+
+    def wait_exit(self, *, timeout: float, after: str = "its signal") -> int:
+        """The exit code once the runner exits (it was signalled already: never signalled twice, a
+        second SIGTERM would land in Python's finalisation and end it with -15)."""
         try:
             self.exit_code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.exit_code = self.process.wait()
-            pytest.fail(f"server did not exit within {timeout}s after signal {sig}:\n{self.log()}")
+            pytest.fail(f"server did not exit within {timeout}s after {after}:\n{self.log()}")
         return self.exit_code
 
 

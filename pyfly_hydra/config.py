@@ -131,6 +131,7 @@ class BenchConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     path: str | None = None  # a shortcut: one GET of this path (with an optional ?query) instead of the workload
     requests: int | None = None  # stop after this many responses (duration then caps the run)
+    rate: float | None = None  # open loop: send this many requests/s on a schedule (builtin client); null: closed
     client: str = "auto"  # auto | wrk | h2load | builtin
     metric: str = "rps"  # what the job returns to sweepers: rps | p50_ms | p90_ms | p99_ms
     server_cpus: str | None = None  # pin the server to these CPUs, e.g. "0" or "0-1"

@@ -10,7 +10,8 @@ import pytest
 import trustme
 
 from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
-from pyfly_hydra.bench.clients.builtin import BuiltinClient, ResponseParser
+from pyfly_hydra.bench.clients.builtin import BuiltinClient
+from pyfly_hydra.bench.clients.http1 import ResponseParser
 from tests.conftest import free_port
 
 DURATION = 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -47,6 +48,7 @@ class BenchSettings:
     threads: int
     workload: Workload
     requests: int | None
+    rate: float | None
     client: str
     metric: str
     server_cpus: frozenset[int] | None
@@ -65,6 +67,11 @@ def bench_settings(node: DictConfig) -> BenchSettings:
             raise ConfigError(f"bench.{key}", node[key], "must be an integer >= 1")
     if node.requests is not None and node.requests < 1:
         raise ConfigError("bench.requests", node.requests, "must be an integer >= 1 or null (no cap)")
+    if node.rate is not None:
+        if not node.rate > 0:
+            raise ConfigError("bench.rate", node.rate, "must be requests per second > 0, or null (closed loop)")
+        if importlib.util.find_spec("hdrh") is None:
+            raise ConfigError("bench.rate", node.rate, "open loop needs hdrhistogram: pip install 'pyfly-hydra[bench]'")
     if node.metric not in METRICS:
         raise ConfigError("bench.metric", node.metric, f"must be one of {', '.join(METRICS)}")
     if node.ready_timeout <= 0:
@@ -76,6 +83,7 @@ def bench_settings(node: DictConfig) -> BenchSettings:
         threads=int(node.threads),
         workload=_workload(node),
         requests=node.requests,
+        rate=None if node.rate is None else float(node.rate),
         client=str(node.client),
         metric=str(node.metric),
         server_cpus=parse_cpus("bench.server_cpus", node.server_cpus),
@@ -128,7 +136,9 @@ def _load(client: LoadClient, spec: LoadSpec, progress: Progress | None = None) 
 def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: Path) -> dict[str, Any]:
     workload = settings.workload
     http2, capped = plan.info.http == "2", settings.requests is not None
-    client = select_client(settings.client, http2=http2, capped=capped, workload=workload)
+    client = select_client(
+        settings.client, http2=http2, capped=capped, workload=workload, open_loop=settings.rate is not None
+    )
     if client.name == "wrk":
         for key, seconds in (("bench.duration", settings.duration), ("bench.warmup", settings.warmup)):
             if seconds != int(seconds):
@@ -148,10 +158,18 @@ def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: P
         server.wait_ready(lambda: probe(url), timeout=settings.ready_timeout)
         with pinned(settings.client_cpus):
             if settings.warmup > 0:
-                warmup = LoadSpec(url, settings.warmup, settings.connections, settings.threads, workload=workload)
+                warmup = LoadSpec(
+                    url, settings.warmup, settings.connections, settings.threads, workload=workload, rate=settings.rate
+                )
                 _load(client, warmup)
             spec = LoadSpec(
-                url, settings.duration, settings.connections, settings.threads, settings.requests, workload=workload
+                url,
+                settings.duration,
+                settings.connections,
+                settings.threads,
+                settings.requests,
+                workload=workload,
+                rate=settings.rate,
             )
             with UsageSampler(server.pid) as sampler, Progress(label, settings.duration) as progress:
                 result = _load(client, spec, progress)
@@ -174,6 +192,10 @@ def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, 
         "p50_ms": round(result.p50_ms, 3),
         "p90_ms": round(result.p90_ms, 3),
         "p99_ms": round(result.p99_ms, 3),
+        "p999_ms": _rounded(result.p999_ms),
+        "max_ms": _rounded(result.max_ms),
+        "rate": result.rate,  # open loop: the intended requests/s; null: closed loop
+        "late_sends": result.late_sends,
         "server_cpu_percent": round(usage.cpu_percent, 1),
         "server_peak_rss_mib": round(usage.peak_rss_mib, 1),
         "server_cpus": list(usage.cpus),
@@ -192,6 +214,11 @@ def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, 
             for kind in _kinds(result, settings.workload)
         },
     }
+
+
+def _rounded(milliseconds: float) -> float | None:
+    """A latency for bench.json: 3 decimals, or null when the client does not report it."""
+    return None if math.isnan(milliseconds) else round(milliseconds, 3)
 
 
 def _kinds(result: LoadResult, workload: Workload) -> tuple[KindResult, ...]:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 # Called now and then with (seconds elapsed, responses completed so far), for a live display.
 ProgressCallback = Callable[[float, int], None]
+PROGRESS_INTERVAL = 0.5  # seconds between on_progress calls
 # A client is the bottleneck when it used at least this share of the CPU time its threads could use.
 SATURATION_SHARE = 0.9
 
@@ -26,6 +27,7 @@ class LoadSpec:
     threads: int = 1
     requests: int | None = None
     workload: Workload | None = None  # what to send; None: a GET of the URL's path (any 2xx/3xx correct)
+    rate: float | None = None  # open loop: send this many requests/s on a fixed schedule; None: closed loop
 
     @property
     def client_threads(self) -> int:
@@ -59,6 +61,10 @@ class LoadResult:
     client_cpu: float
     client_threads: int
     kinds: tuple[KindResult, ...] = ()  # per request kind, from clients that can tell them apart
+    p999_ms: float = math.nan
+    max_ms: float = math.nan
+    rate: float | None = None  # open loop: the intended requests/s
+    late_sends: int | None = None  # open loop: sends that left more than LATE_SLACK after their intended time
 
     @property
     def saturated(self) -> bool:
@@ -73,6 +79,7 @@ class LoadClient(Protocol):
     http2: ClassVar[bool]  # speaks HTTP/2 (prior knowledge or ALPN) instead of HTTP/1.1
     caps_requests: ClassVar[bool]  # can stop after LoadSpec.requests responses
     sends_workloads: ClassVar[bool]  # sends a weighted mix of kinds, any method, headers and body; checks statuses
+    open_loop: ClassVar[bool]  # can send at LoadSpec.rate on a schedule, timing latency from each intended send
 
     def available(self) -> bool:
         """True when the client can run on this machine."""

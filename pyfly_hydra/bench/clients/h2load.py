@@ -50,6 +50,7 @@ class H2loadClient:
     http2: ClassVar[bool] = True
     caps_requests: ClassVar[bool] = True
     sends_workloads: ClassVar[bool] = False
+    open_loop: ClassVar[bool] = False
 
     def available(self) -> bool:
         """True when ``h2load`` is on PATH."""

@@ -19,19 +19,24 @@ INSTALL_HINTS: dict[str, str] = {
 }
 
 
-def select_client(name: str, *, http2: bool, capped: bool = False, workload: Workload | None = None) -> LoadClient:
+def select_client(
+    name: str, *, http2: bool, capped: bool = False, workload: Workload | None = None, open_loop: bool = False
+) -> LoadClient:
     """The client for ``bench.client=name``: ``http2`` for an HTTP/2-only server, ``capped`` for bench.requests,
-    and a ``workload`` that is more than one plain GET for clients that send workloads."""
+    a ``workload`` that is more than one plain GET for clients that send workloads, ``open_loop`` for bench.rate."""
     mixed = workload is not None and not workload.single_plain_get
+    needs = {"caps_requests": capped, "sends_workloads": mixed, "open_loop": open_loop}
     if name == "auto":
         for candidate in AUTO_ORDER[http2]:
             client = CLIENTS[candidate]()
-            if client.available() and (client.caps_requests or not capped) and (client.sends_workloads or not mixed):
+            if client.available() and all(getattr(client, need) for need, wanted in needs.items() if wanted):
                 return client
         if http2 and mixed:
             raise ConfigError(
                 "bench/workload", workload.name if workload else None, _ONE_GET.format(client="h2load (HTTP/2)")
             )
+        if http2 and open_loop:
+            raise ConfigError("bench.rate", None, _NO_OPEN_LOOP.format(client="h2load (HTTP/2)"))
         raise ConfigError("bench.client", name, f"server.http=2 needs h2load ({INSTALL_HINTS['h2load']})")
     if name not in CLIENTS:
         raise ConfigError("bench.client", name, f"must be one of auto, {', '.join(CLIENTS)}")
@@ -44,6 +49,8 @@ def select_client(name: str, *, http2: bool, capped: bool = False, workload: Wor
     if mixed and not client.sends_workloads:
         assert workload is not None
         raise ConfigError("bench.client", name, f"workload {workload.name}: " + _ONE_GET.format(client=name))
+    if open_loop and not client.open_loop:
+        raise ConfigError("bench.client", name, _NO_OPEN_LOOP.format(client=name))
     if not client.available():
         raise ConfigError("bench.client", name, f"{name} is not installed ({INSTALL_HINTS[name]})")
     return client
@@ -52,4 +59,8 @@ def select_client(name: str, *, http2: bool, capped: bool = False, workload: Wor
 _ONE_GET = (
     "{client} sends one plain GET with any 2xx/3xx correct, and this workload is more (several requests, a method,"
     " headers, a body or an expected status); use bench.client=builtin"
+)
+_NO_OPEN_LOOP = (
+    "{client} runs closed loop only (the next request waits for the last answer), and bench.rate and"
+    " bench.slo_p99_ms need an open loop; use bench.client=builtin"
 )

@@ -54,6 +54,7 @@ class WrkClient:
     http2: ClassVar[bool] = False
     caps_requests: ClassVar[bool] = False  # wrk runs for a duration; stopping threads early skews its req/s
     sends_workloads: ClassVar[bool] = False  # one URL, a GET whose 2xx/3xx answers count as correct
+    open_loop: ClassVar[bool] = False
 
     def available(self) -> bool:
         """True when ``wrk`` is on PATH."""

@@ -121,6 +121,14 @@ class WorkloadConfig:
 
 
 @dataclass
+class CapacitySearch:
+    """``bench.capacity.*``: how the search under ``bench.slo_p99_ms`` spends its time."""
+
+    step_seconds: float = 3.0  # each rate tried is one open-loop run this long
+    budget_seconds: float = 60.0  # the search's steps stop before overrunning this
+
+
+@dataclass
 class BenchConfig:
     """``bench.*``: how ``mode=bench`` drives load against the configured server."""
 
@@ -132,8 +140,10 @@ class BenchConfig:
     path: str | None = None  # a shortcut: one GET of this path (with an optional ?query) instead of the workload
     requests: int | None = None  # stop after this many responses (duration then caps the run)
     rate: float | None = None  # open loop: send this many requests/s on a schedule (builtin client); null: closed
+    slo_p99_ms: float | None = None  # find the highest rate whose p99 stays within this (bench.json "capacity")
+    capacity: CapacitySearch = field(default_factory=CapacitySearch)
     client: str = "auto"  # auto | wrk | h2load | builtin
-    metric: str = "rps"  # what the job returns to sweepers: rps | p50_ms | p90_ms | p99_ms
+    metric: str = "rps"  # what the job returns to sweepers: rps | p50_ms | p90_ms | p99_ms | capacity
     server_cpus: str | None = None  # pin the server to these CPUs, e.g. "0" or "0-1"
     client_cpus: str | None = None  # pin the load client to these CPUs, e.g. "1"
     ready_timeout: float = 30.0  # seconds the server gets to answer its first request

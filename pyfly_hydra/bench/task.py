@@ -8,14 +8,15 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pyfly_hydra.bench.capacity import LIMITS, Capacity, find_capacity, step_passes
 from pyfly_hydra.bench.clients.base import KindResult, LoadClient, LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.probe import http1_answers, http2_answers
@@ -31,7 +32,7 @@ logger = logging.getLogger("pyfly_hydra")
 
 RECORD_NAME = "bench.json"
 # What a job returns to Hydra sweepers, and whether bigger is better.
-METRICS: dict[str, bool] = {"rps": True, "p50_ms": False, "p90_ms": False, "p99_ms": False}
+METRICS: dict[str, bool] = {"rps": True, "p50_ms": False, "p90_ms": False, "p99_ms": False, "capacity": True}
 STOP_MARGIN_SECONDS = 10.0
 DEFAULT_WORKLOAD = "plaintext"  # conf/config.yaml's bench/workload default
 # Overrides that configure the benchmark itself rather than the server it measures.
@@ -49,6 +50,9 @@ class BenchSettings:
     workload: Workload
     requests: int | None
     rate: float | None
+    slo_p99_ms: float | None
+    capacity_step: float
+    capacity_budget: float
     client: str
     metric: str
     server_cpus: frozenset[int] | None
@@ -67,13 +71,15 @@ def bench_settings(node: DictConfig) -> BenchSettings:
             raise ConfigError(f"bench.{key}", node[key], "must be an integer >= 1")
     if node.requests is not None and node.requests < 1:
         raise ConfigError("bench.requests", node.requests, "must be an integer >= 1 or null (no cap)")
-    if node.rate is not None:
-        if not node.rate > 0:
-            raise ConfigError("bench.rate", node.rate, "must be requests per second > 0, or null (closed loop)")
-        if importlib.util.find_spec("hdrh") is None:
-            raise ConfigError("bench.rate", node.rate, "open loop needs hdrhistogram: pip install 'pyfly-hydra[bench]'")
+    if node.rate is not None and not node.rate > 0:
+        raise ConfigError("bench.rate", node.rate, "must be requests per second > 0, or null (closed loop)")
     if node.metric not in METRICS:
         raise ConfigError("bench.metric", node.metric, f"must be one of {', '.join(METRICS)}")
+    _check_capacity(node)
+    for key in ("rate", "slo_p99_ms"):
+        if node[key] is not None and importlib.util.find_spec("hdrh") is None:
+            hint = "open loop needs hdrhistogram: pip install 'pyfly-hydra[bench]'"
+            raise ConfigError(f"bench.{key}", node[key], hint)
     if node.ready_timeout <= 0:
         raise ConfigError("bench.ready_timeout", node.ready_timeout, "must be a number of seconds > 0")
     return BenchSettings(
@@ -84,12 +90,34 @@ def bench_settings(node: DictConfig) -> BenchSettings:
         workload=_workload(node),
         requests=node.requests,
         rate=None if node.rate is None else float(node.rate),
+        slo_p99_ms=None if node.slo_p99_ms is None else float(node.slo_p99_ms),
+        capacity_step=float(node.capacity.step_seconds),
+        capacity_budget=float(node.capacity.budget_seconds),
         client=str(node.client),
         metric=str(node.metric),
         server_cpus=parse_cpus("bench.server_cpus", node.server_cpus),
         client_cpus=parse_cpus("bench.client_cpus", node.client_cpus),
         ready_timeout=float(node.ready_timeout),
     )
+
+
+def _check_capacity(node: DictConfig) -> None:
+    """``bench.slo_p99_ms`` and ``bench.capacity.*`` (and ``bench.metric=capacity``, which needs them)."""
+    slo = node.slo_p99_ms
+    if slo is None:
+        if node.metric == "capacity":
+            raise ConfigError("bench.metric", "capacity", "needs a latency goal: set bench.slo_p99_ms, e.g. 50")
+        return
+    if not slo > 0:
+        raise ConfigError("bench.slo_p99_ms", slo, "must be milliseconds > 0, or null (no capacity search)")
+    for key, value in (("rate", node.rate), ("requests", node.requests)):
+        if value is not None:
+            raise ConfigError(f"bench.{key}", value, "the capacity search (bench.slo_p99_ms) sets its own; unset it")
+    step, budget = node.capacity.step_seconds, node.capacity.budget_seconds
+    if not step > 0:
+        raise ConfigError("bench.capacity.step_seconds", step, "must be a number of seconds > 0")
+    if not budget >= 3 * step:
+        raise ConfigError("bench.capacity.budget_seconds", budget, f"must be at least 3 steps ({3 * step:g} s)")
 
 
 def _workload(node: DictConfig) -> Workload:
@@ -136,9 +164,8 @@ def _load(client: LoadClient, spec: LoadSpec, progress: Progress | None = None) 
 def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: Path) -> dict[str, Any]:
     workload = settings.workload
     http2, capped = plan.info.http == "2", settings.requests is not None
-    client = select_client(
-        settings.client, http2=http2, capped=capped, workload=workload, open_loop=settings.rate is not None
-    )
+    open_loop = settings.rate is not None or settings.slo_p99_ms is not None
+    client = select_client(settings.client, http2=http2, capped=capped, workload=workload, open_loop=open_loop)
     if client.name == "wrk":
         for key, seconds in (("bench.duration", settings.duration), ("bench.warmup", settings.warmup)):
             if seconds != int(seconds):
@@ -154,30 +181,74 @@ def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: P
         cpus=settings.server_cpus,
     )
     label = f"{plan.info.server}/{plan.info.loop} x{plan.info.workers}"
+    capacity: Capacity | None = None
     try:
         server.wait_ready(lambda: probe(url), timeout=settings.ready_timeout)
         with pinned(settings.client_cpus):
             if settings.warmup > 0:
-                warmup = LoadSpec(
-                    url, settings.warmup, settings.connections, settings.threads, workload=workload, rate=settings.rate
-                )
-                _load(client, warmup)
-            spec = LoadSpec(
-                url,
-                settings.duration,
-                settings.connections,
-                settings.threads,
-                settings.requests,
-                workload=workload,
-                rate=settings.rate,
-            )
-            with UsageSampler(server.pid) as sampler, Progress(label, settings.duration) as progress:
-                result = _load(client, spec, progress)
+                _load(client, _spec(url, settings, duration=settings.warmup, requests=None))
+            with UsageSampler(server.pid) as sampler:
+                if settings.slo_p99_ms is None:
+                    with Progress(label, settings.duration) as progress:
+                        result = _load(client, _spec(url, settings), progress)
+                else:
+                    capacity, result = _search_capacity(client, url, settings, label)
         usage = sampler.usage()
         server.ensure_alive()
     finally:
         exit_code = server.stop(timeout=plan.server.properties.graceful_timeout + STOP_MARGIN_SECONDS)
-    return _measured_fields(result, usage, settings, exit_code)
+    fields = _measured_fields(result, usage, settings, exit_code)
+    if capacity is not None:
+        fields.update(capacity=round(capacity.rate, 1), capacity_search=capacity.record())
+    return fields
+
+
+def _spec(
+    url: str, settings: BenchSettings, *, duration: float | None = None, requests: int | None = None, **changes: Any
+) -> LoadSpec:
+    """The LoadSpec of ``bench.*``, with ``duration``/``rate`` changed where given."""
+    spec = LoadSpec(
+        url,
+        settings.duration if duration is None else duration,
+        settings.connections,
+        settings.threads,
+        settings.requests if duration is None else requests,
+        workload=settings.workload,
+        rate=settings.rate,
+    )
+    return replace(spec, **changes)
+
+
+def _search_capacity(client: LoadClient, url: str, settings: BenchSettings, label: str) -> tuple[Capacity, LoadResult]:
+    """Find the capacity under ``bench.slo_p99_ms``; return it and the run to report (its confirmation)."""
+    step = settings.capacity_step
+    probe = _load(client, _spec(url, settings, duration=step, rate=None))
+    logger.info("capacity %s: closed-loop probe %s rps, p99 %.2f ms", label, f"{probe.rps:,.0f}", probe.p99_ms)
+    last = probe
+
+    def run_at(rate: float) -> LoadResult:
+        nonlocal last
+        last = _load(client, _spec(url, settings, duration=step, rate=rate))
+        verdict = "meets" if step_passes(last, rate, cast(float, settings.slo_p99_ms)) else "misses"
+        logger.info(
+            "capacity %s: %s rps -> achieved %s, p99 %.2f ms, %d errors: %s the goal",
+            label, f"{rate:,.0f}", f"{last.rps:,.0f}", last.p99_ms, last.errors, verdict,
+        )  # fmt: skip
+        return last
+
+    capacity = find_capacity(
+        run_at,
+        probe_rps=probe.rps,
+        connections=settings.connections,
+        slo_p99_ms=cast(float, settings.slo_p99_ms),
+        step_seconds=step,
+        budget_seconds=settings.capacity_budget,
+    )
+    logger.info(
+        "capacity %s: %s rps within p99 %g ms (%s)",
+        label, f"{capacity.rate:,.0f}", settings.slo_p99_ms, LIMITS[capacity.limit],
+    )  # fmt: skip
+    return capacity, capacity.confirmed or last
 
 
 def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, exit_code: int) -> dict[str, Any]:

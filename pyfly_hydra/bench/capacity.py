@@ -1,0 +1,133 @@
+"""Capacity under a latency goal (``bench.slo_p99_ms``): the highest open-loop rate whose p99 meets it.
+
+The search starts from the closed-loop throughput T of a short probe (no rate above about T can be served at
+this concurrency). It steps up from T/8, doubling, until a step fails; then bisects between the last rate that
+passed and the first that failed until they are within ``precision`` of each other; then runs the best rate
+once more, and only a rate that passed twice is the capacity (a fluke pass is bisected away). Each step is one
+open-loop run of ``step_seconds``; the search stops when its next step would overrun ``budget_seconds``.
+A step passes when it had no errors, its p99 met the goal and it achieved 95% of its rate; a rate fails only
+when two steps in a row at it missed (one hiccup of a shared machine is not a verdict).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyfly_hydra.bench.clients.base import LoadResult
+
+FIRST_SHARE = 1 / 8  # the first step's rate, as a share of the closed-loop throughput
+ACHIEVED_SHARE = 0.95  # a step must complete this share of its rate
+CONNECTIONS_SHARE = 0.8  # a capacity this close to what the connections can carry was limited by them
+# What stopped the search, as the log says it.
+LIMITS = {
+    "slo": "the next rate up missed the goal",
+    "client": "the load client's CPU was the limit, not the server: pin them apart or add client CPUs",
+    "connections": "bench.connections were the limit (one request in flight each): raise it",
+    "budget": "bench.capacity.budget_seconds ran out before a rate passed twice: raise it",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One open-loop run of the search."""
+
+    rate: float
+    rps: float
+    p99_ms: float
+    errors: int
+    client_saturated: bool
+    passed: bool
+
+
+@dataclass
+class Capacity:
+    """What the search found: ``rate`` (0 when even the first step failed) and how it got there."""
+
+    slo_p99_ms: float
+    probe_rps: float  # the closed-loop throughput the search started from
+    rate: float = 0.0
+    confirmed: LoadResult | None = None  # the second run at ``rate``
+    steps: list[Step] = field(default_factory=list)
+    limit: str = "slo"  # a key of LIMITS
+
+    def record(self) -> dict[str, Any]:
+        """For bench.json."""
+        return {
+            "slo_p99_ms": self.slo_p99_ms,
+            "rate": round(self.rate, 1),
+            "limit": self.limit,
+            "probe_rps": round(self.probe_rps, 1),
+            "steps": [asdict(step) for step in self.steps],
+        }
+
+
+def step_passes(result: LoadResult, rate: float, slo_p99_ms: float) -> bool:
+    """Whether an open-loop run at ``rate`` met the goal."""
+    return result.errors == 0 and result.p99_ms <= slo_p99_ms and result.rps >= ACHIEVED_SHARE * rate
+
+
+def find_capacity(
+    run_at: Callable[[float], LoadResult],
+    *,
+    probe_rps: float,
+    connections: int,
+    slo_p99_ms: float,
+    step_seconds: float,
+    budget_seconds: float,
+    precision: float = 0.05,
+) -> Capacity:
+    """Search the capacity with ``run_at(rate)`` (one open-loop run of ``step_seconds`` at ``rate``)."""
+    capacity = Capacity(slo_p99_ms=slo_p99_ms, probe_rps=probe_rps)
+    steps_left = max(1, math.floor(budget_seconds / step_seconds))
+    results: dict[float, LoadResult] = {}
+
+    def run_once(rate: float) -> bool:
+        nonlocal steps_left
+        steps_left -= 1
+        result = run_at(rate)
+        passed = step_passes(result, rate, slo_p99_ms)
+        capacity.steps.append(Step(rate, result.rps, result.p99_ms, result.errors, result.saturated, passed))
+        results[rate] = result
+        return passed
+
+    def passes(rate: float) -> bool:
+        """A miss is run again: a rate fails when it misses twice (one hiccup of the machine is not a verdict)."""
+        return run_once(rate) or (steps_left > 0 and run_once(rate))
+
+    good, bad = 0.0, math.inf
+    rate = max(1.0, probe_rps * FIRST_SHARE)
+    while steps_left > 0 and bad == math.inf:  # step up
+        if passes(rate):
+            good, rate = rate, rate * 2
+        else:
+            bad = rate
+    while steps_left > 0 and good > 0:  # bisect, then confirm the best
+        if bad / good - 1 > precision and bad != math.inf:
+            middle = (good + bad) / 2
+            if passes(middle):
+                good = middle
+            else:
+                bad = middle
+        elif run_once(good):
+            capacity.rate, capacity.confirmed = good, results[good]
+            break
+        else:  # the best pass was a fluke: look below it
+            bad, good = good, max((step.rate for step in capacity.steps if step.passed and step.rate < good), default=0)
+    if capacity.confirmed is None:
+        capacity.rate = good  # not confirmed: 0 when nothing passed
+        capacity.limit = "budget" if steps_left <= 0 and good > 0 else "slo"
+    elif bad != math.inf and results[bad].saturated:
+        capacity.limit = "client"
+    elif capacity.rate >= CONNECTIONS_SHARE * connections_ceiling(capacity, connections):
+        capacity.limit = "connections"
+    return capacity
+
+
+def connections_ceiling(capacity: Capacity, connections: int) -> float:
+    """The most requests/s ``connections`` can carry at the unloaded latency (Little's law: one request in
+    flight per connection); the lowest p99 of the passing steps stands in for that latency."""
+    latencies = [step.p99_ms for step in capacity.steps if step.passed and step.p99_ms > 0]
+    return connections * 1000 / min(latencies) if latencies else math.inf

@@ -12,6 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from pyfly_hydra.bench.rounds import register_rounds_resolver
 from pyfly_hydra.config import register_schema
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.known_keys import check_known_keys
@@ -24,6 +25,7 @@ from pyfly_hydra.startup import skip_mode_probe
 register_schema()
 register_resolvers()
 register_run_records_resolver()
+register_rounds_resolver()
 skip_mode_probe()
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -147,6 +147,8 @@ class BenchConfig:
     server_cpus: str | None = None  # pin the server to these CPUs, e.g. "0" or "0-1"
     client_cpus: str | None = None  # pin the load client to these CPUs, e.g. "1"
     ready_timeout: float = 30.0  # seconds the server gets to answer its first request
+    rounds: int = 1  # in a sweep (-m): measure every configuration this many times, rounds interleaved
+    round: int = 1  # which round this job is (set by the sweep from bench.rounds)
 
 
 @dataclass

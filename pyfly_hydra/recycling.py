@@ -52,7 +52,7 @@ class WorkerClock:
         for pid, (born, lifetime) in self._lifetimes.items():
             if now - born >= lifetime:
                 limit = self.recycling.max_lifetime
-                return pid, f"reached its lifetime of {lifetime:.1f} s (server.worker_max_lifetime={limit} + jitter)"
+                return pid, f"reached its lifetime of {lifetime:.3f} s (server.worker_max_lifetime={limit} + jitter)"
         if self.recycling.max_rss_mib is not None and now >= self._next_rss_check:
             self._next_rss_check = now + self.recycling.rss_check_interval
             oldest_first = sorted(self._lifetimes, key=lambda pid: self._lifetimes[pid][0])

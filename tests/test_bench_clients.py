@@ -111,6 +111,7 @@ def test_auto_client_choice() -> None:
     assert isinstance(select_client("builtin", http2=False), BuiltinClient)
 
 
+@pytest.mark.serial
 @needs_wrk
 @pytest.mark.slow
 def test_builtin_client_keeps_up_with_wrk_or_says_it_is_saturated(start_server) -> None:

@@ -39,6 +39,7 @@ def test_hydra_floor_reaches_its_task(tmp_path: Path) -> None:
     assert done.stdout.splitlines() == ["task"]
 
 
+@pytest.mark.serial
 @needs_wrk
 @pytest.mark.slow
 def test_compare_reports_every_pair_start_up_against_the_floor_and_the_goals() -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import child_env, run_cli
 
 STALL, DURATION, RATE, CONNECTIONS = 1.0, 5, 400, 16
@@ -29,6 +31,7 @@ def _bench(tmp_path: Path, name: str, *overrides: str) -> dict:
     return json.loads((run_dir / "bench.json").read_text())
 
 
+@pytest.mark.serial
 def test_open_loop_counts_the_stall_that_closed_loop_hides(tmp_path: Path) -> None:
     opened = _bench(tmp_path, "open", f"bench.rate={RATE}")
     closed = _bench(tmp_path, "closed")

@@ -20,6 +20,7 @@ LIFETIME = re.compile(r"reached its lifetime of ([\d.]+) s")
 OUR_LIFETIME = 4
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_workers_are_replaced_by_lifetime_and_memory_without_failed_requests(

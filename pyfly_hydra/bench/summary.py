@@ -15,18 +15,28 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from pyfly_hydra.bench.task import METRICS, RECORD_NAME
+from pyfly_hydra.bench.uncertainty import Configuration, Record, rank_configurations, tie_break_rule
 from pyfly_hydra.config import ServerProperties
 from pyfly_hydra.cpus import usable_cpus
 
 logger = logging.getLogger("pyfly_hydra")
 
-Record = dict[str, Any]
 CSV_COLUMNS = (
-    "rank", "job", "label", "status", "reason", "server", "server_version", "loop", "workers", "http", "client",
-    "connections", "duration", "requests", "errors", "rps", "ratio_to_best", "p50_ms", "p90_ms", "p99_ms",
-    "server_cpu_percent", "server_peak_rss_mib", "client_cpu_cores", "client_saturated",
+    "rank", "verdict", "job", "round", "label", "status", "reason", "server", "server_version", "loop", "workers",
+    "http", "workload", "client", "connections", "duration", "requests", "errors", "rps", "capacity", "ratio_to_best",
+    "p50_ms", "p90_ms", "p99_ms", "max_ms", "server_cpu_percent", "server_peak_rss_mib", "client_cpu_cores",
+    "client_saturated",
 )  # fmt: skip
 NOT_ENV_KEYS = ("host", "port")  # a benchmark always serves on 127.0.0.1 and a free port
+VERDICTS = {
+    "best": "**best**",
+    "winner": "**best** (tie broken)",
+    "tie": "tie",
+    "worse": "worse",
+    "n=1": "n=1: no confidence",
+    "errors": "errors",
+    "failed": "failed",
+}
 
 
 def load_records(sweep_dir: Path) -> list[Record]:
@@ -39,83 +49,105 @@ def load_records(sweep_dir: Path) -> list[Record]:
     return sorted(records, key=lambda r: int(r["job"]) if str(r["job"]).isdigit() else math.inf)
 
 
-def rank(records: list[Record], metric: str) -> list[Record]:
-    """Clean runs by ``metric`` (best first), then runs with errors, then failed jobs; adds rank and ratio."""
-    bigger_is_better = METRICS[metric]
-    ok = [r for r in records if r["status"] == "ok"]
-
-    def by_metric(rows: list[Record]) -> list[Record]:
-        return sorted(rows, key=lambda r: r[metric], reverse=bigger_is_better)
-
-    ranked = by_metric([r for r in ok if r["errors"] == 0]) + by_metric([r for r in ok if r["errors"] > 0])
-    ranked += [r for r in records if r["status"] != "ok"]
-    best = ranked[0][metric] if ranked and ranked[0]["status"] == "ok" else None
-    for position, record in enumerate(ranked, start=1):
-        record["rank"] = position
-        value = record.get(metric)
-        if best and value and record["status"] == "ok":
-            record["ratio_to_best"] = round(value / best if bigger_is_better else best / value, 3)
-        else:
-            record["ratio_to_best"] = None
-    return ranked
+def rank(records: list[Record], metric: str) -> list[Configuration]:
+    """The sweep's configurations, ranked (see :mod:`.uncertainty`)."""
+    return rank_configurations(records, metric, METRICS[metric])
 
 
-def write_csv(path: Path, ranked: list[Record]) -> None:
-    """One row per job, ranked."""
+def write_csv(path: Path, ranked: list[Configuration]) -> None:
+    """One row per job (a configuration's round), in rank order."""
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(ranked)
+        for configuration in ranked:
+            ratio = None if configuration.ratio is None else round(configuration.ratio, 3)
+            for record in configuration.rounds:
+                writer.writerow(
+                    {**record, "rank": configuration.rank, "verdict": configuration.verdict, "ratio_to_best": ratio}
+                )
 
 
 def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
 
-def markdown(ranked: list[Record], *, sweep_dir: Path, metric: str) -> str:
+def _ratio(configuration: Configuration) -> str:
+    if configuration.ratio is None:
+        return "-"
+    if configuration.ratio_interval is None:
+        return f"{configuration.ratio:.2f}x"
+    low, high = configuration.ratio_interval
+    return f"{configuration.ratio:.2f}x ({low:.2f}-{high:.2f})"
+
+
+def _workload(records: list[Record]) -> str:
+    names = sorted({str(r.get("workload")) for r in records if r.get("workload")})
+    return ", ".join(names) or "-"
+
+
+def markdown(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> str:
     """The ranked table a person reads, with how to act on it."""
-    direction = "higher" if METRICS[metric] else "lower"
+    bigger_is_better = METRICS[metric]
+    direction = "higher" if bigger_is_better else "lower"
     machine = (
         f"{platform.system()} {platform.machine()}, {usable_cpus()} usable CPUs, Python {platform.python_version()}"
     )
+    records = [record for configuration in ranked for record in configuration.rounds]
+    rounds = max((len(c.rounds) for c in ranked), default=0)
+    digits = 2 if metric.endswith("_ms") else 0
     lines = [
         f"# Benchmark sweep: {sweep_dir}",
         "",
-        f"{len(ranked)} jobs ranked by **{metric}** ({direction} is better) on {machine}.",
+        f"{len(ranked)} configurations x {rounds} round(s) ({len(records)} jobs), workload **{_workload(records)}**,"
+        f" ranked by the median **{metric}** ({direction} is better) on {machine}.",
         "",
-        "| # | server | loop | workers | overrides | client | rps | vs best | p50 ms | p99 ms | errors"
-        " | server CPU % | peak RSS MiB | client saturated |",
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| # | verdict | server | loop | workers | overrides | n | {metric} | spread (min-max) | vs best (95% CI)"
+        " | p99 ms | errors | server CPU % | peak RSS MiB | client saturated |",
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in ranked:
-        if r["status"] != "ok":
+    for c in ranked:
+        if c.verdict == "failed":
             continue
-        ratio = f"{r['ratio_to_best']:.2f}x" if r["ratio_to_best"] is not None else "-"
+        first, (low, high) = c.first, c.spread
+        saturated = any(r.get("client_saturated") for r in c.rounds)
         lines.append(
-            f"| {r['rank']} | {r['server']} {r['server_version']} | {r['loop']} | {r['workers']} | `{r['label']}`"
-            f" | {r['client']} | {_number(r['rps'])} | {ratio} | {_number(r['p50_ms'], 2)} | {_number(r['p99_ms'], 2)}"
-            f" | {r['errors']} | {_number(r['server_cpu_percent'])} | {_number(r['server_peak_rss_mib'])}"
-            f" | {'**yes**' if r['client_saturated'] else 'no'} |"
+            f"| {c.rank} | {VERDICTS[c.verdict]} | {first['server']} {first['server_version']} | {first['loop']}"
+            f" | {first['workers']} | `{c.label}` | {c.n} | {_number(c.median, digits)}"
+            f" | {_number(low, digits)}-{_number(high, digits)} | {_ratio(c)} | {_number(c.median_of('p99_ms'), 2)}"
+            f" | {sum(r['errors'] for r in c.rounds if r['status'] == 'ok')}"
+            f" | {_number(c.median_of('server_cpu_percent'))} | {_number(c.median_of('server_peak_rss_mib'))}"
+            f" | {'**yes**' if saturated else 'no'} |"
         )
-    failed = [r for r in ranked if r["status"] != "ok"]
+    failed = [r for r in records if r["status"] != "ok"]
     if failed:
         lines += ["", "Failed jobs:", "", "| job | overrides | reason |", "|---|---|---|"]
         lines += [f"| {r['job']} | `{r['label']}` | {r['reason']} |" for r in failed]
-    lines += ["", *_advice(ranked)]
+    lines += ["", *_advice(ranked, bigger_is_better)]
     return "\n".join(lines) + "\n"
 
 
-def _advice(ranked: list[Record]) -> list[str]:
+def _advice(ranked: list[Configuration], bigger_is_better: bool) -> list[str]:
     advice = [
-        "How to read it: *vs best* is each job's share of the winner's figure; runs with errors rank below clean"
-        " ones whatever their speed. A **yes** under *client saturated* means the load generator used (nearly) all"
-        " the CPU its threads could, so that row measures the client as much as the server: pin the two sides"
-        " apart (`bench.server_cpus=0 bench.client_cpus=1`) or use wrk.",
+        "How to read it: each row is one configuration over its rounds (n clean ones); the figure is their median"
+        " and *spread* their lowest and highest. *vs best* is the median's share of the best one, with the 95%"
+        " bootstrap interval of that ratio; when the interval reaches 1.00 the data cannot tell the two apart and"
+        f" the row is a **tie**. Among tied rows the winner is picked by {tie_break_rule(bigger_is_better)}."
+        " Rows with errors rank below clean ones whatever their speed. A **yes** under *client saturated* means the"
+        " load generator used (nearly) all the CPU its threads could, so that row measures the client as much as"
+        " the server: pin the two sides apart (`bench.server_cpus=0 bench.client_cpus=1`) or use wrk.",
     ]
-    if ranked and ranked[0]["status"] == "ok":
+    if any(c.verdict == "n=1" for c in ranked):
         advice += [
             "",
-            f"Winner: `{ranked[0]['label']}` ({ranked[0]['server']}/{ranked[0]['loop']}). Its settings are in"
+            "**n=1: no confidence.** One round per configuration cannot separate a real difference from this"
+            " machine's run-to-run noise (often 10-15%). Run the sweep again with `bench.rounds=3` (or more): the"
+            " rounds are interleaved, and the summary then says which rows are ties.",
+        ]
+    if ranked and ranked[0].verdict in ("best", "winner"):
+        winner = ranked[0]
+        advice += [
+            "",
+            f"Winner: `{winner.label}` ({winner.first['server']}/{winner.first['loop']}). Its settings are in"
             " `best.yaml`: copy it to `conf/env/<name>.yaml` (or your own `--config-dir`'s `env/`) and serve with"
             " `python -m pyfly_hydra env=<name>`.",
         ]
@@ -135,8 +167,10 @@ def _differences(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
     return changed
 
 
-def best_yaml(winner: Record, *, sweep_dir: Path) -> str:
+def best_yaml(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> str:
     """The winner as a ``# @package _global_`` env file: its server and loop, and every non-default key."""
+    configuration = ranked[0]
+    winner = configuration.first
     server = winner["choices"]["server"] if winner["choices"]["server"] not in (None, "auto") else winner["server"]
     loop = winner["choices"]["loop"] if winner["choices"]["loop"] not in (None, "auto") else winner["loop"]
     body: dict[str, Any] = {"defaults": [{"override /server": server}, {"override /loop": loop}]}
@@ -147,20 +181,31 @@ def best_yaml(winner: Record, *, sweep_dir: Path) -> str:
     server_settings = _differences(winner["server_config"], asdict(ServerProperties()))
     if server_settings:
         body["server"] = server_settings
+    low, high = configuration.spread
     header = [
         "# @package _global_",
         f"# Winner of the benchmark sweep in {sweep_dir}: {winner['server']} {winner['server_version']},"
-        f" loop {winner['loop']}, workers {winner['workers']}:",
-        f"#   {winner['rps']:,.0f} rps, p50 {winner['p50_ms']:.2f} ms, p99 {winner['p99_ms']:.2f} ms,"
-        f" {winner['errors']} errors, measured with {winner['client']}.",
+        f" loop {winner['loop']}, workers {winner['workers']}, workload {winner.get('workload', '-')}:",
+        f"#   median {metric} {configuration.median:,.2f} over n={configuration.n} round(s) (spread {low:,.2f}-"
+        f"{high:,.2f}), p99 {configuration.median_of('p99_ms'):.2f} ms, measured with {winner['client']}."
+        + ("  n=1: no confidence." if configuration.n < 2 else ""),
+    ]
+    tied = [c for c in ranked[1:] if c.verdict == "tie"]
+    if tied:
+        header += [
+            "# Tied with (the data cannot tell them apart): " + "; ".join(f"`{c.label}`" for c in tied),
+            f"#   tie broken by: {tie_break_rule(METRICS[metric])}.",
+        ]
+    header += [
         "# Commit it as conf/env/<name>.yaml (or <your --config-dir>/env/<name>.yaml) and serve with:",
         "#   python -m pyfly_hydra env=<name>",
     ]
     return "\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body))
 
 
-def write_chart(path: Path, ranked: list[Record], *, title: str) -> bool:
-    """A bar chart of rps per job (colour: server, hatching: asyncio loop) with p99 marked; False without matplotlib."""
+def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: str) -> bool:
+    """Bars: each configuration's median ``metric``, whiskers its lowest and highest round (colour: server,
+    hatching: asyncio loop), the verdict beside it, p99 marked; False without matplotlib."""
     try:
         import matplotlib
 
@@ -172,24 +217,39 @@ def write_chart(path: Path, ranked: list[Record], *, title: str) -> bool:
     rows = list(reversed(ranked))  # best at the top
     colours = {"granian": "#2a9d8f", "uvicorn": "#e9c46a", "hypercorn": "#e76f51"}
     figure, axis = plt.subplots(figsize=(11, 1.2 + 0.55 * len(rows)))
-    labels = [f"{r['server']}/{r['loop']} x{r['workers']}  ({r['label']})" for r in rows]
-    values = [r["rps"] if r["status"] == "ok" else 0 for r in rows]
-    bars = axis.barh(labels, values, color=[colours.get(r["server"], "#8d99ae") for r in rows], edgecolor="black")
-    for bar, record in zip(bars, rows, strict=True):
-        if record["loop"] == "asyncio":
+    labels = [f"{c.first['server']}/{c.first['loop']} x{c.first['workers']}  ({c.label})" for c in rows]
+    values = [0.0 if math.isnan(c.median) else c.median for c in rows]
+    whiskers = [
+        [max(0.0, c.median - c.spread[0]) if c.values else 0.0 for c in rows],
+        [max(0.0, c.spread[1] - c.median) if c.values else 0.0 for c in rows],
+    ]
+    bars = axis.barh(
+        labels, values, xerr=whiskers, capsize=3, edgecolor="black",
+        color=[colours.get(c.first["server"], "#8d99ae") for c in rows],
+    )  # fmt: skip
+    for bar, configuration in zip(bars, rows, strict=True):
+        if configuration.first["loop"] == "asyncio":
             bar.set_hatch("//")
-        text = f" {record['rps']:,.0f} rps" if record["status"] == "ok" else f" failed: {record['reason'][:70]}"
-        axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
-    axis.set_xlabel("requests per second (higher is better)")
-    axis.set_xlim(0, max([*values, 1]) * 1.35)
-    latency = axis.twiny()
-    ok_rows = [(i, r["p99_ms"]) for i, r in enumerate(rows) if r["status"] == "ok"]
-    if ok_rows:
-        latency.plot([p for _, p in ok_rows], [i for i, _ in ok_rows], "D", color="#d62828", label="p99 latency")
-        latency.set_xlim(0, max(p for _, p in ok_rows) * 1.35)
-    latency.set_xlabel("p99 latency, ms (red diamonds; lower is better)", color="#d62828")
-    legend = [Patch(facecolor=c, edgecolor="black", label=s) for s, c in colours.items()]
-    legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="asyncio loop"))
+        if configuration.values:
+            text = f"  {configuration.median:,.0f} (n={configuration.n}) {VERDICTS[configuration.verdict]}"
+        else:
+            text = f"  failed: {str(configuration.first.get('reason'))[:70]}"
+        top = max(values[rows.index(configuration)], configuration.spread[1] if configuration.values else 0.0)
+        axis.text(top, bar.get_y() + bar.get_height() / 2, text.replace("**", ""), va="center", fontsize=8)
+    direction = "higher" if METRICS[metric] else "lower"
+    axis.set_xlabel(f"median {metric} ({direction} is better); whiskers: lowest and highest round")
+    axis.set_xlim(0, max([*values, *(c.spread[1] for c in rows if c.values), 1]) * 1.45)
+    if metric != "p99_ms":
+        latency = axis.twiny()
+        points = [(i, c.median_of("p99_ms")) for i, c in enumerate(rows) if c.values]
+        if points:
+            latency.plot([p for _, p in points], [i for i, _ in points], "D", color="#d62828")
+            latency.set_xlim(0, max(p for _, p in points) * 3)  # the diamonds in the bars, clear of the labels
+        latency.set_xlabel("median p99 latency, ms (red diamonds; lower is better)", color="#d62828")
+    servers = sorted({c.first["server"] for c in rows}, key=list(colours).index)
+    legend = [Patch(facecolor=colours[s], edgecolor="black", label=s) for s in servers if s in colours]
+    if any(c.first["loop"] == "asyncio" for c in rows):
+        legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="asyncio loop"))
     axis.legend(handles=legend, loc="lower right", fontsize=8)
     axis.set_title(title, fontsize=10, pad=28)
     figure.tight_layout()
@@ -205,12 +265,13 @@ def write_summary(sweep_dir: Path, records: list[Record]) -> list[Path]:
     written = [sweep_dir / "summary.csv", sweep_dir / "summary.md"]
     write_csv(written[0], ranked)
     written[1].write_text(markdown(ranked, sweep_dir=sweep_dir, metric=metric))
-    if write_chart(sweep_dir / "summary.png", ranked, title=f"pyfly-hydra benchmark sweep: {sweep_dir}"):
+    title = f"pyfly-hydra sweep, workload {_workload(records)}: {sweep_dir}"
+    if write_chart(sweep_dir / "summary.png", ranked, title=title, metric=metric):
         written.append(sweep_dir / "summary.png")
     else:
         logger.warning("summary.png skipped: matplotlib is not installed (pip install 'pyfly-hydra[bench]')")
-    if ranked and ranked[0]["status"] == "ok":
-        (sweep_dir / "best.yaml").write_text(best_yaml(ranked[0], sweep_dir=sweep_dir))
+    if ranked and ranked[0].verdict in ("best", "winner"):
+        (sweep_dir / "best.yaml").write_text(best_yaml(ranked, sweep_dir=sweep_dir, metric=metric))
         written.append(sweep_dir / "best.yaml")
     return written
 

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.probe import http1_answers, http2_answers
 from pyfly_hydra.bench.process import ServerProcess, Usage, UsageSampler, free_port, parse_cpus, pinned
 from pyfly_hydra.bench.progress import Progress
+from pyfly_hydra.bench.rounds import sweep_rounds
 from pyfly_hydra.bench.workload import Workload, path_workload, workload_from_config
 from pyfly_hydra.config import SCHEMA_NAME
 from pyfly_hydra.errors import ConfigError
@@ -37,6 +39,7 @@ STOP_MARGIN_SECONDS = 10.0
 DEFAULT_WORKLOAD = "plaintext"  # conf/config.yaml's bench/workload default
 # Overrides that configure the benchmark itself rather than the server it measures.
 NOT_SERVER_KEYS = ("mode", "bench.", "hydra.", "server.port", "server.host")
+HYDRA_ESCAPE = re.compile(r"\\([\\()\[\]{}:=, ])")  # what Hydra's sweeper escapes in a value
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def bench_settings(node: DictConfig) -> BenchSettings:
         if node[key] is not None and importlib.util.find_spec("hdrh") is None:
             hint = "open loop needs hdrhistogram: pip install 'pyfly-hydra[bench]'"
             raise ConfigError(f"bench.{key}", node[key], hint)
+    sweep_rounds(node.rounds)  # checks bench.rounds
     if node.ready_timeout <= 0:
         raise ConfigError("bench.ready_timeout", node.ready_timeout, "must be a number of seconds > 0")
     return BenchSettings(
@@ -305,7 +309,8 @@ def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:
     overrides = job_overrides()
     return {
         "job": HydraConfig.get().job.get("num"),
-        "label": " ".join(overrides) or "(defaults)",
+        "label": " ".join(_as_typed(o) for o in overrides) or "(defaults)",
+        "round": cfg.bench.round,
         "overrides": overrides,
         "server": plan.info.server if plan else choices.get("server"),
         "server_version": plan.info.version if plan else None,
@@ -320,6 +325,11 @@ def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:
         "metric": cfg.bench.metric,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _as_typed(override: str) -> str:
+    """An override as the user typed it: a sweep hands each job its value with Hydra's escapes (``a\\:b``)."""
+    return HYDRA_ESCAPE.sub(r"\1", override)
 
 
 def _log_result(record: dict[str, Any]) -> None:

@@ -1,0 +1,164 @@
+"""A sweep's rounds grouped per configuration: n, median, spread, and a confidence interval of each
+configuration's ratio to the best, so configurations the data cannot tell apart are called a **tie**.
+
+The interval is a percentile bootstrap (``DRAWS`` resamplings, seeded, so a summary repeats) of the ratio of
+the two medians, oriented so that 1.0 is the best and lower is worse. A configuration whose interval reaches
+1.0 is tied with the best; among the tied, the winner is the one the tie-break rule picks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Record = dict[str, Any]
+DRAWS = 2000
+CONFIDENCE = 0.95
+# Among tied configurations: for a throughput metric, lower p99, then lower CPU, then lower RSS; for a latency
+# metric, higher throughput first.
+TIE_BREAKS: dict[bool, tuple[tuple[str, bool], ...]] = {
+    True: (("p99_ms", False), ("server_cpu_percent", False), ("server_peak_rss_mib", False)),
+    False: (("rps", True), ("server_cpu_percent", False), ("server_peak_rss_mib", False)),
+}
+
+
+@dataclass
+class Configuration:
+    """Every round of one configuration (one label) of a sweep."""
+
+    label: str
+    rounds: list[Record]
+    metric: str
+    values: list[float] = field(default_factory=list)  # the metric of each clean round
+    ratio: float | None = None  # median / best median, oriented: 1.0 is the best, lower is worse
+    ratio_interval: tuple[float, float] | None = None
+    verdict: str = ""  # best | winner | tie | worse | n=1 | errors | failed
+    rank: int = 0
+
+    @property
+    def clean(self) -> list[Record]:
+        """The rounds that ran and answered every request correctly."""
+        return [r for r in self.rounds if r["status"] == "ok" and r["errors"] == 0]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else math.nan
+
+    def median_of(self, key: str) -> float:
+        """The median of another figure over the clean rounds (NaN when none has it)."""
+        values = [r[key] for r in self.clean if isinstance(r.get(key), int | float)]
+        return statistics.median(values) if values else math.nan
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        """The lowest and highest round."""
+        return (min(self.values), max(self.values)) if self.values else (math.nan, math.nan)
+
+    @property
+    def first(self) -> Record:
+        """The record that stands for the configuration: its first clean round, else its first round."""
+        return (self.clean or self.rounds)[0]
+
+
+def group(records: Sequence[Record], metric: str) -> list[Configuration]:
+    """The records grouped by label (what the user varied), in order of first appearance."""
+    groups: dict[str, Configuration] = {}
+    for record in sorted(records, key=lambda r: r.get("round", 1)):
+        configuration = groups.setdefault(record["label"], Configuration(record["label"], [], metric))
+        configuration.rounds.append(record)
+    for configuration in groups.values():
+        configuration.values = [float(r[metric]) for r in configuration.clean if _finite(r.get(metric))]
+    return list(groups.values())
+
+
+def ratio_interval(
+    values: Sequence[float], best: Sequence[float], *, bigger_is_better: bool, seed: int = 0
+) -> tuple[float, float]:
+    """The bootstrap interval of median(values) / median(best), oriented so that 1.0 is the best."""
+    draw = random.Random(seed).choices
+    ratios = []
+    for _ in range(DRAWS):
+        mine, theirs = statistics.median(draw(values, k=len(values))), statistics.median(draw(best, k=len(best)))
+        ratios.append(_oriented(mine, theirs, bigger_is_better))
+    ratios.sort()
+    tail = (1 - CONFIDENCE) / 2
+    return ratios[int(tail * DRAWS)], ratios[min(DRAWS - 1, int((1 - tail) * DRAWS))]
+
+
+def rank_configurations(records: Sequence[Record], metric: str, bigger_is_better: bool) -> list[Configuration]:
+    """Group, rank by median, mark ties with the best, and put the tie-break's winner first."""
+    configurations = group(records, metric)
+    clean = [c for c in configurations if c.values and len(c.clean) == len(c.rounds)]
+    dirty = [c for c in configurations if c.values and len(c.clean) < len(c.rounds)]
+    failed = [c for c in configurations if not c.values]
+    clean.sort(key=lambda c: c.median, reverse=bigger_is_better)
+    dirty.sort(key=lambda c: c.median, reverse=bigger_is_better)
+    if clean:
+        _judge(clean, bigger_is_better)
+    for configuration in dirty:
+        configuration.verdict = "errors"
+    for configuration in failed:
+        configuration.verdict = "failed"
+    ranked = clean + dirty + failed
+    for position, configuration in enumerate(ranked, start=1):
+        configuration.rank = position
+    return ranked
+
+
+def _judge(clean: list[Configuration], bigger_is_better: bool) -> None:
+    """Ratios, intervals and verdicts against the best median; the tie-break's pick moves to the front."""
+    best = clean[0]
+    for configuration in clean:
+        configuration.ratio = _oriented(configuration.median, best.median, bigger_is_better)
+        if configuration is best:
+            configuration.verdict = "best"
+        elif configuration.n < 2 or best.n < 2:
+            configuration.verdict = "n=1"
+        else:
+            low, high = ratio_interval(configuration.values, best.values, bigger_is_better=bigger_is_better)
+            configuration.ratio_interval = (low, high)
+            configuration.verdict = "tie" if high >= 1.0 else "worse"
+    tied = [c for c in clean if c.verdict in ("best", "tie")]
+    if len(tied) > 1:
+        winner = min(tied, key=lambda c: tie_break_key(c, bigger_is_better))
+        winner.verdict = "winner"
+        clean.remove(winner)
+        clean.insert(0, winner)
+        for configuration in tied:
+            if configuration is not winner:
+                configuration.verdict = "tie"
+
+
+def tie_break_key(configuration: Configuration, bigger_is_better: bool) -> tuple[float, ...]:
+    """Smaller is preferred: each figure of the tie-break rule, signed so that the better value is smaller."""
+    key = []
+    for name, higher_is_better in TIE_BREAKS[bigger_is_better]:
+        value = configuration.median_of(name)
+        key.append(math.inf if math.isnan(value) else (-value if higher_is_better else value))
+    return tuple(key)
+
+
+def tie_break_rule(bigger_is_better: bool) -> str:
+    """The tie-break rule in words."""
+    words = {"p99_ms": "p99", "rps": "rps", "server_cpu_percent": "server CPU", "server_peak_rss_mib": "peak RSS"}
+    return ", then ".join(
+        f"{'higher' if higher else 'lower'} {words[name]}" for name, higher in TIE_BREAKS[bigger_is_better]
+    )
+
+
+def _oriented(value: float, best: float, bigger_is_better: bool) -> float:
+    if bigger_is_better:
+        return value / best if best else math.nan
+    return best / value if value else math.nan
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -101,6 +102,7 @@ def test_two_job_sweep_summary_and_best_yaml(tmp_path: Path) -> None:
     summary = (sweep_dir / "summary.md").read_text()
     assert "| 1 |" in summary and "vs best" in summary and "client saturated" in summary
     assert summary in output  # printed for the person who ran the sweep
+    assert "n=1: no confidence" in summary and "bench.rounds=3" in summary
     assert (sweep_dir / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     best = (sweep_dir / "best.yaml").read_text()
     assert best.startswith("# @package _global_")
@@ -114,6 +116,54 @@ def test_two_job_sweep_summary_and_best_yaml(tmp_path: Path) -> None:
     assert job["server"]["_target_"].endswith(f"{winner.capitalize()}Server")
     assert job["loop"]["_target_"] == "pyfly_hydra.loops.uvloop.UvloopLoop"
     assert job["server"]["access_log"] is False
+
+
+def test_three_interleaved_rounds_show_n_spread_and_a_verdict(tmp_path: Path) -> None:
+    sweep_dir, output = sweep(
+        tmp_path,
+        "server=granian",
+        "loop=uvloop,asyncio",
+        "bench.rounds=3",
+        "bench.client=builtin",
+        "app=pyfly_hydra.demo:app",
+    )
+    jobs = sorted((json.loads(path.read_text()) for path in sweep_dir.glob("*/bench.json")), key=lambda r: r["job"])
+    # Interleaved: round 1 of both loops, then round 2 of both, then round 3.
+    assert [(r["round"], r["loop"]) for r in jobs] == [(n, loop) for n in (1, 2, 3) for loop in ("uvloop", "asyncio")]
+    rows = summary_rows(sweep_dir)
+    assert len(rows) == 6 and {row["verdict"] for row in rows} <= {"best", "winner", "tie", "worse"}, rows
+    summary = (sweep_dir / "summary.md").read_text()
+    table = [line for line in summary.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(table) == 2, summary
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
+    assert [row[6] for row in cells] == ["3", "3"], summary  # n
+    assert all(re.fullmatch(r"[\d,]+-[\d,]+", row[8]) for row in cells), summary  # spread
+    assert re.fullmatch(r"0\.\d\dx \(\d\.\d\d-\d\.\d\d\)|1\.00x \(.*\)", cells[1][9]), summary  # ratio and CI
+    assert cells[1][1] in ("tie", "worse"), summary
+    assert "`server=granian loop=asyncio app=pyfly_hydra.demo:app`" in summary  # as typed, not Hydra's escape
+    assert "workload **plaintext**" in summary
+    best = (sweep_dir / "best.yaml").read_text()
+    assert "n=3 round(s)" in best
+    assert ("Tied with" in best) == (cells[1][1] == "tie"), best
+    assert "summary written" in output
+
+
+def test_sweep_presets_run_as_a_sweep_without_dash_m(tmp_path: Path) -> None:
+    short = ["bench.duration=1", "bench.warmup=0", "bench.client=builtin", "server=granian"]
+    ladder = tmp_path / "ladder"
+    result = run_cli("+sweep=ladder", "bench.connections=4,16", *short, f"hydra.sweep.dir={ladder}", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = summary_rows(ladder)
+    assert sorted(row["label"] for row in rows) == [
+        "server=granian bench.connections=16",
+        "server=granian bench.connections=4",
+    ]
+    assert (ladder / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    workers = tmp_path / "workers"
+    result = run_cli("+sweep=workers", "server.workers=1,2", "bench.rounds=1", *short, f"hydra.sweep.dir={workers}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(row["workers"] for row in summary_rows(workers)) == ["1", "2"]
+    assert not (workers / "ladder.png").exists()
 
 
 def test_sweep_with_a_server_that_is_not_installed(tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ from tests.conftest import run_cli
 
 SLO_MS = 50
 STEP = 1.5
+# Enough connections that they are not the limit: at the io preset's 10 ms, 256 carry about 25,000 requests/s.
+CONNECTIONS = 256
 
 
 def _bench(run_dir: Path, server: str, *overrides: str) -> dict:
     result = run_cli(
-        "mode=bench", f"server={server}", "bench/workload=io", "bench.warmup=1", f"hydra.run.dir={run_dir}",
-        *overrides,
+        "mode=bench", f"server={server}", "bench/workload=io", "bench.warmup=1", f"bench.connections={CONNECTIONS}",
+        f"hydra.run.dir={run_dir}", *overrides,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads((run_dir / "bench.json").read_text())
@@ -33,7 +35,7 @@ def test_the_capacity_serves_within_the_goal_and_a_third_more_does_not(tmp_path:
         f"bench.capacity.step_seconds={STEP}", "bench.capacity.budget_seconds=36",
     )  # fmt: skip
     search = found["capacity_search"]
-    assert found["capacity"] > 0 and search["limit"] in ("slo", "client", "connections"), search
+    assert found["capacity"] > 0 and search["limit"] in ("slo", "client"), search
     rate = found["capacity"]
     at_rate = _bench(tmp_path / "at", server, f"bench.rate={rate}", f"bench.duration={2 * STEP}")
     above = _bench(tmp_path / "above", server, f"bench.rate={round(1.3 * rate, 1)}", f"bench.duration={2 * STEP}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,11 +57,54 @@ def test_a_users_workload_on_a_fastapi_app_counts_each_kind(tmp_path: Path, serv
     assert 0.5 < kinds["search"]["requests"] / total < 0.7, kinds  # weight 6 of 10
 
 
+BROWSE = """\
+name: browse
+requests:
+  - {name: search, method: GET, path: '/items?q=shoes', weight: 3}
+  - {name: order, method: POST, path: /orders, headers: {content-type: application/json}, body: '{"lines": [1]}'}
+"""
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+def test_wrk_sends_a_mix_through_its_lua_script(tmp_path: Path) -> None:
+    counts_file, run_dir = tmp_path / "counts.json", tmp_path / "run"
+    result = run_cli(
+        "mode=bench", "server=uvicorn", "app=counted_app:app", "bench/workload=browse", "bench.client=wrk",
+        f"hydra.searchpath=[file://{_config_dir(tmp_path, BROWSE, name='browse')}]", "bench.warmup=0",
+        "bench.duration=2", "bench.connections=8", f"hydra.run.dir={run_dir}",
+        env=child_env(COUNTS_FILE=str(counts_file)),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((run_dir / "bench.json").read_text())
+    answered = json.loads(counts_file.read_text())
+    assert record["client"] == "wrk" and record["errors"] == 0, record
+    for name, figures in record["kinds"].items():
+        # wrk counts what it sent: the requests still in flight at its end (one per connection) were not answered.
+        assert 0 <= figures["requests"] - answered[name] <= 8, (name, figures, answered)
+    assert 0.65 < answered["search"] / (answered["search"] + answered["order"]) < 0.85, answered  # weight 3 of 4
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+@pytest.mark.parametrize(("expect", "all_wrong"), [(404, False), (200, True)])
+def test_wrk_checks_the_expected_status(tmp_path: Path, expect: int, all_wrong: bool) -> None:
+    miss = f"name: miss\nrequests:\n  - {{name: missing, path: /missing, expect: {expect}}}\n"
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "mode=bench", "server=granian", "bench/workload=miss", "bench.client=wrk", "bench.warmup=0",
+        "bench.duration=1", "bench.connections=4", f"hydra.searchpath=[file://{_config_dir(tmp_path, miss, 'miss')}]",
+        f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((run_dir / "bench.json").read_text())
+    assert record["client"] == "wrk" and record["requests"] > 100, record
+    assert record["errors"] == (record["requests"] if all_wrong else 0), record
+
+
 def test_an_unexpected_status_is_an_error_of_its_kind(tmp_path: Path) -> None:
     wrong = CHECKOUT.replace("path: /products/0, weight: 1, expect: 404", "path: /products/0, weight: 1, expect: 200")
     run_dir = tmp_path / "run"
     result = run_cli(
-        "mode=bench", "server=uvicorn", "app=counted_app:app", "bench/workload=checkout",
+        "mode=bench", "server=uvicorn", "app=counted_app:app", "bench/workload=checkout", "bench.client=builtin",
         f"hydra.searchpath=[file://{_config_dir(tmp_path, wrong)}]", "bench.warmup=0", "bench.duration=1",
         "bench.connections=4", f"hydra.run.dir={run_dir}",
     )  # fmt: skip
@@ -110,6 +154,17 @@ def test_a_bad_workload_file_is_one_line(tmp_path: Path, case: str) -> None:
         (["bench/workload=nope"], ["bench/workload=nope", "mixed"]),
         (["bench/workload=mixed", "bench.client=wrk"], ["bench.client=wrk", "use bench.client=builtin"]),
         (["bench/workload=json", "bench.path=/x"], ["bench.path=/x", "not both"]),
+        (["bench.path=/items?q=1"], ["bench.path=/items?q=1", "quote the value"]),
+        (["bench.rate=0"], ["bench.rate=0", "> 0"]),
+        (["bench.rate=-5"], ["bench.rate=-5", "> 0"]),
+        (["bench.rate=many"], ["bench.rate", "many"]),
+        (["bench.slo_p99_ms=50", "bench.client=wrk"], ["bench.client=wrk", "closed loop only", "builtin"]),
+        (["bench.rate=100", "bench.client=wrk"], ["bench.client=wrk", "closed loop only"]),
+        (["bench.slo_p99_ms=0"], ["bench.slo_p99_ms=0", "> 0"]),
+        (["bench.slo_p99_ms=50", "bench.rate=100"], ["bench.rate=100", "sets its own"]),
+        (["bench.metric=capacity"], ["bench.metric=capacity", "bench.slo_p99_ms"]),
+        (["bench.slo_p99_ms=50", "bench.capacity.budget_seconds=2"], ["bench.capacity.budget_seconds=2", "3 steps"]),
+        (["bench.rounds=0"], ["bench.rounds=0", "1..50"]),
     ],
 )
 def test_bad_workload_choices_are_one_line(overrides: list[str], fragments: list[str]) -> None:

@@ -15,7 +15,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from pyfly_hydra.bench.task import METRICS, RECORD_NAME
-from pyfly_hydra.bench.uncertainty import Configuration, Record, rank_configurations, tie_break_rule
+from pyfly_hydra.bench.uncertainty import (
+    Configuration,
+    Record,
+    rank_configurations,
+    tie_break_rule,
+    varied_bench_keys,
+)
 from pyfly_hydra.config import ServerProperties
 from pyfly_hydra.cpus import usable_cpus
 
@@ -63,7 +69,8 @@ def write_csv(path: Path, ranked: list[Configuration]) -> None:
             ratio = None if configuration.ratio is None else round(configuration.ratio, 3)
             for record in configuration.rounds:
                 writer.writerow(
-                    {**record, "rank": configuration.rank, "verdict": configuration.verdict, "ratio_to_best": ratio}
+                    {**record, "label": configuration.label, "rank": configuration.rank}
+                    | {"verdict": configuration.verdict, "ratio_to_best": ratio}
                 )
 
 
@@ -258,6 +265,42 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
     return True
 
 
+def write_ladder(path: Path, ranked: list[Configuration], *, title: str) -> bool:
+    """Throughput and p99 against concurrency, one line per server configuration (a ``bench.connections``
+    sweep, e.g. ``+sweep=ladder``); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import ScalarFormatter
+    except ImportError:
+        return False
+    series: dict[str, list[Configuration]] = {}
+    for configuration in ranked:
+        if configuration.values:
+            series.setdefault(configuration.first["label"], []).append(configuration)
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, points in series.items():
+        points.sort(key=lambda c: c.first["connections"])
+        connections = [c.first["connections"] for c in points]
+        throughput.plot(connections, [c.median_of("rps") for c in points], "o-", label=label)
+        latency.plot(connections, [c.median_of("p99_ms") for c in points], "o-", label=label)
+    for axis, name in ((throughput, "median requests per second"), (latency, "median p99 latency, ms")):
+        axis.set_xscale("log", base=2)
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.set_xlabel("concurrent connections (bench.connections)")
+        axis.set_ylabel(name)
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+    throughput.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
 def write_summary(sweep_dir: Path, records: list[Record]) -> list[Path]:
     """Write every summary file into ``sweep_dir``; return the paths written."""
     metric = next((r["metric"] for r in records if r.get("metric")), "rps")
@@ -270,6 +313,10 @@ def write_summary(sweep_dir: Path, records: list[Record]) -> list[Path]:
         written.append(sweep_dir / "summary.png")
     else:
         logger.warning("summary.png skipped: matplotlib is not installed (pip install 'pyfly-hydra[bench]')")
+    if "bench.connections" in varied_bench_keys(records) and write_ladder(
+        sweep_dir / "ladder.png", ranked, title=f"concurrency ladder, workload {_workload(records)}: {sweep_dir}"
+    ):
+        written.append(sweep_dir / "ladder.png")
     if ranked and ranked[0].verdict in ("best", "winner"):
         (sweep_dir / "best.yaml").write_text(best_yaml(ranked, sweep_dir=sweep_dir, metric=metric))
         written.append(sweep_dir / "best.yaml")

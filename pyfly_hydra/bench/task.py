@@ -38,7 +38,8 @@ METRICS: dict[str, bool] = {"rps": True, "p50_ms": False, "p90_ms": False, "p99_
 STOP_MARGIN_SECONDS = 10.0
 DEFAULT_WORKLOAD = "plaintext"  # conf/config.yaml's bench/workload default
 # Overrides that configure the benchmark itself rather than the server it measures.
-NOT_SERVER_KEYS = ("mode", "bench.", "hydra.", "server.port", "server.host")
+NOT_SERVER_KEYS = ("mode", "sweep=", "bench.", "hydra.", "server.port", "server.host")
+ROUND_KEYS = ("bench.round=", "bench.rounds=")  # the same configuration measured again, not another one
 HYDRA_ESCAPE = re.compile(r"\\([\\()\[\]{}:=, ])")  # what Hydra's sweeper escapes in a value
 
 
@@ -283,8 +284,8 @@ def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, 
             kind.name: {
                 "requests": kind.requests,
                 "errors": kind.errors,
-                "p50_ms": round(kind.p50_ms, 3),
-                "p99_ms": round(kind.p99_ms, 3),
+                "p50_ms": _rounded(kind.p50_ms),
+                "p99_ms": _rounded(kind.p99_ms),
             }
             for kind in _kinds(result, settings.workload)
         },
@@ -306,11 +307,12 @@ def _kinds(result: LoadResult, workload: Workload) -> tuple[KindResult, ...]:
 def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:
     choices = HydraConfig.get().runtime.choices
     server_config = OmegaConf.to_container(cfg.server, resolve=False)
-    overrides = job_overrides()
+    overrides, task = job_overrides(), HydraConfig.get().overrides.task
     return {
         "job": HydraConfig.get().job.get("num"),
         "label": " ".join(_as_typed(o) for o in overrides) or "(defaults)",
         "round": cfg.bench.round,
+        "bench_overrides": [_as_typed(o) for o in task if o.startswith("bench.") and not o.startswith(ROUND_KEYS)],
         "overrides": overrides,
         "server": plan.info.server if plan else choices.get("server"),
         "server_version": plan.info.version if plan else None,

@@ -69,14 +69,28 @@ class Configuration:
 
 
 def group(records: Sequence[Record], metric: str) -> list[Configuration]:
-    """The records grouped by label (what the user varied), in order of first appearance."""
+    """The records grouped by configuration, in order of first appearance: the server's label (what the user
+    varied) plus the ``bench.*`` overrides that differ between jobs (a concurrency ladder, several rates)."""
+    varied = varied_bench_keys(records)
     groups: dict[str, Configuration] = {}
     for record in sorted(records, key=lambda r: r.get("round", 1)):
-        configuration = groups.setdefault(record["label"], Configuration(record["label"], [], metric))
+        settings = [o for o in record.get("bench_overrides", []) if o.split("=", 1)[0] in varied]
+        server = [] if record["label"] == "(defaults)" else [record["label"]]
+        label = " ".join([*server, *settings]) or "(defaults)"
+        configuration = groups.setdefault(label, Configuration(label, [], metric))
         configuration.rounds.append(record)
     for configuration in groups.values():
         configuration.values = [float(r[metric]) for r in configuration.clean if _finite(r.get(metric))]
     return list(groups.values())
+
+
+def varied_bench_keys(records: Sequence[Record]) -> set[str]:
+    """The ``bench.*`` keys whose override differs between the records."""
+    seen: dict[str, set[str | None]] = {}
+    settings = [dict(o.split("=", 1) for o in r.get("bench_overrides", [])) for r in records]
+    for key in {key for each in settings for key in each}:
+        seen[key] = {each.get(key) for each in settings}
+    return {key for key, values in seen.items() if len(values) > 1}
 
 
 def ratio_interval(

@@ -40,10 +40,10 @@ class KindResult:
     """What a client measured for one kind of request of a workload."""
 
     name: str
-    requests: int  # completed responses
-    errors: int  # responses whose status was not the expected one
-    p50_ms: float
-    p99_ms: float
+    requests: int  # completed responses (wrk: requests sent)
+    errors: int | None  # responses whose status was not the expected one (None: the client cannot attribute them)
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,14 @@ class LoadClient(Protocol):
     name: ClassVar[str]
     http2: ClassVar[bool]  # speaks HTTP/2 (prior knowledge or ALPN) instead of HTTP/1.1
     caps_requests: ClassVar[bool]  # can stop after LoadSpec.requests responses
-    sends_workloads: ClassVar[bool]  # sends a weighted mix of kinds, any method, headers and body; checks statuses
     open_loop: ClassVar[bool]  # can send at LoadSpec.rate on a schedule, timing latency from each intended send
 
     def available(self) -> bool:
         """True when the client can run on this machine."""
+        ...
+
+    def workload_refusal(self, workload: Workload) -> str | None:
+        """Why this client cannot send ``workload`` and check its answers (None: it can)."""
         ...
 
     def run(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> LoadResult:

@@ -22,6 +22,7 @@ from pyfly_hydra.bench.clients.base import (
 )
 from pyfly_hydra.bench.clients.http1 import ResponseParser, Target, kind_chooser
 from pyfly_hydra.bench.clients.open_loop import run_open_loop
+from pyfly_hydra.bench.workload import Workload
 
 try:
     import uvloop
@@ -172,7 +173,6 @@ class BuiltinClient:
     name: ClassVar[str] = "builtin"
     http2: ClassVar[bool] = False
     caps_requests: ClassVar[bool] = True
-    sends_workloads: ClassVar[bool] = True
     open_loop: ClassVar[bool] = True
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -181,6 +181,10 @@ class BuiltinClient:
     def available(self) -> bool:
         """Always: it needs nothing but Python."""
         return True
+
+    def workload_refusal(self, workload: Workload) -> str | None:
+        """None: it sends any workload and checks each answer against its own request's expected status."""
+        return None
 
     def run(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> LoadResult:
         """Drive the load on a fresh event loop; ``on_progress(elapsed, requests)`` is called about every 0.5 s."""

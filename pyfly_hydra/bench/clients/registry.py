@@ -23,20 +23,22 @@ def select_client(
     name: str, *, http2: bool, capped: bool = False, workload: Workload | None = None, open_loop: bool = False
 ) -> LoadClient:
     """The client for ``bench.client=name``: ``http2`` for an HTTP/2-only server, ``capped`` for bench.requests,
-    a ``workload`` that is more than one plain GET for clients that send workloads, ``open_loop`` for bench.rate."""
-    mixed = workload is not None and not workload.single_plain_get
-    needs = {"caps_requests": capped, "sends_workloads": mixed, "open_loop": open_loop}
+    ``workload`` what it must send and check, ``open_loop`` for bench.rate and bench.slo_p99_ms."""
+    needs = {"caps_requests": capped, "open_loop": open_loop}
     if name == "auto":
         for candidate in AUTO_ORDER[http2]:
             client = CLIENTS[candidate]()
-            if client.available() and all(getattr(client, need) for need, wanted in needs.items() if wanted):
+            if (
+                client.available()
+                and all(getattr(client, need) for need, wanted in needs.items() if wanted)
+                and (workload is None or client.workload_refusal(workload) is None)
+            ):
                 return client
-        if http2 and mixed:
-            raise ConfigError(
-                "bench/workload", workload.name if workload else None, _ONE_GET.format(client="h2load (HTTP/2)")
-            )
+        refusal = CLIENTS["h2load"]().workload_refusal(workload) if workload else None
+        if http2 and refusal:
+            raise ConfigError("bench/workload", workload.name if workload else None, refusal)
         if http2 and open_loop:
-            raise ConfigError("bench.rate", None, _NO_OPEN_LOOP.format(client="h2load (HTTP/2)"))
+            raise ConfigError("bench.client", name, _NO_OPEN_LOOP.format(client="h2load (HTTP/2)"))
         raise ConfigError("bench.client", name, f"server.http=2 needs h2load ({INSTALL_HINTS['h2load']})")
     if name not in CLIENTS:
         raise ConfigError("bench.client", name, f"must be one of auto, {', '.join(CLIENTS)}")
@@ -46,9 +48,9 @@ def select_client(
         raise ConfigError("bench.client", name, "server.http=2 serves HTTP/2 only; use bench.client=h2load")
     if capped and not client.caps_requests:
         raise ConfigError("bench.client", name, "cannot stop after bench.requests; use builtin or h2load, or unset it")
-    if mixed and not client.sends_workloads:
-        assert workload is not None
-        raise ConfigError("bench.client", name, f"workload {workload.name}: " + _ONE_GET.format(client=name))
+    refusal = client.workload_refusal(workload) if workload else None
+    if refusal:
+        raise ConfigError("bench.client", name, f"workload {workload.name if workload else ''}: {refusal}")
     if open_loop and not client.open_loop:
         raise ConfigError("bench.client", name, _NO_OPEN_LOOP.format(client=name))
     if not client.available():
@@ -56,10 +58,6 @@ def select_client(
     return client
 
 
-_ONE_GET = (
-    "{client} sends one plain GET with any 2xx/3xx correct, and this workload is more (several requests, a method,"
-    " headers, a body or an expected status); use bench.client=builtin"
-)
 _NO_OPEN_LOOP = (
     "{client} runs closed loop only (the next request waits for the last answer), and bench.rate and"
     " bench.slo_p99_ms need an open loop; use bench.client=builtin"

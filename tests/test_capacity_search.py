@@ -21,18 +21,25 @@ def _result(rate: float, p99_ms: float, *, client_cpu: float = 0.2, errors: int 
     )  # fmt: skip
 
 
-def _knee(rate: float) -> LoadResult:
+def _knee(rate: float, seconds: float = 1) -> LoadResult:
     return _result(rate, 10.0 if rate <= KNEE else 400.0)
 
 
-def _search(run_at: Callable[[float], LoadResult], *, budget: float = 60, connections: int = 64) -> Capacity:
+def _search(run_at: Callable[[float, float], LoadResult], *, budget: float = 60, connections: int = 64) -> Capacity:
     return find_capacity(
         run_at, probe_rps=1500, connections=connections, slo_p99_ms=SLO, step_seconds=1, budget_seconds=budget
     )
 
 
 def test_the_capacity_is_the_knee_within_the_precision_and_passed_twice() -> None:
-    capacity = _search(_knee)
+    runs: list[tuple[float, float]] = []
+
+    def knee(rate: float, seconds: float) -> LoadResult:
+        runs.append((rate, seconds))
+        return _knee(rate)
+
+    capacity = _search(knee)
+    assert runs[-1] == (capacity.rate, 2)  # the confirming run lasts two steps
     assert KNEE / 1.05 <= capacity.rate <= KNEE, capacity
     assert capacity.limit == "slo" and capacity.confirmed is not None
     assert [step.rate for step in capacity.steps].count(capacity.rate) == 2  # found, then confirmed
@@ -42,7 +49,7 @@ def test_the_capacity_is_the_knee_within_the_precision_and_passed_twice() -> Non
 def test_one_hiccup_does_not_lower_the_capacity() -> None:
     calls: list[float] = []
 
-    def hiccup_once(rate: float) -> LoadResult:
+    def hiccup_once(rate: float, seconds: float) -> LoadResult:
         calls.append(rate)
         return _result(rate, 300.0) if len(calls) == 2 else _knee(rate)  # the machine stalls during the 2nd step
 
@@ -54,7 +61,7 @@ def test_one_hiccup_does_not_lower_the_capacity() -> None:
 def test_a_fluke_pass_is_not_the_capacity() -> None:
     seen: dict[float, int] = {}
 
-    def fluke(rate: float) -> LoadResult:
+    def fluke(rate: float, seconds: float) -> LoadResult:
         seen[rate] = seen.get(rate, 0) + 1
         lucky = 1000 < rate <= 1100 and seen[rate] == 1  # passes once just above the knee, never again
         return _result(rate, 10.0) if lucky else _knee(rate)
@@ -64,23 +71,26 @@ def test_a_fluke_pass_is_not_the_capacity() -> None:
 
 
 def test_nothing_passes() -> None:
-    capacity = _search(lambda rate: _result(rate, 400.0))
+    capacity = _search(lambda rate, seconds: _result(rate, 400.0))
     assert capacity.rate == 0 and capacity.confirmed is None and capacity.limit == "slo"
 
 
 def test_errors_fail_a_step() -> None:
-    capacity = _search(lambda rate: _result(rate, 10.0, errors=1 if rate > KNEE else 0))
+    capacity = _search(lambda rate, seconds: _result(rate, 10.0, errors=1 if rate > KNEE else 0))
     assert KNEE / 1.05 <= capacity.rate <= KNEE
 
 
 def test_a_saturated_client_is_named_as_the_limit() -> None:
-    capacity = _search(lambda rate: _result(rate, 10.0 if rate <= KNEE else 400.0, client_cpu=0.95 * (rate > KNEE)))
+    def saturating(rate: float, seconds: float) -> LoadResult:
+        return _result(rate, 10.0 if rate <= KNEE else 400.0, client_cpu=0.95 if rate > KNEE else 0.2)
+
+    capacity = _search(saturating)
     assert capacity.limit == "client", capacity
 
 
 def test_too_few_connections_are_named_as_the_limit() -> None:
-    # 8 connections at 10 ms carry at most 800 requests/s; the knee at 1000 was theirs.
-    capacity = _search(_knee, connections=8)
+    # 4 connections at the model's 5 ms median carry at most 800 requests/s; the knee at 1000 was theirs.
+    capacity = _search(_knee, connections=4)
     assert capacity.limit == "connections", capacity
 
 

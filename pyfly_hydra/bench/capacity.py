@@ -20,6 +20,7 @@ from pyfly_hydra.bench.clients.base import LoadResult
 
 FIRST_SHARE = 1 / 8  # the first step's rate, as a share of the closed-loop throughput
 ACHIEVED_SHARE = 0.95  # a step must complete this share of its rate
+CONFIRM_STEPS = 2  # the confirming run lasts this many steps: just above capacity a queue grows with time
 CONNECTIONS_SHARE = 0.8  # a capacity this close to what the connections can carry was limited by them
 # What stopped the search, as the log says it.
 LIMITS = {
@@ -36,6 +37,7 @@ class Step:
 
     rate: float
     rps: float
+    p50_ms: float
     p99_ms: float
     errors: int
     client_saturated: bool
@@ -70,7 +72,7 @@ def step_passes(result: LoadResult, rate: float, slo_p99_ms: float) -> bool:
 
 
 def find_capacity(
-    run_at: Callable[[float], LoadResult],
+    run_at: Callable[[float, float], LoadResult],
     *,
     probe_rps: float,
     connections: int,
@@ -79,17 +81,18 @@ def find_capacity(
     budget_seconds: float,
     precision: float = 0.05,
 ) -> Capacity:
-    """Search the capacity with ``run_at(rate)`` (one open-loop run of ``step_seconds`` at ``rate``)."""
+    """Search the capacity with ``run_at(rate, seconds)`` (one open-loop run at ``rate`` for ``seconds``)."""
     capacity = Capacity(slo_p99_ms=slo_p99_ms, probe_rps=probe_rps)
     steps_left = max(1, math.floor(budget_seconds / step_seconds))
     results: dict[float, LoadResult] = {}
 
-    def run_once(rate: float) -> bool:
+    def run_once(rate: float, steps: int = 1) -> bool:
         nonlocal steps_left
-        steps_left -= 1
-        result = run_at(rate)
+        steps_left -= steps
+        result = run_at(rate, steps * step_seconds)
         passed = step_passes(result, rate, slo_p99_ms)
-        capacity.steps.append(Step(rate, result.rps, result.p99_ms, result.errors, result.saturated, passed))
+        step = Step(rate, result.rps, result.p50_ms, result.p99_ms, result.errors, result.saturated, passed)
+        capacity.steps.append(step)
         results[rate] = result
         return passed
 
@@ -111,11 +114,13 @@ def find_capacity(
                 good = middle
             else:
                 bad = middle
-        elif run_once(good):
+        elif steps_left >= CONFIRM_STEPS and run_once(good, CONFIRM_STEPS):
             capacity.rate, capacity.confirmed = good, results[good]
             break
-        else:  # the best pass was a fluke: look below it
+        elif steps_left >= CONFIRM_STEPS:  # the best pass was a fluke: look below it
             bad, good = good, max((step.rate for step in capacity.steps if step.passed and step.rate < good), default=0)
+        else:
+            break
     if capacity.confirmed is None:
         capacity.rate = good  # not confirmed: 0 when nothing passed
         capacity.limit = "budget" if steps_left <= 0 and good > 0 else "slo"
@@ -128,6 +133,6 @@ def find_capacity(
 
 def connections_ceiling(capacity: Capacity, connections: int) -> float:
     """The most requests/s ``connections`` can carry at the unloaded latency (Little's law: one request in
-    flight per connection); the lowest p99 of the passing steps stands in for that latency."""
-    latencies = [step.p99_ms for step in capacity.steps if step.passed and step.p99_ms > 0]
+    flight per connection); the lowest median of the passing steps stands in for that latency."""
+    latencies = [step.p50_ms for step in capacity.steps if step.passed and step.p50_ms > 0]
     return connections * 1000 / min(latencies) if latencies else math.inf

@@ -231,9 +231,9 @@ def _search_capacity(client: LoadClient, url: str, settings: BenchSettings, labe
     logger.info("capacity %s: closed-loop probe %s rps, p99 %.2f ms", label, f"{probe.rps:,.0f}", probe.p99_ms)
     last = probe
 
-    def run_at(rate: float) -> LoadResult:
+    def run_at(rate: float, seconds: float) -> LoadResult:
         nonlocal last
-        last = _load(client, _spec(url, settings, duration=step, rate=rate))
+        last = _load(client, _spec(url, settings, duration=seconds, rate=rate))
         verdict = "meets" if step_passes(last, rate, cast(float, settings.slo_p99_ms)) else "misses"
         logger.info(
             "capacity %s: %s rps -> achieved %s, p99 %.2f ms, %d errors: %s the goal",

@@ -1,12 +1,13 @@
 """Capacity under a latency goal (``bench.slo_p99_ms``): the highest open-loop rate whose p99 meets it.
 
-The search starts from the closed-loop throughput T of a short probe (no rate above about T can be served at
-this concurrency). It steps up from T/8, doubling, until a step fails; then bisects between the last rate that
+The search starts from the closed-loop throughput T of a short probe (no rate far above T can be served at
+this concurrency). It steps up from T/4, doubling, until a step fails; then bisects between the last rate that
 passed and the first that failed until they are within ``precision`` of each other; then runs the best rate
 once more, and only a rate that passed twice is the capacity (a fluke pass is bisected away). Each step is one
 open-loop run of ``step_seconds``; the search stops when its next step would overrun ``budget_seconds``.
-A step passes when it had no errors, its p99 met the goal and it achieved 95% of its rate; a rate fails only
-when two steps in a row at it missed (one hiccup of a shared machine is not a verdict).
+A step passes when it had no errors, its p99 met the goal and it achieved 95% of its rate; a narrow miss is
+run again, and the rate fails only when both missed (one hiccup of a shared machine is not a verdict), while
+a clear miss (p99 over 3 times the goal, or under 80% of the rate achieved) fails at once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from pyfly_hydra.bench.clients.base import LoadResult
 
-FIRST_SHARE = 1 / 8  # the first step's rate, as a share of the closed-loop throughput
+FIRST_SHARE = 1 / 4  # the first step's rate, as a share of the closed-loop throughput
+CLEAR_MISS = 3  # a step whose p99 is over this many times the goal missed it for certain: no second run
 ACHIEVED_SHARE = 0.95  # a step must complete this share of its rate
 CONFIRM_STEPS = 2  # the confirming run lasts this many steps: just above capacity a queue grows with time
 CONNECTIONS_SHARE = 0.8  # a capacity this close to what the connections can carry was limited by them
@@ -71,6 +73,11 @@ def step_passes(result: LoadResult, rate: float, slo_p99_ms: float) -> bool:
     return result.errors == 0 and result.p99_ms <= slo_p99_ms and result.rps >= ACHIEVED_SHARE * rate
 
 
+def clear_miss(result: LoadResult, rate: float, slo_p99_ms: float) -> bool:
+    """A miss no hiccup explains: p99 over ``CLEAR_MISS`` times the goal, or under 80% of the rate achieved."""
+    return result.p99_ms > CLEAR_MISS * slo_p99_ms or result.rps < 0.8 * rate
+
+
 def find_capacity(
     run_at: Callable[[float, float], LoadResult],
     *,
@@ -97,8 +104,11 @@ def find_capacity(
         return passed
 
     def passes(rate: float) -> bool:
-        """A miss is run again: a rate fails when it misses twice (one hiccup of the machine is not a verdict)."""
-        return run_once(rate) or (steps_left > 0 and run_once(rate))
+        """A narrow miss is run again: a rate fails when it misses twice (one hiccup of the machine is not a
+        verdict); a clear miss (an overloaded server) fails at once."""
+        if run_once(rate):
+            return True
+        return not clear_miss(results[rate], rate, slo_p99_ms) and steps_left > 0 and run_once(rate)
 
     good, bad = 0.0, math.inf
     rate = max(1.0, probe_rps * FIRST_SHARE)

@@ -57,9 +57,6 @@ class Workload:
         """One plain GET whose correct answer is any 2xx/3xx: what every client can send."""
         return len(self.kinds) == 1 and self.kinds[0].plain_get and self.kinds[0].expect in (None, 200)
 
-    def weights(self) -> list[float]:
-        return [kind.weight for kind in self.kinds]
-
 
 def path_workload(path: str, *, key: str = "bench.path") -> Workload:
     """``bench.path=/x``: one GET of that path, any 2xx/3xx correct."""

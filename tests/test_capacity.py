@@ -1,7 +1,8 @@
-"""Capacity under a p99 goal on real servers: the rate it reports is one the server serves within the goal,
-and 1.3 times that rate is not (or the search said the client, not the server, was the limit). The follow-up
-runs last as long as the search's steps: just above a server's capacity the queue, and so the p99, grows with
-time, so a rate's verdict is a verdict for a run of that length."""
+"""Capacity under a p99 goal on real servers: the rate it reports met the goal in a follow-up run (the search's
+confirming run, twice as long as a step, on the same server a moment later), and 1.3 times that rate did not
+(the step the search runs beyond its result), unless the search said the load client was the limit. Both run
+in the job itself: separate jobs minutes apart on this shared machine measured the same server at 4,000 and
+10,000 requests/s, so a follow-up in another process would test the machine's drift, not the search."""
 
 from __future__ import annotations
 
@@ -41,16 +42,19 @@ def test_the_capacity_serves_within_the_goal_and_a_third_more_does_not(tmp_path:
         f"bench.capacity.step_seconds={STEP}", "bench.capacity.budget_seconds=40",
     )  # fmt: skip
     search = found["capacity_search"]
-    assert found["capacity"] > 0 and search["limit"] in ("slo", "client"), search
-    rate = found["capacity"]
-    at_rate = _bench(tmp_path / "at", server, f"bench.rate={rate}", f"bench.duration={STEP}")
-    above = _bench(tmp_path / "above", server, f"bench.rate={round(1.3 * rate, 1)}", f"bench.duration={STEP}")
+    confirmed, beyond = search["steps"][-1], search["beyond"]
     figures = {
-        "capacity": rate,
+        "capacity": found["capacity"],
         "limit": search["limit"],
         "steps": [(step["rate"], step["p99_ms"], step["passed"]) for step in search["steps"]],
-        **{name: (run["rps"], run["p99_ms"], run["errors"]) for name, run in (("at", at_rate), ("above", above))},
+        "beyond": beyond,
     }
-    assert at_rate["errors"] == 0 and at_rate["p99_ms"] <= SLO_MS, figures
+    assert found["capacity"] > 0 and search["limit"] in ("slo", "client"), figures
+    # The follow-up at the reported rate (two steps long, the same server a moment later) met the goal...
+    assert confirmed["rate"] == pytest.approx(search["rate"], abs=0.1) and confirmed["passed"], figures
+    assert found["rate"] == pytest.approx(search["rate"], abs=0.1) and found["p99_ms"] <= SLO_MS, figures
+    assert found["errors"] == 0, figures
+    # ...and one at 1.3 times it did not, unless the load client was the limit.
+    assert beyond["rate"] == pytest.approx(1.3 * search["rate"], rel=1e-3), figures
     if search["limit"] == "slo":
-        assert above["p99_ms"] > SLO_MS or above["errors"] > 0 or above["rps"] < 0.95 * 1.3 * rate, figures
+        assert not beyond["passed"], figures

@@ -39,7 +39,8 @@ def test_the_capacity_is_the_knee_within_the_precision_and_passed_twice() -> Non
         return _knee(rate)
 
     capacity = _search(knee)
-    assert runs[-1] == (capacity.rate, 2)  # the confirming run lasts two steps
+    assert runs[-2] == (capacity.rate, 2)  # the confirming run lasts two steps
+    assert runs[-1] == (1.3 * capacity.rate, 1) and capacity.beyond is not None and not capacity.beyond.passed
     assert KNEE / 1.05 <= capacity.rate <= KNEE, capacity
     assert capacity.limit == "slo" and capacity.confirmed is not None
     assert [step.rate for step in capacity.steps].count(capacity.rate) == 2  # found, then confirmed
@@ -74,6 +75,18 @@ def test_a_fluke_pass_is_not_the_capacity() -> None:
 
     capacity = _search(fluke)
     assert capacity.rate <= KNEE and capacity.confirmed is not None, capacity.steps
+
+
+def test_a_capacity_whose_beyond_step_passes_too_is_called_unsteady() -> None:
+    confirmed: list[float] = []
+
+    def noise_then_quiet(rate: float, seconds: float) -> LoadResult:
+        if seconds == 2:  # the confirming run; after it the machine is quiet and every rate meets the goal
+            confirmed.append(rate)
+        return _result(rate, 10.0 if confirmed or rate <= KNEE else 400.0)
+
+    capacity = _search(noise_then_quiet)
+    assert capacity.limit == "unsteady" and capacity.beyond is not None and capacity.beyond.passed, capacity
 
 
 def test_nothing_passes() -> None:

@@ -23,6 +23,7 @@ FIRST_SHARE = 1 / 4  # the first step's rate, as a share of the closed-loop thro
 CLEAR_MISS = 3  # a step whose p99 is over this many times the goal missed it for certain: no second run
 ACHIEVED_SHARE = 0.95  # a step must complete this share of its rate
 CONFIRM_STEPS = 2  # the confirming run lasts this many steps: just above capacity a queue grows with time
+BEYOND = 1.3  # after the search, one step at this many times the capacity shows the knee
 CONNECTIONS_SHARE = 0.8  # a capacity this close to what the connections can carry was limited by them
 # What stopped the search, as the log says it.
 LIMITS = {
@@ -30,6 +31,7 @@ LIMITS = {
     "client": "the load client's CPU was the limit, not the server: pin them apart or add client CPUs",
     "connections": "bench.connections were the limit (one request in flight each): raise it",
     "budget": "bench.capacity.budget_seconds ran out before a rate passed twice: raise it",
+    "unsteady": "1.3 times the capacity met the goal too: the steps were noise (a busy machine?); pin and rerun",
 }
 
 
@@ -55,6 +57,7 @@ class Capacity:
     rate: float = 0.0
     confirmed: LoadResult | None = None  # the second run at ``rate``
     steps: list[Step] = field(default_factory=list)
+    beyond: Step | None = None  # one step at BEYOND times the capacity, which should miss the goal
     limit: str = "slo"  # a key of LIMITS
 
     def record(self) -> dict[str, Any]:
@@ -65,6 +68,7 @@ class Capacity:
             "limit": self.limit,
             "probe_rps": round(self.probe_rps, 1),
             "steps": [asdict(step) for step in self.steps],
+            "beyond": asdict(self.beyond) if self.beyond else None,
         }
 
 
@@ -134,10 +138,19 @@ def find_capacity(
     if capacity.confirmed is None:
         capacity.rate = good  # not confirmed: 0 when nothing passed
         capacity.limit = "budget" if steps_left <= 0 and good > 0 else "slo"
-    elif bad != math.inf and results[bad].saturated:
+        return capacity
+    if bad != math.inf and results[bad].saturated:
         capacity.limit = "client"
     elif capacity.rate >= CONNECTIONS_SHARE * connections_ceiling(capacity, connections):
         capacity.limit = "connections"
+    # The knee, shown: one step beyond the capacity, outside the budget; when it passes too, the steps were noise.
+    result = run_at(BEYOND * capacity.rate, step_seconds)
+    passed = step_passes(result, BEYOND * capacity.rate, slo_p99_ms)
+    capacity.beyond = Step(
+        BEYOND * capacity.rate, result.rps, result.p50_ms, result.p99_ms, result.errors, result.saturated, passed
+    )
+    if passed and capacity.limit == "slo":
+        capacity.limit = "unsteady"
     return capacity
 
 

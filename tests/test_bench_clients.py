@@ -7,6 +7,7 @@ import re
 import shutil
 import statistics
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -15,10 +16,11 @@ import pytest
 from pyfly_hydra.bench.clients.base import LoadSpec
 from pyfly_hydra.bench.clients.builtin import BuiltinClient
 from pyfly_hydra.bench.clients.external import LoadError
-from pyfly_hydra.bench.clients.h2load import H2loadClient, parse_h2load
+from pyfly_hydra.bench.clients.h2load import H2loadClient, parse_h2load, weighted_urls
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.clients.wrk import WrkClient, parse_wrk
 from pyfly_hydra.bench.process import pinned
+from pyfly_hydra.bench.workload import RequestKind, Workload
 from pyfly_hydra.errors import ConfigError
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -97,6 +99,24 @@ def test_h2load_live_figures_match_its_log(start_server, tmp_path: Path, server:
     assert parsed.p99_ms == durations[296] / 1e3  # nearest rank: ceil(0.99 * 300) = 297th
     timed = client.run(LoadSpec(url=running.url + "/", duration=1, connections=4))
     assert timed.requests > 0 and timed.errors == 0 and 0.9 < timed.duration < 1.5
+
+
+@needs_h2load
+def test_h2load_sends_a_get_list_by_weight_and_checks_the_expected_status(start_server, tmp_path: Path) -> None:
+    running = start_server("server=granian", "server.http=2", "server.access_log=false", http2_only=True)
+    kinds = (
+        RequestKind("plain", "GET", "/", (), b"", 3.0, 200),
+        RequestKind("json", "GET", "/json", (), b"", 1.0, 200),
+    )
+    spec = LoadSpec(url=running.url + "/", duration=1, connections=4, requests=400, workload=Workload("two", kinds))
+    assert weighted_urls(spec) == [running.url + "/"] * 3 + [running.url + "/json"]
+    assert H2loadClient().run(spec).errors == 0
+    missing = (RequestKind("missing", "GET", "/missing", (), b"", 1.0, 404),)
+    assert H2loadClient().run(replace(spec, workload=Workload("miss", missing))).errors == 0  # 404 expected
+    wrong = (RequestKind("missing", "GET", "/missing", (), b"", 1.0, 200),)
+    assert H2loadClient().run(replace(spec, workload=Workload("miss", wrong))).errors == 400
+    post = (RequestKind("order", "POST", "/upload", (), b"x", 1.0, 200),)
+    assert "plain GETs only" in str(H2loadClient().workload_refusal(Workload("post", post)))
 
 
 def test_auto_client_choice() -> None:

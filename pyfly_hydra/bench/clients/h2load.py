@@ -89,9 +89,9 @@ class H2loadClient:
 
 
 def weighted_urls(spec: LoadSpec) -> list[str]:
-    """The URLs h2load cycles through: the URL itself, or each path of the workload ``round(weight / lightest)``
-    times (at most ``MAX_URLS`` in all, the weights scaled down to fit)."""
-    if spec.workload is None or spec.workload.single_plain_get:
+    """The URLs h2load cycles through: the URL itself, or each path of the workload (on the URL's origin)
+    ``round(weight / lightest)`` times (at most ``MAX_URLS`` in all, the weights scaled down to fit)."""
+    if spec.workload is None:
         return [spec.url]
     origin = spec.url.split("/", 3)[:3]
     weights = [kind.weight for kind in spec.workload.kinds]

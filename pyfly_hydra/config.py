@@ -162,6 +162,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    # Set by a promoted environment (pyfly-hydra-promote): where its settings were measured, and on what machine.
+    provenance: dict[str, Any] | None = None
 
 
 SCHEMA_NAME = "pyfly_hydra_schema"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform as platform_module
 import sys
 import textwrap
@@ -10,24 +9,14 @@ from dataclasses import fields
 
 from pyfly_hydra import __version__
 from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketProperties
-from pyfly_hydra.resolvers import LOOP_TARGETS, MODULES, REASONS, Candidate, cascade, is_installed
+from pyfly_hydra.machine import installed_version
+from pyfly_hydra.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, is_installed
 from pyfly_hydra.servers.base import PROPERTY_GROUPS, ServerAdapter, Support
 from pyfly_hydra.servers.granian import GranianServer
 from pyfly_hydra.servers.hypercorn import HypercornServer
 from pyfly_hydra.servers.uvicorn import UvicornServer
 
 SERVER_ADAPTERS: tuple[type[ServerAdapter], ...] = (GranianServer, UvicornServer, HypercornServer)
-
-
-def installed_version(name: str) -> str:
-    """The installed version of a server or loop, ``built in`` for asyncio, ``-`` when missing."""
-    module = MODULES.get(name, name)
-    if module is None:
-        return f"built in (Python {platform_module.python_version()})"
-    try:
-        return importlib.metadata.version(module)
-    except importlib.metadata.PackageNotFoundError:
-        return "-"
 
 
 def _cascade_lines(candidates: list[Candidate]) -> list[str]:

@@ -116,11 +116,28 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     return Plan(server=server, loop=loop, app=app, info=info)
 
 
+def _notice_another_machine(provenance: DictConfig | None) -> None:
+    """One notice line when a promoted environment was measured on a machine unlike this one."""
+    if provenance is None or provenance.get("machine") is None:
+        return
+    from pyfly_hydra.machine import differences, fingerprint  # only environments from pyfly-hydra-promote pay
+
+    changed = differences(OmegaConf.to_container(provenance.machine), fingerprint())  # type: ignore[arg-type]
+    if changed:
+        logger.warning(
+            "notice: this environment was tuned on another machine (%s; sweep %s): its figures may not hold here;"
+            " re-run the sweep on this machine to re-tune",
+            ", ".join(changed),
+            provenance.get("sweep", "-"),
+        )
+
+
 def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     """Serve the configured app until SIGINT/SIGTERM; return the exit code."""
     plan = make_plan(cfg, output_dir)
     check_listener(host=plan.info.host, port=plan.info.port, uds=plan.info.uds, fd=plan.info.fd)
     logger.info(plan.info.log_line())
+    _notice_another_machine(cfg.provenance)
     if output_dir is not None:
         plan.info.write(output_dir)
     os.environ[SERVER_ENV] = plan.server.name

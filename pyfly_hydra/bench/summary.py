@@ -174,10 +174,8 @@ def _differences(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
     return changed
 
 
-def best_yaml(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> str:
-    """The winner as a ``# @package _global_`` env file: its server and loop, and every non-default key."""
-    configuration = ranked[0]
-    winner = configuration.first
+def env_body(winner: Record) -> dict[str, Any]:
+    """A job's settings as an env file's body: its server and loop, and every non-default key."""
     server = winner["choices"]["server"] if winner["choices"]["server"] not in (None, "auto") else winner["server"]
     loop = winner["choices"]["loop"] if winner["choices"]["loop"] not in (None, "auto") else winner["loop"]
     body: dict[str, Any] = {"defaults": [{"override /server": server}, {"override /loop": loop}]}
@@ -188,9 +186,15 @@ def best_yaml(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> s
     server_settings = _differences(winner["server_config"], asdict(ServerProperties()))
     if server_settings:
         body["server"] = server_settings
+    return body
+
+
+def winner_lines(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> list[str]:
+    """Comment lines on the winner: what it is, its figures with their uncertainty, and any tie."""
+    configuration = ranked[0]
+    winner = configuration.first
     low, high = configuration.spread
-    header = [
-        "# @package _global_",
+    lines = [
         f"# Winner of the benchmark sweep in {sweep_dir}: {winner['server']} {winner['server_version']},"
         f" loop {winner['loop']}, workers {winner['workers']}, workload {winner.get('workload', '-')}:",
         f"#   median {metric} {configuration.median:,.2f} over n={configuration.n} round(s) (spread {low:,.2f}-"
@@ -199,15 +203,22 @@ def best_yaml(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> s
     ]
     tied = [c for c in ranked[1:] if c.verdict == "tie"]
     if tied:
-        header += [
+        lines += [
             "# Tied with (the data cannot tell them apart): " + "; ".join(f"`{c.label}`" for c in tied),
             f"#   tie broken by: {tie_break_rule(METRICS[metric])}.",
         ]
-    header += [
-        "# Commit it as conf/env/<name>.yaml (or <your --config-dir>/env/<name>.yaml) and serve with:",
-        "#   python -m pyfly_hydra env=<name>",
+    return lines
+
+
+def best_yaml(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> str:
+    """The winner as a ``# @package _global_`` env file: its server and loop, and every non-default key."""
+    header = [
+        "# @package _global_",
+        *winner_lines(ranked, sweep_dir=sweep_dir, metric=metric),
+        "# Promote it with its provenance (machine, versions): pyfly-hydra-promote <this sweep dir> <name>",
+        "#   then serve with: python -m pyfly_hydra env=<name>",
     ]
-    return "\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body))
+    return "\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(env_body(ranked[0].first)))
 
 
 def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: str) -> bool:

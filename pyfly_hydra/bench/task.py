@@ -27,6 +27,7 @@ from pyfly_hydra.bench.rounds import sweep_rounds
 from pyfly_hydra.bench.workload import Workload, path_workload, workload_from_config
 from pyfly_hydra.config import SCHEMA_NAME
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.machine import fingerprint
 from pyfly_hydra.messages import describe
 from pyfly_hydra.serve import Plan, make_plan
 
@@ -326,6 +327,7 @@ def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:
         "app_factory": cfg.app_factory,
         "metric": cfg.bench.metric,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": fingerprint(),
     }
 
 

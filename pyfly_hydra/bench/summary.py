@@ -14,7 +14,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from pyfly_hydra.bench.task import METRICS, RECORD_NAME
+from pyfly_hydra.bench.outcome import RECORD_NAME
+from pyfly_hydra.bench.task import METRICS
 from pyfly_hydra.bench.uncertainty import (
     Configuration,
     Record,

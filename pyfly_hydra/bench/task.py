@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pyfly_hydra.bench.capacity import LIMITS, Capacity, find_capacity, step_passes
 from pyfly_hydra.bench.clients.base import KindResult, LoadClient, LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.registry import select_client
+from pyfly_hydra.bench.outcome import RECORD_NAME, BenchOutcome
 from pyfly_hydra.bench.probe import http1_answers, http2_answers
 from pyfly_hydra.bench.process import ServerProcess, Usage, UsageSampler, free_port, parse_cpus, pinned
 from pyfly_hydra.bench.progress import Progress
@@ -33,7 +34,6 @@ from pyfly_hydra.serve import Plan, make_plan
 
 logger = logging.getLogger("pyfly_hydra")
 
-RECORD_NAME = "bench.json"
 # What a job returns to Hydra sweepers, and whether bigger is better.
 METRICS: dict[str, bool] = {"rps": True, "p50_ms": False, "p90_ms": False, "p99_ms": False, "capacity": True}
 STOP_MARGIN_SECONDS = 10.0
@@ -362,8 +362,8 @@ def _log_result(record: dict[str, Any]) -> None:
         )
 
 
-def run_bench(cfg: DictConfig, output_dir: Path) -> float:
-    """Benchmark the configured server; write ``bench.json``; return ``bench.metric``.
+def run_bench(cfg: DictConfig, output_dir: Path) -> BenchOutcome:
+    """Benchmark the configured server; write ``bench.json``; return ``bench.metric`` carrying the record.
 
     In a sweep (``-m``) a job that fails records its reason in ``bench.json`` and returns NaN, so the
     other jobs still run and the summary shows the failure; a single run fails with one clear line.
@@ -385,7 +385,7 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> float:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             raise
         logger.error("bench failed: %s", reason)
-        return math.nan
+        return BenchOutcome(math.nan, record)
     (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
     _log_result(record)
-    return float(record[settings.metric])
+    return BenchOutcome(float(record[settings.metric]), record)

@@ -1,0 +1,46 @@
+"""A benchmark job's result as it travels back to the sweep: the metric, carrying the job's record.
+
+On one machine a job's ``bench.json`` is already where the summary reads it. On a cluster whose nodes do not
+share a filesystem it is on the node that ran the job; the record travels back inside the job's return value
+and :func:`land_records` writes it where the driver's summary looks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn
+
+RECORD_NAME = "bench.json"
+
+
+class BenchOutcome(float):
+    """``bench.metric`` (what a sweeper optimises) with the job's whole record attached."""
+
+    record: dict[str, Any]
+
+    def __new__(cls, value: float, record: dict[str, Any]) -> BenchOutcome:
+        outcome = super().__new__(cls, value)
+        outcome.record = record
+        return outcome
+
+    def __reduce__(self) -> tuple[type[BenchOutcome], tuple[float, dict[str, Any]]]:
+        return (BenchOutcome, (float(self), self.record))
+
+
+def land_records(returns: Iterable[JobReturn]) -> list[Path]:
+    """Write each returned record into its job dir on this machine where it is not there yet; return those."""
+    landed = []
+    for job_return in returns:
+        outcome = getattr(job_return, "_return_value", None)
+        if not isinstance(outcome, BenchOutcome) or job_return.working_dir is None:
+            continue
+        path = Path(job_return.working_dir) / RECORD_NAME
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(outcome.record, indent=2) + "\n")
+            landed.append(path)
+    return landed

@@ -31,14 +31,21 @@ class BenchOutcome(float):
         return (BenchOutcome, (float(self), self.record))
 
 
+def job_output_dir(job_return: JobReturn) -> Path | None:
+    """The job's output dir (``hydra.runtime.output_dir``; ``working_dir`` is the cwd it ran in)."""
+    if job_return.hydra_cfg is None:
+        return None
+    return Path(job_return.hydra_cfg.hydra.runtime.output_dir)
+
+
 def land_records(returns: Iterable[JobReturn]) -> list[Path]:
     """Write each returned record into its job dir on this machine where it is not there yet; return those."""
     landed = []
     for job_return in returns:
-        outcome = getattr(job_return, "_return_value", None)
-        if not isinstance(outcome, BenchOutcome) or job_return.working_dir is None:
+        outcome, job_dir = getattr(job_return, "_return_value", None), job_output_dir(job_return)
+        if not isinstance(outcome, BenchOutcome) or job_dir is None:
             continue
-        path = Path(job_return.working_dir) / RECORD_NAME
+        path = job_dir / RECORD_NAME
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(outcome.record, indent=2) + "\n")

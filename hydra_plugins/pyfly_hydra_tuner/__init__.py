@@ -1,0 +1,1 @@
+"""pyfly-hydra's Hydra sweeper: ``hydra/sweeper=tune`` (see :mod:`.tune_sweeper`)."""

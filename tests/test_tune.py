@@ -1,0 +1,107 @@
+"""hydra/sweeper=tune: a model-based search over real servers that resumes by study name."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import assert_one_line_error, run_cli
+
+SHORT = ["bench.duration=1", "bench.warmup=1", "bench.connections=8"]
+SPACE = [
+    "server=granian,uvicorn,hypercorn",
+    "loop=uvloop,asyncio",
+    "server.workers=range(1,3)",
+    "+hydra.sweeper.spaces.granian={server.granian.runtime_threads:'range(1,3)'}",
+]
+
+
+def trials(study_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO((study_dir / "trials.csv").read_text())))
+
+
+def job_overrides(job_dir: Path) -> list[str]:
+    return yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_search_of_twelve_trials_resumes_by_study_name(tmp_path: Path) -> None:
+    """As a user runs it: `+sweep=tune` from their directory, the study in multirun/tune/<name>."""
+    first = run_cli(
+        "+sweep=tune", "hydra.sweeper.study_name=ci", "hydra.sweeper.n_trials=12", "hydra.sweeper.seed=1",
+        *SPACE, *SHORT, cwd=tmp_path, users_defaults=True, timeout=300,
+    )  # fmt: skip
+    study_dir = tmp_path / "multirun" / "tune" / "ci"
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "study ci created" in first.stdout
+    after_first = trials(study_dir)
+    assert len(after_first) == 12
+    assert {row["state"] for row in after_first} == {"complete"}, after_first
+    assert len({row["server"] for row in after_first}) >= 2  # the space was searched, not one corner of it
+
+    second = run_cli(
+        "+sweep=tune", "hydra.sweeper.study_name=ci", "hydra.sweeper.n_trials=3", *SPACE, *SHORT,
+        cwd=tmp_path, users_defaults=True, timeout=120,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "study ci resumed" in second.stdout and "12 trials so far" in second.stdout
+    rows = trials(study_dir)
+    assert [int(row["trial"]) for row in rows] == list(range(15))
+    # Job dirs do not collide: the resumed trials took jobs 12-14, and every job kept its own record.
+    assert [row["jobs"] for row in rows] == [str(number) for number in range(15)]
+    job_dirs = sorted((path for path in study_dir.iterdir() if path.name.isdigit()), key=lambda p: int(p.name))
+    assert [path.name for path in job_dirs] == [str(number) for number in range(15)]
+    for row, job_dir in zip(rows, job_dirs, strict=True):
+        record = json.loads((job_dir / "bench.json").read_text())
+        assert record["status"] == "ok" and record["server"] == row["server"]
+        assert float(row["value"]) == pytest.approx(record["rps"])
+        overrides = job_overrides(job_dir)
+        # granian's own keys are drawn for granian trials only.
+        assert any(o.startswith("server.granian.runtime_threads=") for o in overrides) == (row["server"] == "granian")
+    # The same summary as a grid sweep, over every trial of the study.
+    summary = (study_dir / "summary.md").read_text()
+    assert "Benchmark sweep" in summary and (study_dir / "best.yaml").is_file()
+    csv_rows = list(csv.DictReader(io.StringIO((study_dir / "summary.csv").read_text())))
+    assert sorted(int(row["job"]) for row in csv_rows) == list(range(15))
+
+
+def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_path: Path) -> None:
+    """hypercorn refuses server.max_requests_per_worker: that trial fails; granian's is told the median of 2."""
+    result = run_cli(
+        "-m", "mode=bench", "hydra/sweeper=tune", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler=random",
+        "hydra.sweeper.seed=0", "bench.rounds=2", "server=choice(granian,hypercorn)",
+        "+hydra.sweeper.spaces.hypercorn={server.max_requests_per_worker:50}", f"hydra.sweep.dir={tmp_path}", *SHORT,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {row["server"]: row for row in trials(tmp_path)}
+    if set(rows) != {"granian", "hypercorn"}:
+        pytest.fail(f"seed 0 was expected to draw both servers: {rows}")
+    assert rows["hypercorn"]["state"] == "fail" and "max_requests_per_worker" in rows["hypercorn"]["reason"]
+    granian = rows["granian"]
+    rounds = [float(value) for value in granian["rounds"].split()]
+    assert granian["state"] == "complete" and len(rounds) == 2
+    assert float(granian["value"]) == pytest.approx(sum(rounds) / 2, rel=1e-4)  # the median of two
+    assert len(granian["jobs"].split()) == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        (["hydra.sweeper.n_trials=0"], ["hydra.sweeper.n_trials=0", ">= 1"]),
+        (["hydra.sweeper.direction=up"], ["hydra.sweeper.direction=up", "maximize"]),
+        (["hydra.sweeper.sampler=cmaes"], ["hydra.sweeper.sampler=cmaes", "tpe"]),
+        (["server.workers=range(3,1)"], ["server.workers", "is empty"]),
+        (["+hydra.sweeper.spaces.nginx={server.workers:2}"], ["hydra.sweeper.spaces=nginx", "granian"]),
+        (["hydra.sweeper.storage=nosuchdb://x"], ["hydra.sweeper.storage=nosuchdb://x", "cannot be opened"]),
+    ],
+)
+def test_bad_tuner_settings_are_one_line(tmp_path: Path, overrides: list[str], fragments: list[str]) -> None:
+    result = run_cli("-m", "mode=bench", "hydra/sweeper=tune", f"hydra.sweep.dir={tmp_path}", *overrides)
+    assert_one_line_error(result, *fragments)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pyfly_hydra.tune.space import parse_space
 from tests.conftest import assert_one_line_error, run_cli
 
 SHORT = ["bench.duration=1", "bench.warmup=1", "bench.connections=8"]
@@ -105,3 +106,32 @@ def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_pat
 def test_bad_tuner_settings_are_one_line(tmp_path: Path, overrides: list[str], fragments: list[str]) -> None:
     result = run_cli("-m", "mode=bench", "hydra/sweeper=tune", f"hydra.sweep.dir={tmp_path}", *overrides)
     assert_one_line_error(result, *fragments)
+
+
+def test_the_space_reads_hydras_sweep_grammar() -> None:
+    import optuna
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    space = parse_space(
+        params={"server": "granian,uvicorn", "bench.round": "1,2,3", "bench.connections": 16},
+        arguments=["server.workers=range(1,4)", "+x=tag(int,interval(1,64))", "y=tag(log,interval(0.1,10))"],
+        spaces={"granian": {"server.granian.runtime_mode": "st,mt"}},
+        parser=OverridesParser.create(),
+        default_server="auto",
+    )
+    assert space.rounds == ["1", "2", "3"] and space.fixed == ["bench.connections=16"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: dict[str, set[str]] = {}
+    for _ in range(60):
+        trial = study.ask()
+        for override in space.suggest(trial):
+            key, value = override.split("=", 1)
+            seen.setdefault(key, set()).add(value)
+        assert any(o.startswith("server.granian.") for o in space.suggest(trial)) == (
+            trial.params["server"] == "granian"
+        )
+        study.tell(trial, 1.0)
+    assert seen["server.workers"] == {"1", "2", "3"}  # range's stop excluded, as in Hydra's grid
+    assert all(value.isdigit() and 1 <= int(value) <= 64 for value in seen["+x"])
+    assert all(0.1 <= float(value) <= 10 for value in seen["y"])
+    assert seen["server.granian.runtime_mode"] == {"st", "mt"}

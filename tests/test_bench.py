@@ -104,6 +104,7 @@ def test_two_job_sweep_summary_and_best_yaml(tmp_path: Path) -> None:
     assert summary in output  # printed for the person who ran the sweep
     assert "n=1: no confidence" in summary and "bench.rounds=3" in summary
     assert (sweep_dir / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table" in (sweep_dir / "summary.html").read_text()
     best = (sweep_dir / "best.yaml").read_text()
     assert best.startswith("# @package _global_")
     winner = rows[0]["server"]

@@ -321,6 +321,10 @@ def write_summary(sweep_dir: Path, records: list[Record]) -> list[Path]:
     write_csv(written[0], ranked)
     written[1].write_text(markdown(ranked, sweep_dir=sweep_dir, metric=metric))
     title = f"pyfly-hydra sweep, workload {_workload(records)}: {sweep_dir}"
+    from pyfly_hydra.bench.report_html import write_html  # here: it imports this module's helpers
+
+    write_html(sweep_dir / "summary.html", ranked, title=title, metric=metric)
+    written.append(sweep_dir / "summary.html")
     if write_chart(sweep_dir / "summary.png", ranked, title=title, metric=metric):
         written.append(sweep_dir / "summary.png")
     else:

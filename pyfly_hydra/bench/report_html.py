@@ -12,12 +12,10 @@ import math
 import re
 from pathlib import Path
 
-from pyfly_hydra.bench.summary import VERDICTS, _advice, _number, _ratio
+from pyfly_hydra.bench.summary import OTHER_COLOUR, SERVER_COLOURS, VERDICTS, _advice, _number, _ratio
 from pyfly_hydra.bench.task import METRICS
 from pyfly_hydra.bench.uncertainty import Configuration
 
-COLOURS = {"granian": "#2a9d8f", "uvicorn": "#e9c46a", "hypercorn": "#e76f51"}  # as in summary.png
-OTHER_COLOUR = "#8d99ae"
 MARKUP = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|\*([^*]+)\*")  # summary.md's code, bold and italics
 TEXT_CLASSES = {"configuration": "label", "status": "status"}  # other text columns: "text", not wrapped
 Cell = tuple[str, float | None]  # its HTML, and the number it sorts by (None: a text column)
@@ -261,7 +259,7 @@ def _chart(ranked: list[Configuration], metric: str, digits: int) -> str:
             continue
         low, high = c.spread
         length = c.median * scale
-        fill = COLOURS.get(str(first.get("server")), OTHER_COLOUR)
+        fill = SERVER_COLOURS.get(str(first.get("server")), OTHER_COLOUR)
         box = f'x="{label_width}" y="{y + 4}" width="{length:.1f}" height="{row - 8}"'
         summary = f"{c.median:,.{digits}f} (n={c.n}) {VERDICTS[c.verdict].replace('**', '')}"
         parts.append(
@@ -284,7 +282,7 @@ def _chart(ranked: list[Configuration], metric: str, digits: int) -> str:
     parts.append(f'<text x="{label_width}" y="{bottom + 36}">{html.escape(caption)}</text>')
     x = label_width
     for server in sorted({str(c.first.get("server")) for c in ranked if c.values}):
-        colour = COLOURS.get(server, OTHER_COLOUR)
+        colour = SERVER_COLOURS.get(server, OTHER_COLOUR)
         parts.append(f'<rect class="legend" x="{x}" y="{bottom + 46}" width="10" height="10" fill="{colour}"/>')
         parts.append(f'<text x="{x + 14}" y="{bottom + 55}">{html.escape(server)}</text>')
         x += 24 + 7 * len(server)

@@ -34,6 +34,8 @@ CSV_COLUMNS = (
     "p50_ms", "p90_ms", "p99_ms", "max_ms", "server_cpu_percent", "server_peak_rss_mib", "client_cpu_cores",
     "client_saturated",
 )  # fmt: skip
+SERVER_COLOURS = {"granian": "#2a9d8f", "uvicorn": "#e9c46a", "hypercorn": "#e76f51"}  # summary.png and .html
+OTHER_COLOUR = "#8d99ae"
 NOT_ENV_KEYS = ("host", "port")  # a benchmark always serves on 127.0.0.1 and a free port
 VERDICTS = {
     "best": "**best**",
@@ -234,7 +236,7 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
     except ImportError:
         return False
     rows = list(reversed(ranked))  # best at the top
-    colours = {"granian": "#2a9d8f", "uvicorn": "#e9c46a", "hypercorn": "#e76f51"}
+    colours = SERVER_COLOURS
     figure, axis = plt.subplots(figsize=(11, 1.2 + 0.55 * len(rows)))
     labels = [f"{c.first['server']}/{c.first['loop']} x{c.first['workers']}  ({c.label})" for c in rows]
     values = [0.0 if math.isnan(c.median) else c.median for c in rows]
@@ -244,7 +246,7 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
     ]
     bars = axis.barh(
         labels, values, xerr=whiskers, capsize=3, edgecolor="black",
-        color=[colours.get(c.first["server"], "#8d99ae") for c in rows],
+        color=[colours.get(c.first["server"], OTHER_COLOUR) for c in rows],
     )  # fmt: skip
     for bar, configuration in zip(bars, rows, strict=True):
         if configuration.first["loop"] == "asyncio":

@@ -176,6 +176,7 @@ def test_systemd_socket_activation(start_server, server: str) -> None:
         (["server.uds=pyproject.toml"], ["exists and is not a socket"]),
         (["server=uvicorn", "server.fd=0"], ["server.fd=0", "is not a socket"]),
         (["server=uvicorn", "server.fd=999"], ["server.fd=999", "not an open file descriptor"]),
+        (["server=granian", "server.fd=0"], ["server.fd=0", "is not a socket"]),
         (["server=uvicorn", "server.fd=-1"], ["server.fd=-1", "0..65535"]),
         (["server.uds_permissions=999", "server.uds=/tmp/x.sock"], ["server.uds_permissions=999", "octal"]),
         (["server.uds_permissions=660"], ["needs server.uds"]),

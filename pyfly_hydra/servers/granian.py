@@ -114,10 +114,7 @@ class GranianServer(ServerAdapter):
         "worker_rss_check_interval": Support("rss_sample_interval"),
         "uds": Support("uds"),
         "uds_permissions": Support("uds_permissions"),
-        "fd": Support(
-            "SocketHolder",
-            "granian's own socket holder built from the inherited fd (its private _init_shared_socket hook)",
-        ),
+        "fd": Support("SocketHolder"),  # built from the inherited fd in granian's _init_shared_socket hook
         "root_path": Support("url_path_prefix"),
         "lifespan": Support("interface"),
         "max_header_bytes": Support(

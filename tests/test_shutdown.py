@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -81,3 +82,43 @@ def test_sigterm_to_the_whole_process_group_still_drains(start_server, server: s
     client.join(timeout=30)
     assert result.get("status") == 200, running.log()
     assert running.process.wait(timeout=20) == 0, running.log()
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One HTTP/1.1 response with a Content-Length body (b"" when the server closed instead)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(
+        next(line.split(b":")[1] for line in head.lower().split(b"\r\n") if line.startswith(b"content-length"))
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_a_request_on_an_idle_connection_while_the_server_stops_is_answered(
+    start_server, server: str, workers: int
+) -> None:
+    """uvicorn and hypercorn close idle keep-alive connections the moment a worker stops, racing a client
+    sending its next request on one; pyfly-hydra holds them until the keep-alive timeout instead. (granian
+    closes them in Rust, hyper's graceful shutdown, out of reach: README, Shutdown.)"""
+    running = start_server(f"server={server}", f"server.workers={workers}", "server.keep_alive_timeout=5")
+    request = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as idle:
+        idle.sendall(request)
+        assert _read_response(idle).startswith(b"HTTP/1.1 200")
+        running.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # every worker has been told to stop; the connection sits idle
+        idle.sendall(request)
+        answer = _read_response(idle)
+        assert answer.startswith(b"HTTP/1.1 200"), (answer, running.log())
+        assert b"\r\nconnection: close\r\n" in answer.lower(), answer  # the client is told ...
+        assert idle.recv(1) == b""  # ... and the connection closed: the worker is stopping
+    assert running.wait_exit(timeout=20) == 0, running.log()

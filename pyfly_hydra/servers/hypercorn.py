@@ -79,9 +79,8 @@ class HypercornServer(ServerAdapter):
         "max_concurrent_connections": Support(None, "hypercorn has no connection limit"),
         "max_requests_per_worker": Support(
             None,
-            "a recycling hypercorn worker closes kept-alive connections under clients that are sending"
-            " (64 of 3,000 requests failed, recycling every 300); use server.worker_max_lifetime or"
-            " server.worker_max_rss_mib (new worker before old)",
+            "hypercorn's own request count stops a worker before any replacement is up; use"
+            " server.worker_max_lifetime or server.worker_max_rss_mib (new worker before old)",
         ),
         "worker_max_lifetime": Support("Supervisor", "pyfly-hydra's supervisor, new worker 3.5 s before old"),
         "worker_max_rss_mib": Support("Supervisor", "pyfly-hydra's supervisor, new worker 3.5 s before old"),
@@ -158,9 +157,9 @@ class HypercornServer(ServerAdapter):
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """One worker serves in this process; more, or reload, run under pyfly-hydra's supervisor."""
-        from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
         from hypercorn.utils import LifespanFailureError
 
+        from pyfly_hydra.servers.hypercorn_idle import asyncio_worker, uvloop_worker
         from pyfly_hydra.servers.hypercorn_workers import Supervisor
 
         config = self.build_config(app=app, loop=loop)

@@ -1,0 +1,69 @@
+"""hypercorn's workers without its stop-time races on kept-alive connections.
+
+When a hypercorn worker is told to stop, the idle timer of every kept-alive connection wakes at once and
+closes it, racing a client that is sending its next request on it: that request is lost ("Server
+disconnected without sending a response"; seen in the recycling test). And a response finished while
+stopping is followed by a close the client was not told of, so a client that sends at once (wrk under
+load) loses the next one. Here, as pyfly-hydra's uvicorn protocol does:
+
+- the idle timer only runs out (``server.keep_alive_timeout``): a request that arrives first is answered;
+- a response sent while the worker stops says ``Connection: close``, and hypercorn then closes.
+
+A stop waits at most the keep-alive timeout for idle clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hypercorn.asyncio.tcp_server import TCPServer
+    from hypercorn.config import Config, Sockets
+    from hypercorn.protocol.events import Event
+    from hypercorn.protocol.h11 import H11Protocol
+
+
+async def _idle_timeout(self: TCPServer) -> None:
+    """hypercorn's own, without waking when the worker stops (see the module docstring)."""
+    await asyncio.sleep(self.config.keep_alive_timeout)
+    await asyncio.shield(self._initiate_server_close())
+
+
+def _closing_when_stopping(stream_send: Callable[[H11Protocol, Event], Awaitable[None]]) -> Callable[..., Any]:
+    """hypercorn's ``H11Protocol.stream_send``, adding ``Connection: close`` to a response sent while stopping."""
+    from hypercorn.protocol.events import Response
+
+    async def send(self: H11Protocol, event: Event) -> None:
+        if isinstance(event, Response) and event.status_code >= 200 and self.context.terminated.is_set():
+            event = replace(event, headers=[*event.headers, (b"connection", b"close")])
+        await stream_send(self, event)
+
+    return send
+
+
+def hold_idle_connections_through_stop() -> None:
+    """Patch hypercorn in this process (each worker process calls it before serving)."""
+    from hypercorn.asyncio.tcp_server import TCPServer
+    from hypercorn.protocol.h11 import H11Protocol
+
+    TCPServer._idle_timeout = _idle_timeout  # type: ignore[method-assign]
+    H11Protocol.stream_send = _closing_when_stopping(H11Protocol.stream_send)  # type: ignore[method-assign]
+
+
+def asyncio_worker(config: Config, sockets: Sockets | None = None, shutdown_event: Any = None) -> None:
+    """hypercorn's asyncio worker, idle connections held through its stop."""
+    from hypercorn.asyncio.run import asyncio_worker as hypercorn_worker
+
+    hold_idle_connections_through_stop()
+    hypercorn_worker(config, sockets=sockets, shutdown_event=shutdown_event)
+
+
+def uvloop_worker(config: Config, sockets: Sockets | None = None, shutdown_event: Any = None) -> None:
+    """hypercorn's uvloop worker, idle connections held through its stop."""
+    from hypercorn.asyncio.run import uvloop_worker as hypercorn_worker
+
+    hold_idle_connections_through_stop()
+    hypercorn_worker(config, sockets=sockets, shutdown_event=shutdown_event)

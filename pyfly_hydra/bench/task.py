@@ -305,7 +305,7 @@ def _kinds(result: LoadResult, workload: Workload) -> tuple[KindResult, ...]:
     return (KindResult(workload.kinds[0].name, result.requests, result.errors, result.p50_ms, result.p99_ms),)
 
 
-def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:
+def _describe_run(cfg: DictConfig, plan: Plan | None, started: float) -> dict[str, Any]:
     choices = HydraConfig.get().runtime.choices
     server_config = OmegaConf.to_container(cfg.server, resolve=False)
     overrides, task = job_overrides(), HydraConfig.get().overrides.task
@@ -326,7 +326,7 @@ def _describe_run(cfg: DictConfig, plan: Plan | None) -> dict[str, Any]:
         "server_config": {k: v for k, v in server_config.items() if k != "_target_"},  # type: ignore[union-attr]
         "app_factory": cfg.app_factory,
         "metric": cfg.bench.metric,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": round(started, 3),  # epoch seconds; with "finished", the job's wall-clock window
         "machine": fingerprint(),
     }
 
@@ -369,6 +369,7 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> BenchOutcome:
     other jobs still run and the summary shows the failure; a single run fails with one clear line.
     """
     plan: Plan | None = None
+    started = time.time()
     try:
         settings = bench_settings(cfg.bench)
         plan = make_plan(cfg)
@@ -376,11 +377,12 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> BenchOutcome:
             if listener is not None:
                 allowed = "mode=bench serves on a free 127.0.0.1 port; unset it to benchmark"
                 raise ConfigError(f"server.{key}", listener, allowed)
-        record = {**_describe_run(cfg, plan), "status": "ok", "reason": None}
-        record.update(_measure(cfg, plan, settings, output_dir))
+        record = {**_describe_run(cfg, plan, started), "status": "ok", "reason": None}
+        record.update(_measure(cfg, plan, settings, output_dir), finished=round(time.time(), 3))
     except Exception as error:
         reason, _ = describe(error)
-        record = {**_describe_run(cfg, plan), "status": "failed", "reason": reason}
+        record = {**_describe_run(cfg, plan, started), "status": "failed", "reason": reason}
+        record["finished"] = round(time.time(), 3)
         (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             raise

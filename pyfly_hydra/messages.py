@@ -12,6 +12,8 @@ from pyfly_hydra.errors import PyflyHydraError, format_value
 from pyfly_hydra.known_keys import USAGE_EXIT_CODE, schema_node, unknown_key_message
 
 QUOTE_WORTHY = "=?,[]{}()*:"  # characters Hydra's override grammar gives a meaning to
+# Hydra plugins of ours that exist only with an extra installed: the module, its config choice, the extra.
+OPTIONAL_PLUGINS = {"hydra_plugins.pyfly_hydra_ray.": ("hydra/launcher", "ray_bench", "ray")}
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -71,5 +73,9 @@ def describe(error: BaseException) -> tuple[str, int]:
                 hint = f"quote the value: '{key}=\"{value}\"' (= , [ ] {{ }} and more mean something to Hydra)"
                 return f"{cause.override}: not a valid override; {hint}", USAGE_EXIT_CODE
             return f"{cause.override}: not a valid override ({reason}); expected key=value", USAGE_EXIT_CODE
+        if isinstance(cause, RuntimeError) and str(cause).startswith("Unknown plugin class"):
+            for module, (group, choice, extra) in OPTIONAL_PLUGINS.items():
+                if module in str(cause):
+                    return f"{group}={choice}: needs pip install 'pyfly-hydra[{extra}]'", USAGE_EXIT_CODE
     first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
     return f"{first.strip()} ({type(error).__name__})", 1

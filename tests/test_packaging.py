@@ -21,6 +21,9 @@ EXPECTED = [
     "pyfly_hydra/conf/hydra/sweeper/tune.yaml",
     "pyfly_hydra/conf/sweep/tune.yaml",
     "hydra_plugins/pyfly_hydra_tuner/tune_sweeper.py",
+    "pyfly_hydra/conf/hydra/launcher/ray_bench.yaml",
+    "hydra_plugins/pyfly_hydra_ray/ray_bench.py",
+    "hydra_plugins/pyfly_hydra_ray/_launcher.py",
 ]
 
 

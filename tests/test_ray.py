@@ -179,6 +179,21 @@ def test_sweep_runs_one_job_at_a_time_and_lands_records_from_a_separate_filesyst
         assert f"`{record['label']}`" in summary, summary
 
 
+def test_the_tuner_runs_its_trials_on_the_cluster(cluster: Cluster) -> None:
+    sweep_dir = cluster.node_dir / "tune"
+    result = cluster.run_sweep(
+        "-m", "mode=bench", "hydra/sweeper=tune", "hydra/launcher=ray_bench", "hydra.sweeper.n_trials=2",
+        "server=granian,uvicorn", "bench.duration=1", "bench.warmup=0", "bench.connections=4",
+        f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    trials = list(csv.DictReader(io.StringIO((sweep_dir / "trials.csv").read_text())))
+    assert [row["state"] for row in trials] == ["complete", "complete"], trials
+    assert all(float(row["value"]) > 0 for row in trials)
+    assert output.count("landed 1 of 1 job records") == 2, output  # each trial's record came back with it
+
+
 def test_the_resource_is_what_keeps_jobs_apart(cluster: Cluster) -> None:
     """The check above can fail: with half a bench_node each, the same node runs two benchmarks at once."""
     sweep_dir = cluster.node_dir / "halves"

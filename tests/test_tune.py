@@ -101,6 +101,7 @@ def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_pat
         (["server.workers=range(3,1)"], ["server.workers", "is empty"]),
         (["+hydra.sweeper.spaces.nginx={server.workers:2}"], ["hydra.sweeper.spaces=nginx", "granian"]),
         (["hydra.sweeper.storage=nosuchdb://x"], ["hydra.sweeper.storage=nosuchdb://x", "cannot be opened"]),
+        (["server.nope=1,2"], ["server.nope", "unknown key"]),  # a space that cannot compose
     ],
 )
 def test_bad_tuner_settings_are_one_line(tmp_path: Path, overrides: list[str], fragments: list[str]) -> None:

@@ -48,6 +48,8 @@ class TuneSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
+        from optuna.trial import TrialState
+
         from pyfly_hydra.bench.outcome import land_records
         from pyfly_hydra.bench.task import METRICS
         from pyfly_hydra.errors import ConfigError
@@ -57,6 +59,7 @@ class TuneSweeper(Sweeper):
             StudySettings,
             next_job_number,
             open_study,
+            opening_line,
             tell,
             write_trials,
         )
@@ -81,6 +84,7 @@ class TuneSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = open_study(settings, sweep_dir=sweep_dir, maximize=maximize)
         job_number = next_job_number(sweep_dir)
+        opening = opening_line(settings, sweep_dir, len(study.get_trials(deepcopy=False)))
         started, asked, returns = time.monotonic(), 0, []
         while asked < settings.n_trials:
             if settings.timeout_seconds is not None and time.monotonic() - started > settings.timeout_seconds:
@@ -92,7 +96,15 @@ class TuneSweeper(Sweeper):
             drawn = [space.suggest(trial) for trial in trials]
             # Round-major, as the grid sweep does: round 1 of every trial in the batch, then round 2.
             batch = [[*overrides, f"bench.round={r}"] for r in space.rounds for overrides in drawn]
-            self.validate_batch_is_legal(batch)
+            try:
+                self.validate_batch_is_legal(batch)
+            except Exception:
+                for trial in trials:  # not left running in the study: what they drew cannot be composed
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
+            if opening:  # said once the space composes, so a bad space is one error line and nothing else
+                logger.info(opening)
+                opening = ""
             results = list(self.launcher.launch(batch, initial_job_idx=job_number))
             job_number += len(batch)
             land_records(results)

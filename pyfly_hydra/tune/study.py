@@ -66,7 +66,7 @@ def open_study(settings: StudySettings, *, sweep_dir: Path, maximize: bool) -> o
     from sqlalchemy.exc import SQLAlchemyError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial says more
-    storage = settings.storage or f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}"
+    storage = storage_url(settings, sweep_dir)
     sampler: optuna.samplers.BaseSampler
     if settings.sampler == "tpe":
         sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.startup_trials)
@@ -85,12 +85,20 @@ def open_study(settings: StudySettings, *, sweep_dir: Path, maximize: bool) -> o
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)
         logger.warning("trial %d was left running by an interrupted tuner: recorded as failed", trial.number)
-    done = len(study.get_trials(deepcopy=False))
-    if done:
-        logger.info("study %s resumed from %s: %d trials so far", settings.study_name, storage, done)
-    else:
-        logger.info("study %s created in %s", settings.study_name, storage)
     return study
+
+
+def storage_url(settings: StudySettings, sweep_dir: Path) -> str:
+    """Where the study lives: ``hydra.sweeper.storage``, else SQLite under the sweep dir."""
+    return settings.storage or f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}"
+
+
+def opening_line(settings: StudySettings, sweep_dir: Path, trials_before: int) -> str:
+    """What the tuner says once its first trials compose: the study created, or resumed."""
+    storage = storage_url(settings, sweep_dir)
+    if trials_before:
+        return f"study {settings.study_name} resumed from {storage}: {trials_before} trials so far"
+    return f"study {settings.study_name} created in {storage}"
 
 
 def tell(study: optuna.Study, trial: optuna.trial.Trial, rounds: Sequence[JobReturn]) -> float | None:

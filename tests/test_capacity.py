@@ -39,7 +39,7 @@ def _bench(run_dir: Path, server: str, *overrides: str) -> dict:
 def test_the_capacity_serves_within_the_goal_and_a_third_more_does_not(tmp_path: Path, server: str) -> None:
     found = _bench(
         tmp_path / "search", server, f"bench.slo_p99_ms={SLO_MS}", "bench.metric=capacity",
-        f"bench.capacity.step_seconds={STEP}", "bench.capacity.budget_seconds=40",
+        f"bench.capacity.step_seconds={STEP}", "bench.capacity.budget_seconds=60",
     )  # fmt: skip
     search = found["capacity_search"]
     confirmed, beyond = search["steps"][-1], search["beyond"]

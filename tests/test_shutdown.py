@@ -111,6 +111,9 @@ def test_a_request_on_an_idle_connection_while_the_server_stops_is_answered(
     closes them in Rust, hyper's graceful shutdown, out of reach: README, Shutdown.)"""
     running = start_server(f"server={server}", f"server.workers={workers}", "server.keep_alive_timeout=5")
     request = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as gone:  # closed by its client
+        gone.sendall(request)
+        assert _read_response(gone).startswith(b"HTTP/1.1 200")
     with socket.create_connection(("127.0.0.1", running.port), timeout=10) as idle:
         idle.sendall(request)
         assert _read_response(idle).startswith(b"HTTP/1.1 200")
@@ -121,4 +124,7 @@ def test_a_request_on_an_idle_connection_while_the_server_stops_is_answered(
         assert answer.startswith(b"HTTP/1.1 200"), (answer, running.log())
         assert b"\r\nconnection: close\r\n" in answer.lower(), answer  # the client is told ...
         assert idle.recv(1) == b""  # ... and the connection closed: the worker is stopping
+        closed = time.monotonic()
     assert running.wait_exit(timeout=20) == 0, running.log()
+    # Nothing else held the stop: not the connection its client had closed (keep-alive would be 5 s).
+    assert time.monotonic() - closed < 3, running.log()

@@ -6,7 +6,8 @@ disconnected without sending a response"; seen in the recycling test). And a res
 stopping is followed by a close the client was not told of, so a client that sends at once (wrk under
 load) loses the next one. Here, as pyfly-hydra's uvicorn protocol does:
 
-- the idle timer only runs out (``server.keep_alive_timeout``): a request that arrives first is answered;
+- the idle timer only runs out (``server.keep_alive_timeout``): a request that arrives first is answered
+  (a connection the client has already closed is closed at once, as hypercorn did);
 - a response sent while the worker stops says ``Connection: close``, and hypercorn then closes.
 
 A stop waits at most the keep-alive timeout for idle clients.
@@ -15,9 +16,12 @@ A stop waits at most the keep-alive timeout for idle clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+EOF_POLL_SECONDS = 0.05  # how soon a stopping worker notices that an idle connection's client has gone
 
 if TYPE_CHECKING:
     from hypercorn.asyncio.tcp_server import TCPServer
@@ -27,8 +31,14 @@ if TYPE_CHECKING:
 
 
 async def _idle_timeout(self: TCPServer) -> None:
-    """hypercorn's own, without waking when the worker stops (see the module docstring)."""
-    await asyncio.sleep(self.config.keep_alive_timeout)
+    """hypercorn's own, except when the worker stops: a connection whose client is still there waits out its
+    keep-alive time (a request may be on its way); one the client has closed is closed at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + self.config.keep_alive_timeout
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(self.context.terminated.wait(), self.config.keep_alive_timeout)
+    while not self.reader.at_eof() and (remaining := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(EOF_POLL_SECONDS, remaining))
     await asyncio.shield(self._initiate_server_close())
 
 

@@ -39,8 +39,7 @@ START_TIMEOUT = 60.0
 NO_ROUTE_NOTE = re.compile(r"network_util\.cc:\d+: Failed to determine local IP")  # the namespace has no route out
 
 pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.serial,
+    pytest.mark.slow,  # not serial: what it checks (windows apart, records home) does not depend on a quiet machine
     pytest.mark.timeout(150),  # the first test also starts the cluster (~10 s)
     pytest.mark.skipif(
         find_spec("ray") is None or find_spec("hydra_plugins.hydra_ray_launcher") is None,

@@ -21,6 +21,7 @@ CONNECTIONS = 256
 # With the access log on (as in production) each server tops out at a few thousand requests/s, a rate the
 # Python open-loop client sends without being late itself, so the knee measured is the server's.
 SETUP = ("bench.server_cpus=0", "bench.client_cpus=1", "server.access_log=true")
+UNTRUSTED = ("budget", "unsteady")
 
 
 def _bench(run_dir: Path, server: str, *overrides: str) -> dict:
@@ -34,13 +35,18 @@ def _bench(run_dir: Path, server: str, *overrides: str) -> dict:
 
 @pytest.mark.serial
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("server", ["granian", "uvicorn"])
 def test_the_capacity_serves_within_the_goal_and_a_third_more_does_not(tmp_path: Path, server: str) -> None:
-    found = _bench(
-        tmp_path / "search", server, f"bench.slo_p99_ms={SLO_MS}", "bench.metric=capacity",
-        f"bench.capacity.step_seconds={STEP}", "bench.capacity.budget_seconds=60",
-    )  # fmt: skip
+    for attempt in (1, 2):
+        found = _bench(
+            tmp_path / f"search-{attempt}", server, f"bench.slo_p99_ms={SLO_MS}", "bench.metric=capacity",
+            f"bench.capacity.step_seconds={STEP}", "bench.capacity.budget_seconds=60",
+        )  # fmt: skip
+        # The search says itself when this machine's noise left it nothing to trust (a rate never passed twice,
+        # or 1.3 times the result passed too): measured again, as a user would. CI met each once in a day.
+        if found["capacity_search"]["limit"] not in UNTRUSTED:
+            break
     search = found["capacity_search"]
     confirmed, beyond = search["steps"][-1], search["beyond"]
     figures = {

@@ -13,7 +13,7 @@ import yaml
 from pyfly_hydra.tune.space import parse_space
 from tests.conftest import assert_one_line_error, run_cli
 
-SHORT = ["bench.duration=1", "bench.warmup=0", "bench.connections=8"]
+SHORT = ["bench.duration=0.5", "bench.warmup=0", "bench.connections=8", "bench.client=builtin"]
 SPACE = [
     "server=granian,uvicorn,hypercorn",
     "loop=uvloop,asyncio",

@@ -31,6 +31,13 @@ class BenchOutcome(float):
         return (BenchOutcome, (float(self), self.record))
 
 
+def write_record(job_dir: Path, record: dict[str, Any]) -> Path:
+    """Write a job's record as ``<job_dir>/bench.json``; return its path."""
+    path = job_dir / RECORD_NAME
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
 def job_output_dir(job_return: JobReturn) -> Path | None:
     """The job's output dir (``hydra.runtime.output_dir``; ``working_dir`` is the cwd it ran in)."""
     if job_return.hydra_cfg is None:
@@ -45,9 +52,7 @@ def land_records(returns: Iterable[JobReturn]) -> list[Path]:
         outcome, job_dir = getattr(job_return, "_return_value", None), job_output_dir(job_return)
         if not isinstance(outcome, BenchOutcome) or job_dir is None:
             continue
-        path = job_dir / RECORD_NAME
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(outcome.record, indent=2) + "\n")
-            landed.append(path)
+        if not (job_dir / RECORD_NAME).exists():
+            job_dir.mkdir(parents=True, exist_ok=True)
+            landed.append(write_record(job_dir, outcome.record))
     return landed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import math
 import re
@@ -20,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pyfly_hydra.bench.capacity import LIMITS, Capacity, find_capacity, step_passes
 from pyfly_hydra.bench.clients.base import KindResult, LoadClient, LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.registry import select_client
-from pyfly_hydra.bench.outcome import RECORD_NAME, BenchOutcome
+from pyfly_hydra.bench.outcome import BenchOutcome, write_record
 from pyfly_hydra.bench.probe import http1_answers, http2_answers
 from pyfly_hydra.bench.process import ServerProcess, Usage, UsageSampler, free_port, parse_cpus, pinned
 from pyfly_hydra.bench.progress import Progress
@@ -383,11 +382,11 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> BenchOutcome:
         reason, _ = describe(error)
         record = {**_describe_run(cfg, plan, started), "status": "failed", "reason": reason}
         record["finished"] = round(time.time(), 3)
-        (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+        write_record(output_dir, record)
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             raise
         logger.error("bench failed: %s", reason)
         return BenchOutcome(math.nan, record)
-    (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    write_record(output_dir, record)
     _log_result(record)
     return BenchOutcome(float(record[settings.metric]), record)

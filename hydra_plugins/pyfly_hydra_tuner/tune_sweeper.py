@@ -50,7 +50,6 @@ class TuneSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
         from optuna.trial import TrialState
 
-        from pyfly_hydra.bench.outcome import land_records
         from pyfly_hydra.bench.task import METRICS
         from pyfly_hydra.errors import ConfigError
         from pyfly_hydra.tune.space import parse_space
@@ -107,7 +106,6 @@ class TuneSweeper(Sweeper):
                 opening = ""
             results = list(self.launcher.launch(batch, initial_job_idx=job_number))
             job_number += len(batch)
-            land_records(results)
             returns.append(results)
             for index, (trial, overrides) in enumerate(zip(trials, drawn, strict=True)):
                 value = tell(study, trial, results[index :: len(trials)])

@@ -159,11 +159,11 @@ class HypercornServer(ServerAdapter):
         """One worker serves in this process; more, or reload, run under pyfly-hydra's supervisor."""
         from hypercorn.utils import LifespanFailureError
 
-        from pyfly_hydra.servers.hypercorn_idle import asyncio_worker, uvloop_worker
+        from pyfly_hydra.servers.hypercorn_idle import worker_for
         from pyfly_hydra.servers.hypercorn_workers import Supervisor
 
         config = self.build_config(app=app, loop=loop)
-        worker = uvloop_worker if loop.name == "uvloop" else asyncio_worker
+        worker = worker_for(loop.name)
         p = self.properties
         where = p.uds or (f"fd {p.fd}" if p.fd is not None else bind_address(p.host, p.port))
         try:

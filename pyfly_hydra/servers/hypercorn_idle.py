@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 EOF_POLL_SECONDS = 0.05  # how soon a stopping worker notices that an idle connection's client has gone
@@ -63,17 +64,15 @@ def hold_idle_connections_through_stop() -> None:
     H11Protocol.stream_send = _closing_when_stopping(H11Protocol.stream_send)  # type: ignore[method-assign]
 
 
-def asyncio_worker(config: Config, sockets: Sockets | None = None, shutdown_event: Any = None) -> None:
-    """hypercorn's asyncio worker, idle connections held through its stop."""
-    from hypercorn.asyncio.run import asyncio_worker as hypercorn_worker
+def serve(loop_name: str, config: Config, sockets: Sockets | None = None, shutdown_event: Any = None) -> None:
+    """hypercorn's worker for ``loop_name`` (asyncio or uvloop), idle connections held through its stop."""
+    from hypercorn.asyncio import run
 
     hold_idle_connections_through_stop()
-    hypercorn_worker(config, sockets=sockets, shutdown_event=shutdown_event)
+    worker = run.uvloop_worker if loop_name == "uvloop" else run.asyncio_worker
+    worker(config, sockets=sockets, shutdown_event=shutdown_event)
 
 
-def uvloop_worker(config: Config, sockets: Sockets | None = None, shutdown_event: Any = None) -> None:
-    """hypercorn's uvloop worker, idle connections held through its stop."""
-    from hypercorn.asyncio.run import uvloop_worker as hypercorn_worker
-
-    hold_idle_connections_through_stop()
-    hypercorn_worker(config, sockets=sockets, shutdown_event=shutdown_event)
+def worker_for(loop_name: str) -> Callable[..., None]:
+    """The worker function hypercorn's processes run (a partial of a module-level function: spawn pickles it)."""
+    return partial(serve, loop_name)

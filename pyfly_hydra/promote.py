@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pyfly_hydra.bench.summary import env_body, load_records, rank, winner_lines
+from pyfly_hydra.bench.summary import env_body, load_records, rank, sweep_metric, winner_lines
 from pyfly_hydra.errors import PyflyHydraError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -34,7 +34,7 @@ def promote(sweep_dir: Path, name: str, *, config_dir: Path, force: bool = False
     records = load_records(sweep_dir)
     if not records:
         raise PromoteError(f"SWEEP_DIR={sweep_dir}: no */bench.json in it; give a `-m mode=bench` sweep's directory")
-    metric = next((r["metric"] for r in records if r.get("metric")), "rps")
+    metric = sweep_metric(records)
     ranked = rank(records, metric)
     if ranked[0].verdict not in ("best", "winner"):
         raise PromoteError(f"SWEEP_DIR={sweep_dir}: no job ran cleanly, so there is no winner to promote")

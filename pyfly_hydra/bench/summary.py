@@ -58,6 +58,11 @@ def load_records(sweep_dir: Path) -> list[Record]:
     return sorted(records, key=lambda r: int(r["job"]) if str(r["job"]).isdigit() else math.inf)
 
 
+def sweep_metric(records: list[Record]) -> str:
+    """The ``bench.metric`` the sweep's jobs returned (rps when none says)."""
+    return next((r["metric"] for r in records if r.get("metric")), "rps")
+
+
 def rank(records: list[Record], metric: str) -> list[Configuration]:
     """The sweep's configurations, ranked (see :mod:`.uncertainty`)."""
     return rank_configurations(records, metric, METRICS[metric])
@@ -317,7 +322,7 @@ def write_ladder(path: Path, ranked: list[Configuration], *, title: str) -> bool
 
 def write_summary(sweep_dir: Path, records: list[Record]) -> list[Path]:
     """Write every summary file into ``sweep_dir``; return the paths written."""
-    metric = next((r["metric"] for r in records if r.get("metric")), "rps")
+    metric = sweep_metric(records)
     ranked = rank(records, metric)
     written = [sweep_dir / "summary.csv", sweep_dir / "summary.md"]
     write_csv(written[0], ranked)

@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from pyfly_hydra.bench.summary import OTHER_COLOUR, SERVER_COLOURS, VERDICTS, _advice, _number, _ratio
+from pyfly_hydra.bench.summary import OTHER_COLOUR, SERVER_COLOURS, VERDICTS, _advice, _number, _ratio, metric_digits
 from pyfly_hydra.bench.task import METRICS
 from pyfly_hydra.bench.uncertainty import Configuration
 
@@ -74,7 +74,7 @@ for (const table of document.querySelectorAll("table.sortable")) {
 def write_html(path: Path, ranked: list[Configuration], *, title: str, metric: str) -> None:
     """Write the page: the title, the chart, one table row per configuration, and how to read it."""
     bigger_is_better = METRICS[metric]
-    digits = 2 if metric.endswith("_ms") else 0
+    digits = metric_digits(metric)
     jobs = sum(len(c.rounds) for c in ranked)
     rounds = max((len(c.rounds) for c in ranked), default=0)
     machine = ranked[0].first.get("machine") if ranked else None
@@ -180,10 +180,7 @@ def _cells(c: Configuration, digits: int) -> list[Cell]:
     """One configuration's cells, in the order of the table's columns (summary.md's, plus p50 and status)."""
     first, (low, high) = c.first, c.spread
     workers = first.get("workers", "-")
-    ran = [r for r in c.rounds if r["status"] == "ok"]
-    errors = sum(r["errors"] for r in ran) if ran else None
     server = " ".join(str(part) for part in (first.get("server"), first.get("server_version")) if part)
-    saturated = any(r.get("client_saturated") for r in c.rounds)
     problems = [f"failed (job {r.get('job')}): {r.get('reason')}" for r in c.rounds if r["status"] != "ok"]
 
     def number(value: float | None, places: int = 0) -> Cell:
@@ -202,10 +199,10 @@ def _cells(c: Configuration, digits: int) -> list[Cell]:
         (_ratio(c), _figure(c.ratio)),
         number(c.median_of("p50_ms"), 2),
         number(c.median_of("p99_ms"), 2),
-        number(errors),
+        number(c.errors),
         number(c.median_of("server_cpu_percent")),
         number(c.median_of("server_peak_rss_mib")),
-        ("<strong>yes</strong>" if saturated else "no", None),
+        ("<strong>yes</strong>" if c.client_saturated else "no", None),
         (html.escape("; ".join(problems) or "ok"), None),
     ]
 

@@ -82,6 +82,11 @@ def write_csv(path: Path, ranked: list[Configuration]) -> None:
                 )
 
 
+def metric_digits(metric: str) -> int:
+    """Decimals a metric is shown with: latencies to the hundredth of a millisecond, rates whole."""
+    return 2 if metric.endswith("_ms") else 0
+
+
 def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
@@ -109,7 +114,7 @@ def markdown(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> st
     )
     records = [record for configuration in ranked for record in configuration.rounds]
     rounds = max((len(c.rounds) for c in ranked), default=0)
-    digits = 2 if metric.endswith("_ms") else 0
+    digits = metric_digits(metric)
     lines = [
         f"# Benchmark sweep: {sweep_dir}",
         "",
@@ -124,14 +129,13 @@ def markdown(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> st
         if c.verdict == "failed":
             continue
         first, (low, high) = c.first, c.spread
-        saturated = any(r.get("client_saturated") for r in c.rounds)
         lines.append(
             f"| {c.rank} | {VERDICTS[c.verdict]} | {first['server']} {first['server_version']} | {first['loop']}"
             f" | {first['workers']} | `{c.label}` | {c.n} | {_number(c.median, digits)}"
             f" | {_number(low, digits)}-{_number(high, digits)} | {_ratio(c)} | {_number(c.median_of('p99_ms'), 2)}"
-            f" | {sum(r['errors'] for r in c.rounds if r['status'] == 'ok')}"
+            f" | {c.errors}"
             f" | {_number(c.median_of('server_cpu_percent'))} | {_number(c.median_of('server_peak_rss_mib'))}"
-            f" | {'**yes**' if saturated else 'no'} |"
+            f" | {'**yes**' if c.client_saturated else 'no'} |"
         )
     failed = [r for r in records if r["status"] != "ok"]
     if failed:

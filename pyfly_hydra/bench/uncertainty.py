@@ -58,6 +58,17 @@ class Configuration:
         return statistics.median(values) if values else math.nan
 
     @property
+    def errors(self) -> int | None:
+        """Failed requests over every round that ran (None: none ran)."""
+        ran = [r["errors"] for r in self.rounds if r["status"] == "ok"]
+        return sum(ran) if ran else None
+
+    @property
+    def client_saturated(self) -> bool:
+        """Whether the load client was the bottleneck in any round."""
+        return any(r.get("client_saturated") for r in self.rounds)
+
+    @property
     def spread(self) -> tuple[float, float]:
         """The lowest and highest round."""
         return (min(self.values), max(self.values)) if self.values else (math.nan, math.nan)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import SERVERS, child_env
@@ -82,6 +83,54 @@ def test_sigterm_to_the_whole_process_group_still_drains(start_server, server: s
     client.join(timeout=30)
     assert result.get("status") == 200, running.log()
     assert running.process.wait(timeout=20) == 0, running.log()
+
+
+# Whether a server's workers stop on their own copy of a group signal. hypercorn's (under pyfly-hydra's
+# supervisor) ignore it and drain when the supervisor tells them to.
+WORKERS_STOP_ON_GROUP_SIGNALS = {"granian": True, "uvicorn": True, "hypercorn": False}
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_workers_stopping_before_the_supervisor_hears_the_signal_is_a_clean_stop(start_server, server: str) -> None:
+    """A group SIGTERM can reach the workers first: they stop and exit before the supervisor runs its
+    handler. That order is forced here (the supervisor is held with SIGSTOP until its workers have
+    exited), and must still be a clean stop: no "unexpected exit", no respawn, exit code 0."""
+    running = start_server(f"server={server}", "server.workers=2")
+    supervisor = psutil.Process(running.process.pid)
+    workers = _wait_for_workers(supervisor, 2)
+    supervisor.suspend()
+    try:
+        os.killpg(running.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + (20 if WORKERS_STOP_ON_GROUP_SIGNALS[server] else 1)
+        while any(_running(worker) for worker in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stopped = [not _running(worker) for worker in workers]
+        assert stopped == [WORKERS_STOP_ON_GROUP_SIGNALS[server]] * 2, running.log()
+    finally:
+        supervisor.resume()
+    assert running.process.wait(timeout=20) == 0, running.log()
+    complaints = [line for line in running.log().splitlines() if "][ERROR]" in line or "][WARNING]" in line]
+    assert not complaints, running.log()
+
+
+def _wait_for_workers(supervisor: psutil.Process, count: int) -> list[psutil.Process]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker, which ignores SIGTERM)."""
+    deadline = time.monotonic() + 20
+    while len(workers := _workers(supervisor)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) == count, workers
+    return workers
+
+
+def _workers(supervisor: psutil.Process) -> list[psutil.Process]:
+    return [child for child in supervisor.children() if "resource_tracker" not in " ".join(child.cmdline())]
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _read_response(sock: socket.socket) -> bytes:

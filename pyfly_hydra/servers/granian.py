@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyfly_hydra.bind import inherited_socket, parse_permissions
+from pyfly_hydra.bind import parse_permissions
 from pyfly_hydra.errors import ConfigError, ServeError
-from pyfly_hydra.servers.base import ServerAdapter, Support, bind_address, logger
+from pyfly_hydra.servers.base import ServerAdapter, Support, logger
+from pyfly_hydra.servers.granian_server import granian_server_class
 
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
@@ -153,7 +153,6 @@ class GranianServer(ServerAdapter):
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
-        from granian import Granian
         from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
         from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
@@ -184,8 +183,7 @@ class GranianServer(ServerAdapter):
             interface = Interfaces.WSGI
         else:
             interface = Interfaces.ASGINL if p.lifespan == "off" else Interfaces.ASGI
-        server_class = Granian if p.fd is None else on_inherited_socket(Granian, p.fd)
-        server = server_class(
+        server = granian_server_class(fd=p.fd)(
             target=app.import_string,
             factory=app.factory,
             address=p.host,
@@ -225,32 +223,3 @@ class GranianServer(ServerAdapter):
         except RuntimeError as exc:
             raise ServeError(f"granian failed to start on {p.host}:{p.port}: {exc}") from None
         return 0
-
-
-def on_inherited_socket(server_class: type[Any], fd: int) -> type[Any]:
-    """``server_class`` serving the inherited listening socket ``fd`` instead of building one.
-
-    granian (since 2.5) builds a ``SocketHolder`` from its address or unix socket path in
-    ``_init_shared_socket`` and hands it to every worker; the holder also takes a listening fd, so
-    replacing that one hook is all it needs. The socket object is what granian's process workers
-    receive, and granian closes it at shutdown.
-    """
-    from granian._granian import SocketHolder
-
-    class InheritedSocketGranian(server_class):  # type: ignore[misc, valid-type]
-        @property
-        def _bind_addr_fmt(self) -> str:  # granian's "Listening at" line: the socket's own address
-            with socket.socket(fileno=os.dup(fd)) as sock:
-                if sock.family == socket.AF_UNIX:
-                    return f"unix:{sock.getsockname()}"
-                host, port = sock.getsockname()[:2]
-                return bind_address(host, port)
-
-        def _init_shared_socket(self) -> None:
-            sock = inherited_socket(fd)
-            self._ssp = None
-            self._shd = SocketHolder(fd, sock.family == socket.AF_UNIX, self.backlog)
-            self._sfd = fd
-            self._sso = sock
-
-    return InheritedSocketGranian

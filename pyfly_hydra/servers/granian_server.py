@@ -1,0 +1,109 @@
+"""granian's server class, with the two hooks pyfly-hydra needs: an inherited socket, and group signals.
+
+Both replace one method of granian's own supervisor (``granian.server.common``/``mp``), so a granian
+release that renames them breaks only what they add; the tests cover each.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+
+from pyfly_hydra.bind import inherited_socket
+from pyfly_hydra.servers.base import bind_address
+
+# How long a worker that exited cleanly may wait for the supervisor to take in the stop signal the
+# worker got from the same group SIGTERM (a worker exiting 0 without any signal is respawned after it).
+GROUP_SIGNAL_GRACE = 1.0  # seconds
+SIGNAL_POLL = 0.1  # seconds
+
+
+def granian_server_class(*, fd: int | None) -> type[Any]:
+    """granian's server class, serving the inherited listening socket ``fd`` when it is given."""
+    from granian import Granian
+
+    server_class = group_signal_aware(Granian)
+    return server_class if fd is None else on_inherited_socket(server_class, fd)
+
+
+def group_signal_aware(server_class: type[Any]) -> type[Any]:
+    """``server_class`` that takes a worker stopped by the same group signal as itself for a clean stop.
+
+    systemd (``KillMode=control-group``), ``kill -TERM -<pgid>`` and a terminal's Ctrl-C signal every
+    process of the group at once. An idle granian worker handles its own copy and exits within
+    milliseconds; when that happens before the supervisor has run its signal handler, granian logs
+    "Unexpected exit from worker" and ends with exit code 1 after a clean stop. The handler can be
+    late because Python runs it only in the main thread, and when the kernel hands the signal to one
+    of granian's watcher threads, the main thread sleeps on until something else wakes it.
+
+    Here the main thread wakes every ``SIGNAL_POLL`` seconds to run a pending handler, and a worker
+    that exited with code 0 counts as stopped by its parent once the parent has the stop signal too.
+    """
+    from granian.server.mp import WorkerProcess
+
+    class GroupSignalWorker(WorkerProcess):  # type: ignore[misc, valid-type]
+        def _watcher(self) -> None:
+            self.inner.join()
+            if self.inner.exitcode == 0 and self.parent.stop_signal.wait(GROUP_SIGNAL_GRACE):
+                self.interrupt_by_parent = True
+            super()._watcher()
+
+    class GroupSignalAwareGranian(server_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.stop_signal = threading.Event()
+            self.main_loop_interrupt = SignalPollingEvent()
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            self.stop_signal.set()
+            super().signal_handler_interrupt(*args, **kwargs)
+
+        def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
+            worker = super()._spawn_worker(idx, target, callback_loader)
+            if isinstance(worker, WorkerProcess):  # thread workers (free-threaded builds) get no signals
+                worker.__class__ = GroupSignalWorker
+            return worker
+
+    return GroupSignalAwareGranian
+
+
+class SignalPollingEvent(threading.Event):
+    """An event whose endless ``wait`` wakes every ``SIGNAL_POLL`` s: the main thread runs pending signal handlers."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            return super().wait(timeout)
+        while not super().wait(SIGNAL_POLL):
+            pass
+        return True
+
+
+def on_inherited_socket(server_class: type[Any], fd: int) -> type[Any]:
+    """``server_class`` serving the inherited listening socket ``fd`` instead of building one.
+
+    granian (since 2.5) builds a ``SocketHolder`` from its address or unix socket path in
+    ``_init_shared_socket`` and hands it to every worker; the holder also takes a listening fd, so
+    replacing that one hook is all it needs. The socket object is what granian's process workers
+    receive, and granian closes it at shutdown.
+    """
+    from granian._granian import SocketHolder
+
+    class InheritedSocketGranian(server_class):  # type: ignore[misc, valid-type]
+        @property
+        def _bind_addr_fmt(self) -> str:  # granian's "Listening at" line: the socket's own address
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                if sock.family == socket.AF_UNIX:
+                    return f"unix:{sock.getsockname()}"
+                host, port = sock.getsockname()[:2]
+                return bind_address(host, port)
+
+        def _init_shared_socket(self) -> None:
+            sock = inherited_socket(fd)
+            self._ssp = None
+            self._shd = SocketHolder(fd, sock.family == socket.AF_UNIX, self.backlog)
+            self._sfd = fd
+            self._sso = sock
+
+    return InheritedSocketGranian

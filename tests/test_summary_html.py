@@ -100,6 +100,25 @@ def test_summary_html_is_written_self_contained_and_escaped(sweep_dir: Path) -> 
     subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
 
 
+def test_the_summaries_name_the_machines_the_jobs_ran_on(sweep_dir: Path) -> None:
+    """The records' own fingerprints, not the machine writing the summary (after a Ray sweep, the driver)."""
+    write_summary(sweep_dir, load_records(sweep_dir))
+    one = "Measured on AMD EPYC (2 usable CPUs), Linux x86_64, Python 3.11.7."
+    assert one in (sweep_dir / "summary.md").read_text() and one in (sweep_dir / "summary.html").read_text()
+    node = sweep_dir / "1" / "bench.json"
+    moved = json.loads(node.read_text())
+    moved["machine"] = moved["machine"] | {"cpu": "Ampere Altra", "cpus": "64", "os": "Linux aarch64"}
+    node.write_text(json.dumps(moved))
+    write_summary(sweep_dir, load_records(sweep_dir))
+    two = (
+        "Measured on 2 different machines (AMD EPYC (2 usable CPUs), Linux x86_64, Python 3.11.7; Ampere Altra"
+        " (64 usable CPUs), Linux aarch64, Python 3.11.7): the ranking compares the machines as well as the"
+        " configurations."
+    )
+    assert two in (sweep_dir / "summary.md").read_text()
+    assert two in (sweep_dir / "summary.html").read_text()
+
+
 class DevTools:
     """One Chrome DevTools Protocol session: JSON messages over a websocket (wsproto on a plain socket)."""
 

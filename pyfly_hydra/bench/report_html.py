@@ -12,7 +12,16 @@ import math
 import re
 from pathlib import Path
 
-from pyfly_hydra.bench.summary import OTHER_COLOUR, SERVER_COLOURS, VERDICTS, _advice, _number, _ratio, metric_digits
+from pyfly_hydra.bench.summary import (
+    OTHER_COLOUR,
+    SERVER_COLOURS,
+    VERDICTS,
+    advice,
+    format_number,
+    format_ratio,
+    measured_on,
+    metric_digits,
+)
 from pyfly_hydra.bench.task import METRICS
 from pyfly_hydra.bench.uncertainty import Configuration
 
@@ -75,21 +84,17 @@ def write_html(path: Path, ranked: list[Configuration], *, title: str, metric: s
     """Write the page: the title, the chart, one table row per configuration, and how to read it."""
     bigger_is_better = METRICS[metric]
     digits = metric_digits(metric)
-    jobs = sum(len(c.rounds) for c in ranked)
+    records = [record for configuration in ranked for record in configuration.rounds]
+    jobs = len(records)
     rounds = max((len(c.rounds) for c in ranked), default=0)
-    machine = ranked[0].first.get("machine") if ranked else None
-    measured_on = (
-        f" Measured on {machine.get('cpu')} ({machine.get('cpus')} CPUs), {machine.get('os')},"
-        f" Python {machine.get('python')}."
-        if isinstance(machine, dict)
-        else ""
-    )
     intro = (
         f"{len(ranked)} configurations x {rounds} round(s) ({jobs} jobs), ranked by the median **{metric}**"
-        f" ({'higher' if bigger_is_better else 'lower'} is better).{measured_on}"
+        f" ({'higher' if bigger_is_better else 'lower'} is better). {measured_on(records)}"
         " Click a column's header to sort by it, again to reverse."
     )
-    advice = "\n".join(f"<p>{_inline(paragraph)}</p>" for paragraph in _advice(ranked, bigger_is_better) if paragraph)
+    how_to_read = "\n".join(
+        f"<p>{_inline(paragraph)}</p>" for paragraph in advice(ranked, bigger_is_better) if paragraph
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -109,7 +114,7 @@ def write_html(path: Path, ranked: list[Configuration], *, title: str, metric: s
 <div class="scroll">
 {_table(ranked, metric, digits)}
 </div>
-{advice}
+{how_to_read}
 <script>{SCRIPT}</script>
 </body>
 </html>
@@ -184,7 +189,7 @@ def _cells(c: Configuration, digits: int) -> list[Cell]:
     problems = [f"failed (job {r.get('job')}): {r.get('reason')}" for r in c.rounds if r["status"] != "ok"]
 
     def number(value: float | None, places: int = 0) -> Cell:
-        return _number(value, places), _figure(value)
+        return format_number(value, places), _figure(value)
 
     return [
         number(c.rank),
@@ -195,8 +200,8 @@ def _cells(c: Configuration, digits: int) -> list[Cell]:
         (html.escape(c.label), None),
         number(c.n),
         number(c.median, digits),
-        (f"{_number(low, digits)}-{_number(high, digits)}" if c.values else "-", _figure(high - low)),
-        (_ratio(c), _figure(c.ratio)),
+        (f"{format_number(low, digits)}-{format_number(high, digits)}" if c.values else "-", _figure(high - low)),
+        (format_ratio(c), _figure(c.ratio)),
         number(c.median_of("p50_ms"), 2),
         number(c.median_of("p99_ms"), 2),
         number(c.errors),
@@ -262,7 +267,7 @@ def _chart(ranked: list[Configuration], metric: str, digits: int) -> str:
         parts.append(
             f'<rect class="bar" {box} fill="{fill}" stroke="#1d2430" data-value="{c.median!r}">'
             f"<title>{html.escape(c.label)}: median {html.escape(metric)} {summary}, spread"
-            f" {_number(low, digits)}-{_number(high, digits)}</title></rect>"
+            f" {format_number(low, digits)}-{format_number(high, digits)}</title></rect>"
         )
         if first.get("loop") == "asyncio":
             parts.append(f'<rect class="hatch" {box} fill="url(#asyncio)" pointer-events="none"/>')

@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import math
-import platform
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from pyfly_hydra.bench.uncertainty import (
     varied_bench_keys,
 )
 from pyfly_hydra.config import ServerProperties
-from pyfly_hydra.cpus import usable_cpus
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -87,17 +85,37 @@ def metric_digits(metric: str) -> int:
     return 2 if metric.endswith("_ms") else 0
 
 
-def _number(value: float | None, digits: int = 0) -> str:
+def format_number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
 
-def _ratio(configuration: Configuration) -> str:
+def format_ratio(configuration: Configuration) -> str:
     if configuration.ratio is None:
         return "-"
     if configuration.ratio_interval is None:
         return f"{configuration.ratio:.2f}x"
     low, high = configuration.ratio_interval
     return f"{configuration.ratio:.2f}x ({low:.2f}-{high:.2f})"
+
+
+def measured_on(records: list[Record]) -> str:
+    """Where the jobs ran, from their own records (a Ray sweep's nodes, not the machine writing the summary)."""
+    machines = sorted({_machine(record["machine"]) for record in records if isinstance(record.get("machine"), dict)})
+    if not machines:
+        return "Measured on an unrecorded machine."
+    if len(machines) == 1:
+        return f"Measured on {machines[0]}."
+    return (
+        f"Measured on {len(machines)} different machines ({'; '.join(machines)}): the ranking compares the"
+        " machines as well as the configurations."
+    )
+
+
+def _machine(fingerprint: dict[str, Any]) -> str:
+    return (
+        f"{fingerprint.get('cpu', '?')} ({fingerprint.get('cpus', '?')} usable CPUs), {fingerprint.get('os', '?')},"
+        f" Python {fingerprint.get('python', '?')}"
+    )
 
 
 def _workload(records: list[Record]) -> str:
@@ -109,9 +127,6 @@ def markdown(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> st
     """The ranked table a person reads, with how to act on it."""
     bigger_is_better = METRICS[metric]
     direction = "higher" if bigger_is_better else "lower"
-    machine = (
-        f"{platform.system()} {platform.machine()}, {usable_cpus()} usable CPUs, Python {platform.python_version()}"
-    )
     records = [record for configuration in ranked for record in configuration.rounds]
     rounds = max((len(c.rounds) for c in ranked), default=0)
     digits = metric_digits(metric)
@@ -119,7 +134,7 @@ def markdown(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> st
         f"# Benchmark sweep: {sweep_dir}",
         "",
         f"{len(ranked)} configurations x {rounds} round(s) ({len(records)} jobs), workload **{_workload(records)}**,"
-        f" ranked by the median **{metric}** ({direction} is better) on {machine}.",
+        f" ranked by the median **{metric}** ({direction} is better). {measured_on(records)}",
         "",
         f"| # | verdict | server | loop | workers | overrides | n | {metric} | spread (min-max) | vs best (95% CI)"
         " | p99 ms | errors | server CPU % | peak RSS MiB | client saturated |",
@@ -131,21 +146,22 @@ def markdown(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> st
         first, (low, high) = c.first, c.spread
         lines.append(
             f"| {c.rank} | {VERDICTS[c.verdict]} | {first['server']} {first['server_version']} | {first['loop']}"
-            f" | {first['workers']} | `{c.label}` | {c.n} | {_number(c.median, digits)}"
-            f" | {_number(low, digits)}-{_number(high, digits)} | {_ratio(c)} | {_number(c.median_of('p99_ms'), 2)}"
-            f" | {c.errors}"
-            f" | {_number(c.median_of('server_cpu_percent'))} | {_number(c.median_of('server_peak_rss_mib'))}"
+            f" | {first['workers']} | `{c.label}` | {c.n} | {format_number(c.median, digits)}"
+            f" | {format_number(low, digits)}-{format_number(high, digits)} | {format_ratio(c)}"
+            f" | {format_number(c.median_of('p99_ms'), 2)} | {c.errors}"
+            f" | {format_number(c.median_of('server_cpu_percent'))}"
+            f" | {format_number(c.median_of('server_peak_rss_mib'))}"
             f" | {'**yes**' if c.client_saturated else 'no'} |"
         )
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         lines += ["", "Failed jobs:", "", "| job | overrides | reason |", "|---|---|---|"]
         lines += [f"| {r['job']} | `{r['label']}` | {r['reason']} |" for r in failed]
-    lines += ["", *_advice(ranked, bigger_is_better)]
+    lines += ["", *advice(ranked, bigger_is_better)]
     return "\n".join(lines) + "\n"
 
 
-def _advice(ranked: list[Configuration], bigger_is_better: bool) -> list[str]:
+def advice(ranked: list[Configuration], bigger_is_better: bool) -> list[str]:
     advice = [
         "How to read it: each row is one configuration over its rounds (n clean ones); the figure is their median"
         " and *spread* their lowest and highest. *vs best* is the median's share of the best one, with the 95%"

@@ -8,8 +8,10 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 
 import httpx
+import psutil
 import pytest
 
 from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
@@ -59,6 +61,44 @@ def new_connection_outcome(port: int) -> str:
     return "served" if data.startswith(b"HTTP/1.1 200") else "reset"
 
 
+def accepted_slow_requests(port: int, server_pid: int, *, count: int) -> list[socket.socket]:
+    """``count`` connections, each with a 1.5 s request sent, returned once the server holds every one.
+
+    Held means accepted by one of the server's processes (not waiting in the listen backlog, which a
+    stopping server rightly closes): on a loaded machine a fixed sleep was not always long enough."""
+    request = b"GET /sleep?seconds=1.5 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(count)]
+    for sock in connections:
+        sock.sendall(request)
+    ours = {sock.getsockname()[1] for sock in connections}
+    deadline = time.monotonic() + 10
+    while not ours <= (held := client_ports_held(port, server_pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ours <= held, f"{len(ours - held)} of {count} connections never accepted"
+    return connections
+
+
+def client_ports_held(port: int, server_pid: int) -> set[int]:
+    """The client ports of the connections to ``port`` that the server's processes have accepted."""
+    held = set()
+    for pid in [server_pid, *worker_pids(server_pid)]:
+        with suppress(psutil.Error):
+            for connection in psutil.Process(pid).net_connections("tcp"):
+                if connection.laddr and connection.laddr.port == port and connection.raddr:
+                    held.add(connection.raddr.port)
+    return held
+
+
+def status(sock: socket.socket) -> int | None:
+    """The response's status code (None when the server closed without answering)."""
+    with sock:
+        data = b""
+        while b"\r\n" not in data and (chunk := sock.recv(4096)):
+            data += chunk
+    parts = data.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
 @pytest.mark.parametrize("server", SERVERS)
 def test_sigterm_under_load_drains_and_refuses_new_connections(start_server, server: str) -> None:
     graceful = 4
@@ -67,19 +107,14 @@ def test_sigterm_under_load_drains_and_refuses_new_connections(start_server, ser
         target=lambda: BuiltinClient().run(LoadSpec(url=running.url + "/", duration=3, connections=16))
     )
     background.start()
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        slow = [
-            pool.submit(lambda: httpx.get(running.url + "/sleep?seconds=1.5", timeout=20).status_code)
-            for _ in range(32)
-        ]
-        time.sleep(0.6)  # all 32 are in flight
-        running.process.send_signal(signal.SIGTERM)
-        stopped_at = time.monotonic()
-        outcomes = []
-        while running.process.poll() is None and time.monotonic() - stopped_at < graceful + 2:
-            outcomes.append(new_connection_outcome(running.port))
-            time.sleep(0.2)
-        statuses = [future.result() for future in slow]
+    slow = accepted_slow_requests(running.port, running.process.pid, count=32)
+    running.process.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    outcomes = []
+    while running.process.poll() is None and time.monotonic() - stopped_at < graceful + 2:
+        outcomes.append(new_connection_outcome(running.port))
+        time.sleep(0.2)
+    statuses = [status(sock) for sock in slow]
     code = running.process.wait(timeout=graceful + 2)
     elapsed = time.monotonic() - stopped_at
     background.join()

@@ -13,6 +13,7 @@ import httpx
 import psutil
 import pytest
 
+from pyfly_hydra.bench.process import worker_pids
 from tests.conftest import SERVERS, child_env
 
 SLOW_SECONDS = 2.0
@@ -114,16 +115,11 @@ def test_workers_stopping_before_the_supervisor_hears_the_signal_is_a_clean_stop
 
 
 def _wait_for_workers(supervisor: psutil.Process, count: int) -> list[psutil.Process]:
-    """The supervisor's worker processes (not multiprocessing's resource tracker, which ignores SIGTERM)."""
     deadline = time.monotonic() + 20
-    while len(workers := _workers(supervisor)) < count and time.monotonic() < deadline:
+    while len(pids := worker_pids(supervisor.pid)) < count and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(workers) == count, workers
-    return workers
-
-
-def _workers(supervisor: psutil.Process) -> list[psutil.Process]:
-    return [child for child in supervisor.children() if "resource_tracker" not in " ".join(child.cmdline())]
+    assert len(pids) == count, pids
+    return [psutil.Process(pid) for pid in pids]
 
 
 def _running(process: psutil.Process) -> bool:

@@ -64,10 +64,6 @@ CASES = {
         ["server=hypercorn", "server.max_concurrent_connections=10"],
         ["server.max_concurrent_connections=10", "hypercorn cannot honour it"],
     ),
-    "recycling on hypercorn": (
-        ["server=hypercorn", "server.max_requests_per_worker=300"],
-        ["server.max_requests_per_worker=300", "hypercorn cannot honour it", "server.worker_max_lifetime"],
-    ),
     "unsupported key on granian": (
         ["server=granian", "server.max_requests_per_worker=100"],
         ["server.max_requests_per_worker=100", "granian cannot honour it"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -150,13 +151,15 @@ def test_worker_killed_under_load_keeps_serving(start_server, server: str) -> No
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_max_requests_recycles_workers_under_load(start_server, workers: int) -> None:
-    """uvicorn (the server that recycles cleanly): 3,000 keep-alive requests, a new worker every ~300.
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_max_requests_recycles_workers_under_load(start_server, server: str, workers: int) -> None:
+    """3,000 keep-alive requests, a new worker every ~300 (granian has no request count and refuses the key).
 
-    The client waits up to 15 s for an answer: while a lone worker is replaced, requests queue in the
-    listener's backlog rather than fail.
+    uvicorn's worker stops itself at its limit and is respawned; hypercorn's tells pyfly-hydra's supervisor,
+    which starts the replacement before the old one drains. The client waits up to 15 s for an answer:
+    while a lone uvicorn worker is replaced, requests queue in the listener's backlog rather than fail.
     """
-    running = start_server("server=uvicorn", f"server.workers={workers}", "server.max_requests_per_worker=300", QUIET)
+    running = start_server(f"server={server}", f"server.workers={workers}", "server.max_requests_per_worker=300", QUIET)
     first = serving_pids(running.url, attempts=4)
     spec = LoadSpec(url=running.url + "/", duration=60, connections=8, requests=3000)
     result = BuiltinClient(timeout=15).run(spec)
@@ -165,6 +168,9 @@ def test_max_requests_recycles_workers_under_load(start_server, workers: int) ->
     assert serving_pids(running.url, attempts=4) - first, "no worker was recycled"
     assert result.errors == 0, result
     assert running.stop() == 0, running.log()
+    if server == "hypercorn":
+        limits = re.findall(r"reached its limit of (\d+) requests \(server.max_requests_per_worker=300 ", running.log())
+        assert limits and all(300 <= int(limit) <= 330 for limit in limits), running.log()  # the jitter: up to 10%
 
 
 def concurrent_statuses(url: str, count: int) -> tuple[list[int], float]:

@@ -73,18 +73,18 @@ def test_a_search_of_twelve_trials_resumes_by_study_name(tmp_path: Path) -> None
 
 
 def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_path: Path) -> None:
-    """hypercorn refuses server.max_requests_per_worker: that trial fails; granian's is told the median of 2."""
+    """hypercorn refuses server.max_concurrent_connections: that trial fails; granian's is told the median of 2."""
     result = run_cli(
         "-m", "mode=bench", "hydra/sweeper=tune", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler=random",
         "hydra.sweeper.seed=0", "bench.rounds=2", "server=choice(granian,hypercorn)",
-        "+hydra.sweeper.spaces.hypercorn={server.max_requests_per_worker:50}", f"hydra.sweep.dir={tmp_path}", *SHORT,
+        "+hydra.sweeper.spaces.hypercorn={server.max_concurrent_connections:50}", f"hydra.sweep.dir={tmp_path}", *SHORT,
         timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {row["server"]: row for row in trials(tmp_path)}
     if set(rows) != {"granian", "hypercorn"}:
         pytest.fail(f"seed 0 was expected to draw both servers: {rows}")
-    assert rows["hypercorn"]["state"] == "fail" and "max_requests_per_worker" in rows["hypercorn"]["reason"]
+    assert rows["hypercorn"]["state"] == "fail" and "max_concurrent_connections" in rows["hypercorn"]["reason"]
     granian = rows["granian"]
     rounds = [float(value) for value in granian["rounds"].split()]
     assert granian["state"] == "complete" and len(rounds) == 2

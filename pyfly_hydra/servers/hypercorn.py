@@ -47,6 +47,8 @@ class HypercornServer(ServerAdapter):
             "keep_alive_timeout",
             "keyfile",
             "loglevel",
+            "max_requests",
+            "max_requests_jitter",
             "ssl_handshake_timeout",
             "worker_class",
             "workers",
@@ -78,12 +80,12 @@ class HypercornServer(ServerAdapter):
         "keep_alive_timeout": Support("keep_alive_timeout"),
         "max_concurrent_connections": Support(None, "hypercorn has no connection limit"),
         "max_requests_per_worker": Support(
-            None,
-            "hypercorn's own request count stops a worker before any replacement is up; use"
-            " server.worker_max_lifetime or server.worker_max_rss_mib (new worker before old)",
+            "Supervisor (instead of max_requests)",
+            "pyfly-hydra's supervisor, after about N requests (+ up to 10%), new worker before old"
+            " (hypercorn's own count stops a worker before any replacement is up)",
         ),
-        "worker_max_lifetime": Support("Supervisor", "pyfly-hydra's supervisor, new worker 3.5 s before old"),
-        "worker_max_rss_mib": Support("Supervisor", "pyfly-hydra's supervisor, new worker 3.5 s before old"),
+        "worker_max_lifetime": Support("Supervisor", "pyfly-hydra's supervisor, new worker before old"),
+        "worker_max_rss_mib": Support("Supervisor", "pyfly-hydra's supervisor, new worker before old"),
         "worker_rss_check_interval": Support("Supervisor"),
         "uds": Support("bind"),
         "uds_permissions": Support("bind"),
@@ -153,10 +155,11 @@ class HypercornServer(ServerAdapter):
 
     @property
     def _serves_in_process(self) -> bool:
-        return self.properties.workers == 1 and not self.properties.reload and not self.recycling().enabled
+        p = self.properties
+        return p.workers == 1 and not p.reload and not self.recycling().enabled and p.max_requests_per_worker is None
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
-        """One worker serves in this process; more, or reload, run under pyfly-hydra's supervisor."""
+        """One worker serves in this process; more, reload or recycling run under pyfly-hydra's supervisor."""
         from hypercorn.utils import LifespanFailureError
 
         from pyfly_hydra.servers.hypercorn_idle import worker_for
@@ -183,6 +186,7 @@ class HypercornServer(ServerAdapter):
                 graceful_timeout=p.graceful_timeout,
                 sources=sources,
                 recycling=self.recycling(),
+                max_requests=p.max_requests_per_worker,
             )
             return supervisor.run()
         except LifespanFailureError as exc:

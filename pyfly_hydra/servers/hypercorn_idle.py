@@ -22,6 +22,8 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from pyfly_hydra.servers.hypercorn_request_limit import RequestLimit, report_request_limit
+
 EOF_POLL_SECONDS = 0.05  # how soon a stopping worker notices that an idle connection's client has gone
 
 if TYPE_CHECKING:
@@ -64,11 +66,20 @@ def hold_idle_connections_through_stop() -> None:
     H11Protocol.stream_send = _closing_when_stopping(H11Protocol.stream_send)  # type: ignore[method-assign]
 
 
-def serve(loop_name: str, config: Config, sockets: Sockets | None = None, shutdown_event: Any = None) -> None:
-    """hypercorn's worker for ``loop_name`` (asyncio or uvloop), idle connections held through its stop."""
+def serve(
+    loop_name: str,
+    config: Config,
+    sockets: Sockets | None = None,
+    shutdown_event: Any = None,
+    request_limit: RequestLimit | None = None,
+) -> None:
+    """hypercorn's worker for ``loop_name`` (asyncio or uvloop), idle connections held through its stop,
+    telling the supervisor when it has served ``request_limit`` requests."""
     from hypercorn.asyncio import run
 
     hold_idle_connections_through_stop()
+    if request_limit is not None:
+        report_request_limit(request_limit)
     worker = run.uvloop_worker if loop_name == "uvloop" else run.asyncio_worker
     worker(config, sockets=sockets, shutdown_event=shutdown_event)
 

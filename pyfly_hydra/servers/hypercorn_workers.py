@@ -11,9 +11,10 @@ code fails to import. This supervisor uses hypercorn's own sockets and worker fu
 - with ``sources`` (``server.reload``), a change of the app's sources drains the workers and starts
   new ones; a worker that then dies (the edit does not import) is reported and the supervisor waits
   for the next change;
-- with ``recycling``, a worker past its lifetime or over its memory limit is replaced: the new one
-  starts, gets ``RESPAWN_OVERLAP_SECONDS`` to come up (granian's own respawn interval), then the old
-  one drains. Each worker has its own shutdown event, so one can drain while the others serve.
+- with ``recycling``, a worker past its lifetime or over its memory limit is replaced, and with
+  ``max_requests`` one that has served its requests (``hypercorn_request_limit``): the new one starts,
+  and once it serves (at most ``READY_SECONDS``) the old one drains. Each worker has its own shutdown
+  event, so one can drain while the others serve.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pyfly_hydra.recycling import Recycling, WorkerClock
+from pyfly_hydra.servers.hypercorn_request_limit import RequestLimit
 
 if TYPE_CHECKING:
     from hypercorn.config import Config, Sockets
@@ -45,20 +47,36 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DRAIN_MARGIN_SECONDS = 5.0
 POLL_SECONDS = 0.2
 CRASH_LOOP_SECONDS = 5.0
-RESPAWN_OVERLAP_SECONDS = 3.5
+READY_SECONDS = 30.0  # how long a replacement may take to serve before it is given up and the old one kept
 
 
 @dataclass(frozen=True)
 class Worker:
-    """One hypercorn worker process and the event that tells it to drain and exit."""
+    """One hypercorn worker process, the event that tells it to drain and exit, the one it sets once it
+    serves, and its request limit (if any)."""
 
     process: BaseProcess
     shutdown: Event
+    ready: Event
+    request_limit: RequestLimit | None = None
 
     @property
     def pid(self) -> int:
         assert self.process.pid is not None
         return self.process.pid
+
+
+@dataclass(frozen=True)
+class ShutdownWatch:
+    """A worker's shutdown event as hypercorn watches it. hypercorn starts polling it once the worker's
+    servers listen, so the first poll also sets ``ready``: the worker serves."""
+
+    shutdown: Event
+    ready: Event
+
+    def is_set(self) -> bool:
+        self.ready.set()
+        return self.shutdown.is_set()
 
 
 def _close(sockets: Sockets) -> None:
@@ -107,9 +125,11 @@ class Supervisor:
         graceful_timeout: float,
         sources: WatchedSources | None = None,
         recycling: Recycling | None = None,
+        max_requests: int | None = None,
     ) -> None:
         self.config, self.worker, self.sockets, self.sources = config, worker, sockets, sources
         self.count = workers
+        self.max_requests = max_requests
         self.drain_seconds = graceful_timeout + DRAIN_MARGIN_SECONDS
         self.clock = WorkerClock(recycling) if recycling and recycling.enabled else None
         self.context = multiprocessing.get_context("spawn")
@@ -129,18 +149,26 @@ class Supervisor:
     def _spawn(self) -> Worker:
         # Workers start with SIGINT and SIGTERM ignored: a terminal's Ctrl-C or a service manager's
         # SIGTERM to the whole group reaches them only through their shutdown event, so they drain.
-        shutdown = self.context.Event()
+        shutdown, ready = self.context.Event(), self.context.Event()
+        request_limit = (
+            None if self.max_requests is None else RequestLimit.drawn(self.max_requests, self.context.Event())
+        )
         current = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
         try:
             process = self.context.Process(
                 target=self.worker,
-                kwargs={"config": self.config, "sockets": self.sockets, "shutdown_event": shutdown},
+                kwargs={
+                    "config": self.config,
+                    "sockets": self.sockets,
+                    "shutdown_event": ShutdownWatch(shutdown, ready),
+                    "request_limit": request_limit,
+                },
             )
             process.start()
         finally:
             for sig, handler in current.items():
                 signal.signal(sig, handler)
-        return Worker(process, shutdown)
+        return Worker(process, shutdown, ready, request_limit)
 
     def run(self) -> int:
         """Serve until SIGINT/SIGTERM (drain every worker, exit 0) or a crash loop (exit 1)."""
@@ -158,7 +186,7 @@ class Supervisor:
                     self._reload()
                     continue
                 self._handle_exits()
-                if self.clock is not None and not self.stopping:
+                if not self.stopping:
                     self._recycle()
             # Refuse new connections at once: each worker closes its copy when it sees its shutdown event.
             _close(self.sockets)
@@ -217,16 +245,34 @@ class Supervisor:
             self.respawned_at[slot] = now
 
     def _recycle(self) -> None:
-        assert self.clock is not None
-        due = self.clock.due([w.pid for w in self.workers if w.process.exitcode is None])
-        if due is None:
+        """Replace one worker that has served its requests, or is past its lifetime or memory limit."""
+        for slot, worker in enumerate(self.workers):
+            if worker.request_limit is not None and worker.request_limit.reached.is_set():
+                limit, key = worker.request_limit.requests, f"server.max_requests_per_worker={self.max_requests}"
+                why = f"reached its limit of {limit} requests ({key} + jitter)"
+                self._replace(slot, why)
+                return
+        if self.clock is None:
             return
-        pid, why = due
-        slot = next(i for i, w in enumerate(self.workers) if w.pid == pid)
+        due = self.clock.due([w.pid for w in self.workers if w.process.exitcode is None])
+        if due is not None:
+            pid, why = due
+            self._replace(next(i for i, w in enumerate(self.workers) if w.pid == pid), why)
+
+    def _replace(self, slot: int, why: str) -> None:
+        """Start a new worker in ``slot``; once it serves, the old one drains (the others serve throughout)."""
         old, new = self.workers[slot], self._spawn()
+        deadline = time.monotonic() + READY_SECONDS
+        while not new.ready.wait(POLL_SECONDS):
+            if self.stopping or new.process.exitcode is not None or time.monotonic() > deadline:
+                new.shutdown.set()
+                new.process.join(timeout=self.drain_seconds)
+                if new.process.is_alive():
+                    new.process.kill()
+                if not self.stopping:
+                    logger.error("hypercorn worker pid %s did not come up; keeping pid %s", new.pid, old.pid)
+                return
         self.workers[slot] = new
-        # The new worker gets time to come up; meanwhile the old one (and the others) keep serving.
-        wait([new.process.sentinel], timeout=RESPAWN_OVERLAP_SECONDS)
-        logger.info("hypercorn worker pid %s %s; replaced by pid %s", pid, why, new.pid)
+        logger.info("hypercorn worker pid %s %s; replaced by pid %s", old.pid, why, new.pid)
         old.shutdown.set()
         self.retiring.append(old)

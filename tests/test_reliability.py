@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from pathlib import Path
 
 import httpx
 import psutil
@@ -19,7 +20,7 @@ from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.builtin import BuiltinClient
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.process import worker_pids
-from tests.conftest import SERVERS
+from tests.conftest import SERVERS, child_env
 
 QUIET = "server.access_log=false"
 
@@ -171,6 +172,27 @@ def test_max_requests_recycles_workers_under_load(start_server, server: str, wor
     if server == "hypercorn":
         limits = re.findall(r"reached its limit of (\d+) requests \(server.max_requests_per_worker=300 ", running.log())
         assert limits and all(300 <= int(limit) <= 330 for limit in limits), running.log()  # the jitter: up to 10%
+
+
+def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(start_server, tmp_path: Path) -> None:
+    """hypercorn's lone worker reaches its limit, but the new worker's startup fails: the old one keeps
+    serving, one error line says so, and the next attempt waits (not a respawn every poll)."""
+    failing = tmp_path / "startup-fails"
+    running = start_server(
+        "server=hypercorn", "server.max_requests_per_worker=10", "app=lifespan_app:app", QUIET,
+        env=child_env(LIFESPAN_FAIL_IF=str(failing)),
+    )  # fmt: skip
+    (first,) = serving_pids(running.url, attempts=1)
+    failing.touch()
+    deadline = time.monotonic() + 4
+    with httpx.Client(timeout=10) as client:
+        while time.monotonic() < deadline:
+            assert client.get(running.url + "/loop").json()["pid"] == first
+            time.sleep(0.02)
+    log = running.log()
+    assert log.count("did not come up") == 1, log
+    assert f"keeping pid {first}, next attempt in 10 s" in log, log
+    assert running.stop() == 0, running.log()
 
 
 def concurrent_statuses(url: str, count: int) -> tuple[list[int], float]:

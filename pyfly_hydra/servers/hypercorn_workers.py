@@ -48,6 +48,7 @@ DRAIN_MARGIN_SECONDS = 5.0
 POLL_SECONDS = 0.2
 CRASH_LOOP_SECONDS = 5.0
 READY_SECONDS = 30.0  # how long a replacement may take to serve before it is given up and the old one kept
+RETRY_SECONDS = 10.0  # after a replacement that did not come up, the next attempt waits this long
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class Supervisor:
         self.exit_code = 0
         self.changed = threading.Event()
         self.respawned_at: dict[int, float] = {}  # slot -> when its worker was last replaced
+        self.next_replacement = 0.0  # monotonic time before which no worker is recycled (after a failed one)
         self.reported: set[int] = set()  # reload: slots whose failed worker was reported, waiting for a change
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -246,6 +248,8 @@ class Supervisor:
 
     def _recycle(self) -> None:
         """Replace one worker that has served its requests, or is past its lifetime or memory limit."""
+        if time.monotonic() < self.next_replacement:
+            return
         for slot, worker in enumerate(self.workers):
             if worker.request_limit is not None and worker.request_limit.reached.is_set():
                 limit, key = worker.request_limit.requests, f"server.max_requests_per_worker={self.max_requests}"
@@ -270,7 +274,13 @@ class Supervisor:
                 if new.process.is_alive():
                     new.process.kill()
                 if not self.stopping:
-                    logger.error("hypercorn worker pid %s did not come up; keeping pid %s", new.pid, old.pid)
+                    logger.error(
+                        "hypercorn worker pid %s did not come up; keeping pid %s, next attempt in %.0f s",
+                        new.pid,
+                        old.pid,
+                        RETRY_SECONDS,
+                    )
+                    self.next_replacement = time.monotonic() + RETRY_SECONDS
                 return
         self.workers[slot] = new
         logger.info("hypercorn worker pid %s %s; replaced by pid %s", old.pid, why, new.pid)

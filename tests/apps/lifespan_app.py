@@ -1,4 +1,6 @@
-"""A test app that records its lifespan events in the file named by $LIFESPAN_LOG, one line per event."""
+"""A test app that records its lifespan events in the file named by $LIFESPAN_LOG, one line per event.
+
+Its startup fails while the file named by $LIFESPAN_FAIL_IF exists."""
 
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                failing = os.environ.get("LIFESPAN_FAIL_IF")
+                if failing and os.path.exists(failing):
+                    await send({"type": "lifespan.startup.failed", "message": f"{failing} exists"})
+                    return
                 _record("startup")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

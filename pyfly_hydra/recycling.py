@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass, field
 
 LIFETIME_JITTER = 0.10  # a worker lives worker_max_lifetime x (1 + up to this)
+# After a replacement that did not come up (the old worker kept), the next attempt waits this long: a
+# new worker whose startup fails (a bad deploy) is not respawned in a loop while the old one serves.
+RETRY_SECONDS = 10.0
 MIB = 1024 * 1024
 
 

@@ -174,23 +174,31 @@ def test_max_requests_recycles_workers_under_load(start_server, server: str, wor
         assert limits and all(300 <= int(limit) <= 330 for limit in limits), running.log()  # the jitter: up to 10%
 
 
-def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(start_server, tmp_path: Path) -> None:
-    """hypercorn's lone worker reaches its limit, but the new worker's startup fails: the old one keeps
+@pytest.mark.parametrize(
+    ("server", "limit", "failed"),
+    [
+        ("hypercorn", "server.max_requests_per_worker=10", "did not come up"),
+        ("uvicorn", "server.worker_max_lifetime=1", "was not ready in time"),
+    ],
+)
+def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(
+    start_server, tmp_path: Path, server: str, limit: str, failed: str
+) -> None:
+    """A lone worker is due for replacement, but the new worker's startup fails: the old one keeps
     serving, one error line says so, and the next attempt waits (not a respawn every poll)."""
     failing = tmp_path / "startup-fails"
     running = start_server(
-        "server=hypercorn", "server.max_requests_per_worker=10", "app=lifespan_app:app", QUIET,
-        env=child_env(LIFESPAN_FAIL_IF=str(failing)),
-    )  # fmt: skip
+        f"server={server}", limit, "app=lifespan_app:app", QUIET, env=child_env(LIFESPAN_FAIL_IF=str(failing))
+    )
     (first,) = serving_pids(running.url, attempts=1)
     failing.touch()
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + 5
     with httpx.Client(timeout=10) as client:
         while time.monotonic() < deadline:
             assert client.get(running.url + "/loop").json()["pid"] == first
             time.sleep(0.02)
     log = running.log()
-    assert log.count("did not come up") == 1, log
+    assert log.count(failed) == 1, log
     assert f"keeping pid {first}, next attempt in 10 s" in log, log
     assert running.stop() == 0, running.log()
 

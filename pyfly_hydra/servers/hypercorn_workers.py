@@ -32,7 +32,7 @@ from multiprocessing.synchronize import Event
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pyfly_hydra.recycling import Recycling, WorkerClock
+from pyfly_hydra.recycling import RETRY_SECONDS, Recycling, WorkerClock
 from pyfly_hydra.servers.hypercorn_request_limit import RequestLimit
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ DRAIN_MARGIN_SECONDS = 5.0
 POLL_SECONDS = 0.2
 CRASH_LOOP_SECONDS = 5.0
 READY_SECONDS = 30.0  # how long a replacement may take to serve before it is given up and the old one kept
-RETRY_SECONDS = 10.0  # after a replacement that did not come up, the next attempt waits this long
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ drain ends. Closing the parent's copy first (each worker closes its own at once)
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from socket import socket
@@ -18,7 +19,7 @@ from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process
 from uvicorn.supervisors.watchfilesreload import WatchFilesReload
 
-from pyfly_hydra.recycling import Recycling, WorkerClock
+from pyfly_hydra.recycling import RETRY_SECONDS, Recycling, WorkerClock
 from pyfly_hydra.reload import WatchedSources
 
 logger = logging.getLogger("pyfly_hydra")
@@ -30,11 +31,12 @@ class ClosingMultiprocess(Multiprocess):
     def __init__(self, config: Config, *, sockets: list[socket], recycling: Recycling) -> None:
         super().__init__(config, sockets)
         self.clock = WorkerClock(recycling) if recycling.enabled else None
+        self.next_replacement = 0.0  # monotonic time before which no worker is recycled (after a failed one)
 
     def keep_subprocess_alive(self) -> None:
         """Respawn dead workers (uvicorn's own), then replace one worker that is due, if any."""
         super().keep_subprocess_alive()
-        if self.clock is None or self.should_exit.is_set():
+        if self.clock is None or self.should_exit.is_set() or time.monotonic() < self.next_replacement:
             return
         due = self.clock.due([process.pid for process in self.processes if process.pid is not None])
         if due is not None:
@@ -50,7 +52,13 @@ class ClosingMultiprocess(Multiprocess):
             new.kill()
             new.join()
             if not self.should_exit.is_set():
-                logger.error("uvicorn worker pid %s was not ready in time; keeping pid %s", new.pid, old.pid)
+                logger.error(
+                    "uvicorn worker pid %s was not ready in time; keeping pid %s, next attempt in %.0f s",
+                    new.pid,
+                    old.pid,
+                    RETRY_SECONDS,
+                )
+                self.next_replacement = time.monotonic() + RETRY_SECONDS
             return
         logger.info("uvicorn worker pid %s %s; replaced by pid %s", old.pid, why, new.pid)
         self.processes[index] = new

@@ -8,6 +8,7 @@ one serving before the old one drains.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ LIFETIME_JITTER = 0.10  # a worker lives worker_max_lifetime x (1 + up to this)
 # new worker whose startup fails (a bad deploy) is not respawned in a loop while the old one serves.
 RETRY_SECONDS = 10.0
 MIB = 1024 * 1024
+
+logger = logging.getLogger("pyfly_hydra")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,23 @@ class Recycling:
     @property
     def enabled(self) -> bool:
         return self.max_lifetime is not None or self.max_rss_mib is not None
+
+
+@dataclass
+class ReplacementRetry:
+    """When a supervisor may try its next replacement: at any time, or ``RETRY_SECONDS`` after one whose new
+    worker did not come up (the old one kept serving)."""
+
+    _not_before: float = 0.0
+
+    @property
+    def allowed(self) -> bool:
+        return time.monotonic() >= self._not_before
+
+    def failed(self, failure: str, *, kept_pid: int) -> None:
+        """Log ``failure`` (which worker did not come up, and how) and hold off the next attempt."""
+        logger.error("%s; keeping pid %s, next attempt in %.0f s", failure, kept_pid, RETRY_SECONDS)
+        self._not_before = time.monotonic() + RETRY_SECONDS
 
 
 @dataclass

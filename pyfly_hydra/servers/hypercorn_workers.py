@@ -32,7 +32,7 @@ from multiprocessing.synchronize import Event
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pyfly_hydra.recycling import RETRY_SECONDS, Recycling, WorkerClock
+from pyfly_hydra.recycling import Recycling, ReplacementRetry, WorkerClock
 from pyfly_hydra.servers.hypercorn_request_limit import RequestLimit
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class Supervisor:
         self.exit_code = 0
         self.changed = threading.Event()
         self.respawned_at: dict[int, float] = {}  # slot -> when its worker was last replaced
-        self.next_replacement = 0.0  # monotonic time before which no worker is recycled (after a failed one)
+        self.retry = ReplacementRetry()
         self.reported: set[int] = set()  # reload: slots whose failed worker was reported, waiting for a change
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -247,7 +247,7 @@ class Supervisor:
 
     def _recycle(self) -> None:
         """Replace one worker that has served its requests, or is past its lifetime or memory limit."""
-        if time.monotonic() < self.next_replacement:
+        if not self.retry.allowed:
             return
         for slot, worker in enumerate(self.workers):
             if worker.request_limit is not None and worker.request_limit.reached.is_set():
@@ -268,18 +268,9 @@ class Supervisor:
         deadline = time.monotonic() + READY_SECONDS
         while not new.ready.wait(POLL_SECONDS):
             if self.stopping or new.process.exitcode is not None or time.monotonic() > deadline:
-                new.shutdown.set()
-                new.process.join(timeout=self.drain_seconds)
-                if new.process.is_alive():
-                    new.process.kill()
+                _stop([new], time.monotonic() + self.drain_seconds)
                 if not self.stopping:
-                    logger.error(
-                        "hypercorn worker pid %s did not come up; keeping pid %s, next attempt in %.0f s",
-                        new.pid,
-                        old.pid,
-                        RETRY_SECONDS,
-                    )
-                    self.next_replacement = time.monotonic() + RETRY_SECONDS
+                    self.retry.failed(f"hypercorn worker pid {new.pid} did not come up", kept_pid=old.pid)
                 return
         self.workers[slot] = new
         logger.info("hypercorn worker pid %s %s; replaced by pid %s", old.pid, why, new.pid)

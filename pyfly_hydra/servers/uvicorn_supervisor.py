@@ -9,7 +9,6 @@ drain ends. Closing the parent's copy first (each worker closes its own at once)
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from socket import socket
@@ -19,7 +18,7 @@ from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process
 from uvicorn.supervisors.watchfilesreload import WatchFilesReload
 
-from pyfly_hydra.recycling import RETRY_SECONDS, Recycling, WorkerClock
+from pyfly_hydra.recycling import Recycling, ReplacementRetry, WorkerClock
 from pyfly_hydra.reload import WatchedSources
 
 logger = logging.getLogger("pyfly_hydra")
@@ -31,12 +30,12 @@ class ClosingMultiprocess(Multiprocess):
     def __init__(self, config: Config, *, sockets: list[socket], recycling: Recycling) -> None:
         super().__init__(config, sockets)
         self.clock = WorkerClock(recycling) if recycling.enabled else None
-        self.next_replacement = 0.0  # monotonic time before which no worker is recycled (after a failed one)
+        self.retry = ReplacementRetry()
 
     def keep_subprocess_alive(self) -> None:
         """Respawn dead workers (uvicorn's own), then replace one worker that is due, if any."""
         super().keep_subprocess_alive()
-        if self.clock is None or self.should_exit.is_set() or time.monotonic() < self.next_replacement:
+        if self.clock is None or self.should_exit.is_set() or not self.retry.allowed:
             return
         due = self.clock.due([process.pid for process in self.processes if process.pid is not None])
         if due is not None:
@@ -52,13 +51,7 @@ class ClosingMultiprocess(Multiprocess):
             new.kill()
             new.join()
             if not self.should_exit.is_set():
-                logger.error(
-                    "uvicorn worker pid %s was not ready in time; keeping pid %s, next attempt in %.0f s",
-                    new.pid,
-                    old.pid,
-                    RETRY_SECONDS,
-                )
-                self.next_replacement = time.monotonic() + RETRY_SECONDS
+                self.retry.failed(f"uvicorn worker pid {new.pid} was not ready in time", kept_pid=old.pid)
             return
         logger.info("uvicorn worker pid %s %s; replaced by pid %s", old.pid, why, new.pid)
         self.processes[index] = new

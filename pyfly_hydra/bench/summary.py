@@ -261,7 +261,6 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
     except ImportError:
         return False
     rows = list(reversed(ranked))  # best at the top
-    colours = SERVER_COLOURS
     figure, axis = plt.subplots(figsize=(11, 1.2 + 0.55 * len(rows)))
     labels = [f"{c.first['server']}/{c.first['loop']} x{c.first['workers']}  ({c.label})" for c in rows]
     values = [0.0 if math.isnan(c.median) else c.median for c in rows]
@@ -271,7 +270,7 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
     ]
     bars = axis.barh(
         labels, values, xerr=whiskers, capsize=3, edgecolor="black",
-        color=[colours.get(c.first["server"], OTHER_COLOUR) for c in rows],
+        color=[SERVER_COLOURS.get(c.first["server"], OTHER_COLOUR) for c in rows],
     )  # fmt: skip
     for bar, configuration in zip(bars, rows, strict=True):
         if configuration.first["loop"] == "asyncio":
@@ -292,8 +291,8 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
             latency.plot([p for _, p in points], [i for i, _ in points], "D", color="#d62828")
             latency.set_xlim(0, max(p for _, p in points) * 3)  # the diamonds in the bars, clear of the labels
         latency.set_xlabel("median p99 latency, ms (red diamonds; lower is better)", color="#d62828")
-    servers = sorted({c.first["server"] for c in rows}, key=list(colours).index)
-    legend = [Patch(facecolor=colours[s], edgecolor="black", label=s) for s in servers if s in colours]
+    servers = sorted({c.first["server"] for c in rows}, key=list(SERVER_COLOURS).index)
+    legend = [Patch(facecolor=SERVER_COLOURS[s], edgecolor="black", label=s) for s in servers if s in SERVER_COLOURS]
     if any(c.first["loop"] == "asyncio" for c in rows):
         legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="asyncio loop"))
     axis.legend(handles=legend, loc="lower right", fontsize=8)

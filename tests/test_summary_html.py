@@ -119,6 +119,17 @@ def test_the_summaries_name_the_machines_the_jobs_ran_on(sweep_dir: Path) -> Non
     assert two in (sweep_dir / "summary.html").read_text()
 
 
+def test_a_sweep_with_a_users_own_server_is_summarised(tmp_path: Path) -> None:
+    """A user's own server adapter (`--config-dir ... server=mine`) is a row like any other, in every file."""
+    for job, (label, server) in enumerate([("server=mine", "mine"), (GRANIAN, "granian")]):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / "bench.json").write_text(json.dumps(record(job, label, 1, 1000.0 + job, server=server)))
+    written = {path.name for path in write_summary(tmp_path, load_records(tmp_path))}
+    assert {"summary.csv", "summary.md", "summary.html", "summary.png", "best.yaml"} <= written
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| mine " in summary and "`server=mine`" in summary, summary
+
+
 class DevTools:
     """One Chrome DevTools Protocol session: JSON messages over a websocket (wsproto on a plain socket)."""
 

@@ -291,8 +291,10 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
             latency.plot([p for _, p in points], [i for i, _ in points], "D", color="#d62828")
             latency.set_xlim(0, max(p for _, p in points) * 3)  # the diamonds in the bars, clear of the labels
         latency.set_xlabel("median p99 latency, ms (red diamonds; lower is better)", color="#d62828")
-    servers = sorted({c.first["server"] for c in rows}, key=list(SERVER_COLOURS).index)
-    legend = [Patch(facecolor=SERVER_COLOURS[s], edgecolor="black", label=s) for s in servers if s in SERVER_COLOURS]
+    ran = {c.first["server"] for c in rows}
+    legend = [Patch(facecolor=colour, edgecolor="black", label=s) for s, colour in SERVER_COLOURS.items() if s in ran]
+    if ran - SERVER_COLOURS.keys():  # a user's own server adapter
+        legend.append(Patch(facecolor=OTHER_COLOUR, edgecolor="black", label="other"))
     if any(c.first["loop"] == "asyncio" for c in rows):
         legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="asyncio loop"))
     axis.legend(handles=legend, loc="lower right", fontsize=8)

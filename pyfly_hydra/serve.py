@@ -25,6 +25,7 @@ from pyfly_hydra.properties import validate_properties
 from pyfly_hydra.reload import watched_sources
 from pyfly_hydra.resolvers import SERVER_PRIORITY, is_installed, loop_priority, module_available
 from pyfly_hydra.server_info import ServerInfo
+from pyfly_hydra.signals import runner_signals
 from pyfly_hydra.worker_app import plan_worker_app
 
 logger = logging.getLogger("pyfly_hydra")
@@ -144,7 +145,8 @@ def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     # Everything allocated so far (Hydra's and OmegaConf's object graphs) lives as long as the process:
     # keep the garbage collector from walking it on every full collection while requests are served.
     gc.freeze()
-    code = plan.server.run(app=plan.app, loop=plan.loop)
+    with runner_signals():
+        code = plan.server.run(app=plan.app, loop=plan.loop)
     logger.info("%s stopped (exit code %d)", plan.server.name, code)
     if code:
         raise ServeError(f"{plan.server.name} stopped with exit code {code}; its log above says why")

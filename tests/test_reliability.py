@@ -156,29 +156,29 @@ def test_worker_killed_under_load_keeps_serving(start_server, server: str) -> No
 def test_max_requests_recycles_workers_under_load(start_server, server: str, workers: int) -> None:
     """3,000 keep-alive requests, a new worker every ~300 (granian has no request count and refuses the key).
 
-    uvicorn's worker stops itself at its limit and is respawned; hypercorn's tells pyfly-hydra's supervisor,
-    which starts the replacement before the old one drains. The client waits up to 15 s for an answer:
-    while a lone uvicorn worker is replaced, requests queue in the listener's backlog rather than fail.
+    Each worker tells pyfly-hydra's supervisor when it has served its share; the supervisor starts the
+    replacement, and the old worker serves until the new one does, then drains. A burst may end before the
+    replacement serves, so the check waits for it (the supervisor's log line).
     """
     running = start_server(f"server={server}", f"server.workers={workers}", "server.max_requests_per_worker=300", QUIET)
-    first = serving_pids(running.url, attempts=4)
     spec = LoadSpec(url=running.url + "/", duration=60, connections=8, requests=3000)
     result = BuiltinClient(timeout=15).run(spec)
     assert result.requests == 3000
-    assert running.process.poll() is None, "the server exited instead of recycling its worker"
-    assert serving_pids(running.url, attempts=4) - first, "no worker was recycled"
     assert result.errors == 0, result
+    assert running.process.poll() is None, "the server exited instead of recycling its worker"
+    pattern = r"reached its limit of (\d+) requests \(server.max_requests_per_worker=300 \+ jitter\); replaced by"
+    deadline = time.monotonic() + 30
+    while not (limits := re.findall(pattern, running.log())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert limits and all(300 <= int(limit) <= 330 for limit in limits), running.log()  # the jitter: up to 10%
     assert running.stop() == 0, running.log()
-    if server == "hypercorn":
-        limits = re.findall(r"reached its limit of (\d+) requests \(server.max_requests_per_worker=300 ", running.log())
-        assert limits and all(300 <= int(limit) <= 330 for limit in limits), running.log()  # the jitter: up to 10%
 
 
 @pytest.mark.parametrize(
     ("server", "limit", "failed"),
     [
         ("hypercorn", "server.max_requests_per_worker=10", "did not come up"),
-        ("uvicorn", "server.worker_max_lifetime=1", "was not ready in time"),
+        ("uvicorn", "server.worker_max_lifetime=1", "did not come up"),
     ],
 )
 def test_a_replacement_that_cannot_start_leaves_the_old_worker_serving(

@@ -16,6 +16,7 @@ from pyfly_hydra.config import GranianProperties, NativeOptions, ServerPropertie
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.properties import non_default, non_default_granian, non_default_websocket
 from pyfly_hydra.recycling import Recycling
+from pyfly_hydra.servers.hooks import Hook, require_hooks
 
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
@@ -59,6 +60,7 @@ class ServerAdapter:
     log_config: dict[str, Any] | None = None  # the job's logging dictionary for the server; set by the runner
     native_constructor: ClassVar[str]  # "module:Name" whose keywords server.options.<name>.* may set
     mapped_options: ClassVar[frozenset[str]] = frozenset()  # the constructor's names pyfly-hydra sets itself
+    hooks: ClassVar[tuple[Hook, ...]] = ()  # the server's private internals pyfly-hydra replaces
 
     def __init__(self, **properties: Any) -> None:
         for name, group in PROPERTY_GROUPS.items():  # nested groups may arrive as mappings
@@ -77,6 +79,7 @@ class ServerAdapter:
 
     def check(self, *, loop: EventLoopPort) -> None:
         """Refuse what this server cannot honour, naming the key; log documented approximations."""
+        require_hooks(self.name, self.version(), self.hooks, keys_set=set(non_default(self.properties)))
         self.native_options()
         if loop.name not in self.loops and not self.runs_loop_factories:
             raise ConfigError("loop", loop.name, f"{self.name} cannot run this loop; it runs {', '.join(self.loops)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,6 +12,7 @@ from pyfly_hydra.bind import parse_permissions
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers.base import ServerAdapter, Support, logger
 from pyfly_hydra.servers.granian_server import granian_server_class
+from pyfly_hydra.servers.hooks import Hook
 
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
@@ -29,6 +31,13 @@ GRANIAN_MIN_LIFETIME = 60  # seconds: granian refuses a shorter workers_lifetime
 def served_http(http: str, *, tls: bool) -> str:
     """granian's ``http`` mode for ``server.http``: ``auto`` in cleartext is HTTP/1.1 (see CLEARTEXT_AUTO_NOTE)."""
     return "1" if http == "auto" and not tls else http
+
+
+def runtime_mode(name: str, modes: type[Enum]) -> Enum:
+    """granian's ``RuntimeModes`` member for ``server.granian.runtime_mode``. granian before 2.6 has no
+    ``auto``; its ``auto`` since then picks ``mt`` for every interface but RSGI, which pyfly-hydra never
+    serves, so ``auto`` is ``mt`` there."""
+    return modes(name if name != "auto" or "auto" in modes.__members__ else "mt")
 
 
 class GranianServer(ServerAdapter):
@@ -78,6 +87,14 @@ class GranianServer(ServerAdapter):
             "workers_max_rss",
             "rss_sample_interval",
         ]
+    )
+    hooks: ClassVar[tuple[Hook, ...]] = (
+        Hook("granian.server.mp:WorkerProcess._watcher", "clean stops on a group signal"),
+        Hook("granian:Granian.signal_handler_interrupt", "clean stops on a group signal"),
+        Hook("granian:Granian.main_loop_interrupt", "clean stops on a group signal"),
+        Hook("granian:Granian._spawn_worker", "workers that die with their runner"),
+        Hook("granian:Granian._init_shared_socket", "serving an inherited socket", key="fd"),
+        Hook("granian._granian:SocketHolder", "serving an inherited socket", key="fd"),
     )
     native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
     websocket_support: ClassVar[dict[str, Support]] = {
@@ -200,7 +217,7 @@ class GranianServer(ServerAdapter):
             ssl_cert=Path(p.ssl_certfile) if p.ssl_certfile else None,
             ssl_key=Path(p.ssl_keyfile) if p.ssl_keyfile else None,
             runtime_threads=p.granian.runtime_threads,
-            runtime_mode=RuntimeModes(p.granian.runtime_mode),
+            runtime_mode=runtime_mode(p.granian.runtime_mode, RuntimeModes),
             respawn_failed_workers=p.granian.respawn_failed_workers,
             reload=p.reload,
             **reload_options,
@@ -222,4 +239,6 @@ class GranianServer(ServerAdapter):
             return exc.code if isinstance(exc.code, int) else 1
         except RuntimeError as exc:
             raise ServeError(f"granian failed to start on {p.host}:{p.port}: {exc}") from None
+        if server.stopped_by_policy is not None:
+            raise ServeError(f"{server.stopped_by_policy}; stopped (its log above says why)")
         return 0

@@ -1,4 +1,5 @@
-"""granian's server class, with the two hooks pyfly-hydra needs: an inherited socket, and group signals.
+"""granian's server class, with the hooks pyfly-hydra needs: an inherited socket, group signals, and
+workers that die with their supervisor.
 
 Both replace one method of granian's own supervisor (``granian.server.common``/``mp``), so a granian
 release that renames them breaks only what they add; the tests cover each.
@@ -6,13 +7,20 @@ release that renames them breaks only what they add; the tests cover each.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
+import time
+from functools import partial
 from typing import Any
 
 from pyfly_hydra.bind import inherited_socket
+from pyfly_hydra.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
 from pyfly_hydra.servers.base import bind_address
+from pyfly_hydra.worker_control import call_dying_with_parent
+
+logger = logging.getLogger("pyfly_hydra")
 
 # How long a worker that exited cleanly may wait for the supervisor to take in the stop signal the
 # worker got from the same group SIGTERM (a worker exiting 0 without any signal is respawned after it).
@@ -46,22 +54,50 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
     class GroupSignalWorker(WorkerProcess):  # type: ignore[misc, valid-type]
         def _watcher(self) -> None:
             self.inner.join()
-            if self.inner.exitcode == 0 and self.parent.stop_signal.wait(GROUP_SIGNAL_GRACE):
+            parent = self.parent
+            if self.inner.exitcode == 0 and parent.stop_signal.wait(GROUP_SIGNAL_GRACE):
                 self.interrupt_by_parent = True
+            if not self.interrupt_by_parent and parent.respawn_failed_workers and not parent.reload_on_changes:
+                self._apply_crash_policy()
             super()._watcher()
+
+        def _apply_crash_policy(self) -> None:
+            """pyfly-hydra's crash policy (``pyfly_hydra.crash_policy``) instead of granian's own, which
+            respawns a worker that fails at once (its crash-loop check forgets each respawn at the next one,
+            so two failing workers respawn each other in a loop) or stops while another worker serves."""
+            parent, slot = self.parent, self.idx
+            others = sum(w.is_alive() and not parent.crashes.failing(w.idx) for w in parent.wrks if w.idx != slot)
+            backoff = parent.crashes.died(slot, lived=time.monotonic() - self.birth, others_serving=others)
+            died = f"granian worker-{slot + 1} (pid {self.inner.pid}) died (exit {self.inner.exitcode})"
+            if backoff is None:
+                parent.stopped_by_policy = f"{died}, failing since its respawn, and no worker serves"
+                self.interrupt_by_parent = True
+                parent.signal_handler_interrupt()
+                return
+            if backoff:
+                soon = f"within {CRASH_LOOP_SECONDS:.0f} s of its respawn"
+                logger.error("%s %s; respawning it in %.0f s", died, soon, backoff)
+                if parent.stop_signal.wait(backoff):
+                    self.interrupt_by_parent = True
+                    return
+                parent.respawned_wrks.pop(slot, None)  # granian's own crash-loop check: the back-off replaces it
 
     class GroupSignalAwareGranian(server_class):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.stop_signal = threading.Event()
             self.main_loop_interrupt = SignalPollingEvent()
+            self.crashes = CrashPolicy(self.workers)
+            self.stopped_by_policy: str | None = None
 
         def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
             self.stop_signal.set()
             super().signal_handler_interrupt(*args, **kwargs)
 
-        def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
-            worker = super()._spawn_worker(idx, target, callback_loader)
+        def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
+            # granian calls it with keywords; its first call in the new worker is callback_loader().
+            kwargs["callback_loader"] = partial(call_dying_with_parent, os.getpid(), kwargs["callback_loader"])
+            worker = super()._spawn_worker(*args, **kwargs)
             if isinstance(worker, WorkerProcess):  # thread workers (free-threaded builds) get no signals
                 worker.__class__ = GroupSignalWorker
             return worker

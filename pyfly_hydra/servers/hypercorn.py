@@ -10,6 +10,7 @@ from pyfly_hydra.bind import parse_permissions, remove_unix_socket
 from pyfly_hydra.errors import ServeError
 from pyfly_hydra.servers import TLS_HANDSHAKE_SECONDS
 from pyfly_hydra.servers.base import ServerAdapter, Support, bind_address
+from pyfly_hydra.servers.hooks import Hook
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
@@ -58,6 +59,15 @@ class HypercornServer(ServerAdapter):
             "websocket_ping_interval",
             "websocket_max_message_size",
         ]
+    )
+    hooks: ClassVar[tuple[Hook, ...]] = (
+        Hook("hypercorn.asyncio.tcp_server:TCPServer._idle_timeout", "idle connections held through a stop"),
+        Hook("hypercorn.asyncio.tcp_server:TCPServer._initiate_server_close", "idle connections held through a stop"),
+        Hook("hypercorn.asyncio.tcp_server:TCPServer.reader", "idle connections held through a stop"),
+        Hook("hypercorn.protocol.h11:H11Protocol.stream_send", "Connection: close on responses while stopping"),
+        Hook("hypercorn.asyncio.worker_context:WorkerContext.mark_request", "server.max_requests_per_worker"),
+        Hook("hypercorn.asyncio.run:asyncio_worker", "supervised workers"),
+        Hook("hypercorn.asyncio.run:uvloop_worker", "supervised workers"),
     )
     websocket_support: ClassVar[dict[str, Support]] = {
         "ping_interval": Support("websocket_ping_interval"),
@@ -160,13 +170,14 @@ class HypercornServer(ServerAdapter):
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """One worker serves in this process; more, reload or recycling run under pyfly-hydra's supervisor."""
+        from functools import partial
+
         from hypercorn.utils import LifespanFailureError
 
-        from pyfly_hydra.servers.hypercorn_idle import worker_for
-        from pyfly_hydra.servers.hypercorn_workers import Supervisor
+        from pyfly_hydra.servers.hypercorn_idle import serve_in_process, serve_supervised
+        from pyfly_hydra.supervisor import Supervisor
 
         config = self.build_config(app=app, loop=loop)
-        worker = worker_for(loop.name)
         p = self.properties
         where = p.uds or (f"fd {p.fd}" if p.fd is not None else bind_address(p.host, p.port))
         try:
@@ -175,16 +186,15 @@ class HypercornServer(ServerAdapter):
             if p.uds is not None and permissions is not None:
                 os.chmod(p.uds, permissions)
             if self._serves_in_process:
-                worker(config, sockets=sockets)
+                serve_in_process(loop.name, config, sockets)
                 return 0
-            sources = self.watched_sources() if p.reload else None
             supervisor = Supervisor(
-                config,
-                worker,
-                sockets=sockets,
+                partial(serve_supervised, loop.name, config, sockets),
+                server=self.name,
+                listeners=[*sockets.secure_sockets, *sockets.insecure_sockets],
                 workers=p.workers,
                 graceful_timeout=p.graceful_timeout,
-                sources=sources,
+                sources=self.watched_sources() if p.reload else None,
                 recycling=self.recycling(),
                 max_requests=p.max_requests_per_worker,
             )

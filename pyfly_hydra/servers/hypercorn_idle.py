@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from functools import partial
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from pyfly_hydra.servers.hypercorn_request_limit import RequestLimit, report_request_limit
+from pyfly_hydra.servers.hypercorn_request_limit import report_request_limit
+from pyfly_hydra.worker_control import WorkerControl
 
 EOF_POLL_SECONDS = 0.05  # how soon a stopping worker notices that an idle connection's client has gone
 
@@ -66,24 +68,41 @@ def hold_idle_connections_through_stop() -> None:
     H11Protocol.stream_send = _closing_when_stopping(H11Protocol.stream_send)  # type: ignore[method-assign]
 
 
-def serve(
-    loop_name: str,
-    config: Config,
-    sockets: Sockets | None = None,
-    shutdown_event: Any = None,
-    request_limit: RequestLimit | None = None,
-) -> None:
-    """hypercorn's worker for ``loop_name`` (asyncio or uvloop), idle connections held through its stop,
-    telling the supervisor when it has served ``request_limit`` requests."""
+@dataclass(frozen=True)
+class ShutdownWatch:
+    """A worker's shutdown event as hypercorn polls it. hypercorn starts polling once the worker's servers
+    listen, so the first poll also tells the supervisor the worker serves."""
+
+    control: WorkerControl
+
+    def is_set(self) -> bool:
+        self.control.serving()
+        return self.control.shutdown.is_set()
+
+
+def serve_in_process(loop_name: str, config: Config, sockets: Sockets) -> None:
+    """hypercorn's worker for ``loop_name`` (asyncio or uvloop) in this process, idle connections held
+    through its stop."""
     from hypercorn.asyncio import run
 
     hold_idle_connections_through_stop()
-    if request_limit is not None:
-        report_request_limit(request_limit)
     worker = run.uvloop_worker if loop_name == "uvloop" else run.asyncio_worker
-    worker(config, sockets=sockets, shutdown_event=shutdown_event)
+    worker(config, sockets=sockets)
 
 
-def worker_for(loop_name: str) -> Callable[..., None]:
-    """The worker function hypercorn's processes run (a partial of a module-level function: spawn pickles it)."""
-    return partial(serve, loop_name)
+def serve_supervised(loop_name: str, config: Config, sockets: Sockets, control: WorkerControl) -> None:
+    """The same, as a worker process of pyfly-hydra's supervisor: it drains on ``control.shutdown`` and
+    counts its requests for the supervisor."""
+    from hypercorn.asyncio import run
+    from hypercorn.utils import LifespanFailureError
+
+    control.attach()
+    hold_idle_connections_through_stop()
+    if control.request_limit is not None:
+        report_request_limit(control)
+    worker = run.uvloop_worker if loop_name == "uvloop" else run.asyncio_worker
+    try:
+        worker(config, sockets=sockets, shutdown_event=ShutdownWatch(control))
+    except LifespanFailureError as exc:  # one line, not a traceback per worker: the supervisor says the rest
+        logging.getLogger("hypercorn.error").error("%s", exc)
+        sys.exit(1)

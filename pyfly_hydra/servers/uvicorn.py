@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.bind import inherited_socket, listen_socket, parse_permissions, remove_unix_socket, unix_socket
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers.base import ServerAdapter, Support
+from pyfly_hydra.servers.hooks import Hook
 
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
     from pyfly_hydra.ports import EventLoopPort
 
+# The protocol class pyfly-hydra's own (uvicorn_protocol) extends: httptools', else h11's.
+HTTP_PROTOCOL = (
+    "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol"
+    if importlib.util.find_spec("httptools")
+    else "uvicorn.protocols.http.h11_impl:H11Protocol"
+)
 # uvicorn's own names for the loops it sets up itself; any other loop goes in as "module:factory".
 NATIVE_LOOPS = ("uvloop", "asyncio")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -62,7 +71,6 @@ class UvicornServer(ServerAdapter):
             "timeout_keep_alive",
             "limit_concurrency",
             "limit_max_requests",
-            "limit_max_requests_jitter",
             "h11_max_incomplete_event_size",
             "ssl_certfile",
             "ssl_keyfile",
@@ -84,6 +92,27 @@ class UvicornServer(ServerAdapter):
             "ws_max_size",
         ]
     )
+    hooks: ClassVar[tuple[Hook, ...]] = (
+        *(
+            Hook(f"uvicorn.server:Server.{name}", "supervised workers (pyfly_hydra.servers.uvicorn_worker)")
+            for name in ("on_tick", "handle_exit", "started", "server_state")
+        ),
+        Hook("uvicorn.server:ServerState.total_requests", "server.max_requests_per_worker"),
+        *(
+            Hook(f"{HTTP_PROTOCOL}.{name}", "how connections end (pyfly_hydra.servers.uvicorn_protocol)")
+            for name in (
+                "connection_made",
+                "data_received",
+                "on_message_begin",
+                "on_headers_complete",
+                "on_message_complete",
+                "shutdown",
+                "timeout_keep_alive_handler",
+                "timeout_keep_alive_task",
+                "cycle",
+            )
+        ),
+    )
     websocket_support: ClassVar[dict[str, Support]] = {
         "ping_interval": Support("ws_ping_interval"),
         "ping_timeout": Support("ws_ping_timeout"),
@@ -100,10 +129,14 @@ class UvicornServer(ServerAdapter):
         "ssl_keyfile": Support("ssl_keyfile"),
         "keep_alive_timeout": Support("timeout_keep_alive"),
         "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
-        "max_requests_per_worker": Support("limit_max_requests", "with 10% jitter, so workers recycle apart"),
-        "worker_max_lifetime": Support("ClosingMultiprocess", "pyfly-hydra's supervisor, new worker before old"),
-        "worker_max_rss_mib": Support("ClosingMultiprocess", "pyfly-hydra's supervisor, new worker before old"),
-        "worker_rss_check_interval": Support("ClosingMultiprocess"),
+        "max_requests_per_worker": Support(
+            "Supervisor (instead of limit_max_requests)",
+            "pyfly-hydra's supervisor, after about N requests (+ up to 10%), new worker before old"
+            " (uvicorn's own limit stops a worker before any replacement is up)",
+        ),
+        "worker_max_lifetime": Support("Supervisor", "pyfly-hydra's supervisor, new worker before old"),
+        "worker_max_rss_mib": Support("Supervisor", "pyfly-hydra's supervisor, new worker before old"),
+        "worker_rss_check_interval": Support("Supervisor"),
         "uds": Support("uds"),
         "uds_permissions": Support("uds"),
         "fd": Support("fd"),
@@ -111,10 +144,10 @@ class UvicornServer(ServerAdapter):
         "lifespan": Support("lifespan"),
         "max_header_bytes": Support("h11_max_incomplete_event_size", "with httptools, enforced by pyfly-hydra"),
         "max_body_bytes": Support("BodyLimit"),
-        "reload": Support("reload"),
-        "reload_dirs": Support("reload_dirs"),
-        "reload_includes": Support("reload_includes"),
-        "reload_excludes": Support("reload_excludes"),
+        "reload": Support("Supervisor"),
+        "reload_dirs": Support("Supervisor"),
+        "reload_includes": Support("Supervisor"),
+        "reload_excludes": Support("Supervisor"),
         "access_log": Support("AccessLog"),
         "log_level": Support("log_level"),
         "proxy_headers": Support("proxy_headers"),
@@ -146,12 +179,13 @@ class UvicornServer(ServerAdapter):
         return None
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
-        """Serve in this process (workers=1), or under uvicorn's reload or multiprocess supervisor."""
+        """Serve in this process (one worker), or under pyfly-hydra's supervisor (``pyfly_hydra.supervisor``)."""
         import uvicorn
 
         from pyfly_hydra.servers.uvicorn_loops import TLS_LOOP_FACTORIES
         from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
-        from pyfly_hydra.servers.uvicorn_supervisor import ClosingMultiprocess, SourceReload
+        from pyfly_hydra.servers.uvicorn_worker import serve as serve_supervised
+        from pyfly_hydra.supervisor import Supervisor
 
         p = self.properties
         if p.ssl_certfile is not None and loop.name in TLS_LOOP_FACTORIES:
@@ -163,7 +197,6 @@ class UvicornServer(ServerAdapter):
             factory=app.factory,
             host=p.host,
             port=p.port,
-            workers=p.workers,
             loop=uvicorn_loop,
             interface="asgi3",  # a WSGI app reaches uvicorn already wrapped in a2wsgi (see worker_app)
             http=IdleClosingHTTPProtocol,
@@ -171,16 +204,11 @@ class UvicornServer(ServerAdapter):
             timeout_graceful_shutdown=p.graceful_timeout,
             timeout_keep_alive=p.keep_alive_timeout,
             limit_concurrency=p.max_concurrent_connections,
-            limit_max_requests=p.max_requests_per_worker,
             h11_max_incomplete_event_size=p.max_header_bytes,
-            # Up to 10% more per worker, so workers do not all recycle (and stop serving) at once.
-            limit_max_requests_jitter=(p.max_requests_per_worker or 0) // 10,
             ssl_certfile=p.ssl_certfile,
             ssl_keyfile=p.ssl_keyfile,
             root_path=p.root_path,
             lifespan=p.lifespan,
-            reload=p.reload,
-            reload_dirs=[str(d) for d in self.watched_sources().dirs] if p.reload else None,
             access_log=False,  # pyfly-hydra's access log (worker_app), the same on every server
             log_level=p.log_level,
             **({"log_config": self.log_config} if self.log_config is not None else {}),
@@ -189,29 +217,31 @@ class UvicornServer(ServerAdapter):
             **self._websocket_options(),
             **self.native_options(),
         )
-        server = uvicorn.Server(config)
-        # uvicorn.run's dispatch, but on a listener with proto=IPPROTO_TCP (see listen_socket), and a
-        # lone worker that is recycled (limit_max_requests, lifetime, memory) runs supervised.
         recycling = self.recycling()
-        supervised = (
-            config.should_reload or config.workers > 1 or p.max_requests_per_worker is not None or recycling.enabled
-        )
+        # A lone worker that is recycled (requests, lifetime, memory) or reloaded runs supervised too.
+        supervised = p.workers > 1 or p.reload or p.max_requests_per_worker is not None or recycling.enabled
         # A unix socket or an inherited fd is always handed over as a socket object uvicorn serves as it is.
         listener = self._unix_or_inherited_socket()
         try:
+            if supervised:
+                listeners = [listener or listen_socket(p.host, p.port)]
+                return Supervisor(
+                    partial(serve_supervised, config, listeners),
+                    server=self.name,
+                    listeners=listeners,
+                    workers=p.workers,
+                    graceful_timeout=p.graceful_timeout,
+                    sources=self.watched_sources() if p.reload else None,
+                    recycling=recycling,
+                    max_requests=p.max_requests_per_worker,
+                ).run()
+            server = uvicorn.Server(config)
             with _absorb_reraised_signals():
-                if supervised:
-                    sockets = [listener or listen_socket(p.host, p.port)]
-                    if config.should_reload:
-                        SourceReload(config, target=server.run, sockets=sockets, sources=self.watched_sources()).run()
-                    else:
-                        ClosingMultiprocess(config, sockets=sockets, recycling=recycling).run()
-                else:
-                    server.run(sockets=[listener] if listener else None)
+                server.run(sockets=[listener] if listener else None)
         except SystemExit as exc:
             raise ServeError(f"uvicorn failed to start (exit {exc.code}); its log above says why") from None
         finally:
             remove_unix_socket(p.uds)
-        if not supervised and not server.started:
+        if not server.started:
             raise ServeError("uvicorn failed to start; its log above says why")
         return 0

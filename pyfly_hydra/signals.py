@@ -1,0 +1,46 @@
+"""What each signal does to a runner: one table, applied before the server starts.
+
+- SIGINT, SIGTERM: drain and stop (each server's own handler, or pyfly-hydra's supervisor);
+- SIGQUIT: the same as SIGTERM (its default action would dump core and orphan the workers);
+- SIGHUP: granian respawns its workers (its own handler); elsewhere logged and ignored;
+- SIGUSR1, SIGUSR2: logged and ignored.
+
+Without this, the default action of SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 ends the runner at once,
+with no drain, leaving a unix socket file behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+logger = logging.getLogger("pyfly_hydra")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def log_ignored(signum: int, frame: FrameType | None) -> None:
+    """The handler of ``IGNORED_SIGNALS``: one line, nothing else."""
+    logger.info("%s received: ignored (SIGINT, SIGTERM or SIGQUIT stop the server)", signal.Signals(signum).name)
+
+
+def _quit_as_term(signum: int, frame: FrameType | None) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextmanager
+def runner_signals() -> Iterator[None]:
+    """SIGQUIT as SIGTERM and ``IGNORED_SIGNALS`` ignored while the server runs; servers then install their
+    own handlers for the signals they handle (SIGINT and SIGTERM, granian's SIGHUP)."""
+    handlers = {signal.SIGQUIT: _quit_as_term} | dict.fromkeys(IGNORED_SIGNALS, log_ignored)
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint clean bench-compare bench-reliability bytecode
+.PHONY: run test test-oldest lint clean bench-compare bench-reliability bytecode
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("pyfly-hydra needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -35,6 +35,23 @@ test: lint
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PY) -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The end-to-end server tests (every server x loop with 2 workers, shutdown, supervision, recycling,
+# reload, limits, deploying) on the oldest versions pyproject.toml declares (constraints/oldest.txt),
+# in a virtualenv of their own. `.ci/run` runs it after `make test`.
+OLDEST_VENV ?= .venv-oldest
+OLDEST_STAMP := $(OLDEST_VENV)/.installed-stamp
+SERVER_TESTS ?= tests/test_loops_per_worker.py tests/test_shutdown.py tests/test_supervision.py \
+	tests/test_recycling.py tests/test_reload.py tests/test_limits.py tests/test_reliability.py tests/test_deploying.py
+$(OLDEST_STAMP): pyproject.toml constraints/oldest.txt
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -c constraints/oldest.txt -e '.[dev]'
+	touch $(OLDEST_STAMP)
+
+test-oldest: $(OLDEST_STAMP)
+	$(OLDEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(granian|uvicorn|hypercorn|uvloop|hydra-core|omegaconf) '
+	$(OLDEST_VENV)/bin/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(SERVER_TESTS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
 bench-compare: bytecode
 	$(PY) benchmarks/compare.py $(ARGS)
 
@@ -42,4 +59,4 @@ bench-reliability: bytecode
 	$(PY) benchmarks/reliability.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .ruff_cache

@@ -68,6 +68,7 @@ class ServerProperties:
     worker_rss_check_interval: int = 30  # seconds between memory checks (with worker_max_rss_mib)
     max_header_bytes: int | None = None  # a request head above this is refused (431); null: the server's own limit
     max_body_bytes: int | None = None  # a request body above this is refused (413); null: no limit
+    body_timeout: int | None = 60  # seconds a request body may go without a byte (408); null: forever
     root_path: str = ""  # the path prefix a proxy mounts the app under, e.g. /api (the app sees scope["root_path"])
     lifespan: str = "auto"  # auto | on | off (ASGI lifespan events; auto: run them if the app speaks them)
     reload: bool = False

@@ -15,6 +15,7 @@ from pyfly_hydra.servers.base import PROPERTY_GROUPS, ServerAdapter, Support
 from pyfly_hydra.servers.granian import GranianServer
 from pyfly_hydra.servers.hypercorn import HypercornServer
 from pyfly_hydra.servers.uvicorn import UvicornServer
+from pyfly_hydra.versions import declared_range, is_declared
 
 SERVER_ADAPTERS: tuple[type[ServerAdapter], ...] = (GranianServer, UvicornServer, HypercornServer)
 
@@ -26,6 +27,10 @@ def _cascade_lines(candidates: list[Candidate]) -> list[str]:
         mark = "<- auto" if candidate.chosen else ""
         version = installed_version(candidate.name)
         lines.append(f"  {candidate.name:<10} {version:<28} {state:<14} {mark:<8} {REASONS[candidate.name]}")
+        tested = declared_range(candidate.name)
+        if tested is not None:
+            verdict = "" if version == "-" or is_declared(candidate.name, version) else "  NOT TESTED: this version"
+            lines.append(f"  {'':<10} tested: {candidate.name}{tested}{verdict}")
     return lines
 
 

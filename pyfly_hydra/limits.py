@@ -1,4 +1,6 @@
-"""``server.max_body_bytes``: a request body limit no server has for ASGI apps, so the runner keeps it.
+"""Request bodies no server bounds for ASGI apps, so the runner does: their size and their pace.
+
+``server.max_body_bytes``:
 
 granian, uvicorn and hypercorn all stream a request body of any size to an ASGI app (hypercorn caps
 only WSGI bodies). With the key set, every worker serves the app behind one of these wrappers:
@@ -9,10 +11,18 @@ only WSGI bodies). With the key set, every worker serves the app behind one of t
   client gets ``413`` unless the app had already started its response.
 
 Without the key no wrapper is involved.
+
+``server.body_timeout`` (nginx's ``client_body_timeout``): every server waits forever for the next chunk
+of a request body that stops arriving, holding the connection and the app's task. ``BodyTimeout`` bounds
+each wait of the app's ``receive`` while the body is incomplete: past it the client gets ``408`` with
+``Connection: close`` (unless the response had started) and the app is told the client went away.
+Websockets and responses are not affected; a request whose body is complete costs one timer per
+``receive`` the app makes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -24,6 +34,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TOO_LARGE = b"Request body too large"
 TOO_LARGE_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+TIMED_OUT = b"Request body timed out"
 
 
 def _declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
@@ -36,10 +47,14 @@ def _declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
+async def _send_error(send: Send, status: int, body: bytes) -> None:
+    length = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": TOO_LARGE_HEADERS + length})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _send_413(send: Send) -> None:
-    length = [(b"content-length", str(len(TOO_LARGE)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": TOO_LARGE_HEADERS + length})
-    await send({"type": "http.response.body", "body": TOO_LARGE})
+    await _send_error(send, 413, TOO_LARGE)
 
 
 class BodyLimit:
@@ -85,6 +100,47 @@ class BodyLimit:
             await send(message)
 
         await self.app(scope, counting_receive, guarded_send)
+
+
+class BodyTimeout:
+    """ASGI wrapper answering 408 when a request body goes ``timeout`` seconds without a chunk."""
+
+    def __init__(self, app: ASGIApp, *, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """HTTP requests get a timed ``receive``; every other scope goes straight to the app."""
+        if scope["type"] != "http":
+            return self.app(scope, receive, send)
+        return self._timed(scope, receive, send)
+
+    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        complete = started = timed_out = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete, timed_out
+            if complete or timed_out:
+                return await receive() if complete else {"type": "http.disconnect"}
+            try:
+                async with asyncio.timeout(self.timeout):
+                    message = await receive()
+            except TimeoutError:
+                timed_out = True
+                if not started:
+                    await _send_error(send, 408, TIMED_OUT)
+                return {"type": "http.disconnect"}
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if timed_out and not started:
+                return  # the 408 went out instead
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, timed_receive, guarded_send)
 
 
 class BodyTooLarge(ValueError):

@@ -74,6 +74,7 @@ def served_app(app: AppTarget, server: ApplicationServerPort, properties: Server
         trusted_proxies=properties.forwarded_allow_ips if proxied else None,
         lifespan=None if properties.lifespan in native_lifespan else properties.lifespan,
         max_body_bytes=properties.max_body_bytes,
+        body_timeout=properties.body_timeout,
         access_log=properties.access_log,
     )
 

@@ -128,7 +128,8 @@ class Supervisor:
     def _spawn(self) -> Worker:
         # Workers start with the stop signals ignored: a group signal reaches them as their shutdown event.
         limit = None if self.max_requests is None else RequestLimit.drawn(self.max_requests, self.context.Event())
-        control = WorkerControl(self.context.Event(), self.context.Event(), os.getpid(), limit)
+        events = self.context.Event(), self.context.Event(), self.context.Event()
+        control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit)
         current = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (*STOP_SIGNALS, *IGNORED_SIGNALS)}
         try:
             process = self.context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
@@ -274,6 +275,7 @@ class Supervisor:
                 return
         self.slots[index].worker = new
         logger.info("%s worker pid %s %s; replaced by pid %s", self.server, old.pid, why, new.pid)
+        old.control.retiring.set()
         old.control.shutdown.set()
         self.retiring.append(old)
 

@@ -2,10 +2,11 @@
 
 Some combinations need the app wrapped inside every worker: a WSGI app on uvicorn (a2wsgi), proxy
 headers on granian or hypercorn, ``server.lifespan`` where a server lacks the switch,
-``server.max_body_bytes`` (no server limits ASGI bodies) and the access log (one format everywhere). Workers are
-separate interpreters that import the app themselves, so the runner describes the wrapping in one
-environment variable and points the server at ``build``, a factory each worker calls. When nothing
-needs wrapping, the server is given the user's import string and nothing of this module runs.
+``server.max_body_bytes`` and ``server.body_timeout`` (no server bounds ASGI bodies), and the access
+log (one format everywhere). Workers are separate interpreters that import the app themselves, so
+the runner describes the wrapping in one environment variable and points the server at ``build``, a
+factory each worker calls. When nothing needs wrapping, the server is given the user's import string
+and nothing of this module runs.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ class WorkerApp:
     trusted_proxies: str | None = None  # apply X-Forwarded-* from these peers
     lifespan: str | None = None  # auto | on | off: settle lifespan in a LifespanGuard
     max_body_bytes: int | None = None  # refuse larger request bodies with 413
+    body_timeout: float | None = None  # answer 408 when a request body stalls this long
     access_log: bool = False  # log every request on pyfly_hydra.access
 
     @property
     def needed(self) -> bool:
         """Whether any wrapper is asked for."""
-        wrappers = (self.trusted_proxies, self.lifespan, self.max_body_bytes)
+        wrappers = (self.trusted_proxies, self.lifespan, self.max_body_bytes, self.body_timeout)
         return self.wsgi_to_asgi or self.access_log or any(wrapper is not None for wrapper in wrappers)
 
     @property
@@ -58,6 +60,7 @@ def plan_worker_app(
     trusted_proxies: str | None,
     lifespan: str | None,
     max_body_bytes: int | None = None,
+    body_timeout: float | None = None,
     access_log: bool = False,
 ) -> AppTarget:
     """The target to give the server: the user's own, or ``build`` with what the workers must wrap."""
@@ -69,6 +72,7 @@ def plan_worker_app(
         trusted_proxies=trusted_proxies,
         lifespan=lifespan if app.interface == "asgi" else None,
         max_body_bytes=max_body_bytes,
+        body_timeout=body_timeout if app.interface == "asgi" or not native_wsgi else None,
         access_log=access_log,
     )
     return spec.install() if spec.needed else app
@@ -78,7 +82,7 @@ def build() -> Any:
     """The factory workers call: the user's app with the wrappers the runner asked for."""
     from pyfly_hydra.access_log import AccessLog, WSGIAccessLog
     from pyfly_hydra.lifespan import LifespanGuard
-    from pyfly_hydra.limits import BodyLimit, WSGIBodyLimit
+    from pyfly_hydra.limits import BodyLimit, BodyTimeout, WSGIBodyLimit
     from pyfly_hydra.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
 
     spec = WorkerApp(**json.loads(os.environ[SPEC_ENV]))
@@ -99,6 +103,8 @@ def build() -> Any:
     if spec.interface == "asgi":
         if spec.max_body_bytes is not None:
             app = BodyLimit(app, limit=spec.max_body_bytes)
+        if spec.body_timeout is not None:
+            app = BodyTimeout(app, timeout=spec.body_timeout)
         if spec.access_log and not spec.wsgi_to_asgi:
             app = AccessLog(app)
         if spec.trusted_proxies is not None:

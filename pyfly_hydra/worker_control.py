@@ -23,6 +23,10 @@ from typing import TypeVar
 REQUESTS_JITTER = 0.10  # a worker serves server.max_requests_per_worker x (1 + up to this)
 PARENT_POLL_SECONDS = 0.5  # where the kernel cannot signal a parent's death, how often the worker looks
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# When a worker stops with the whole server (not replaced), how long an idle keep-alive connection is
+# kept for a request its client may be sending: a stop with nothing in flight ends this soon, whatever
+# the keep-alive timeout. A worker being replaced keeps idle connections for their keep-alive timeout.
+STOP_IDLE_GRACE = 0.25  # seconds
 T = TypeVar("T")
 
 
@@ -41,14 +45,22 @@ class RequestLimit:
 
 @dataclass
 class WorkerControl:
-    """A supervised worker's side of its supervisor: drain on ``shutdown``, set ``ready`` once serving."""
+    """A supervised worker's side of its supervisor: drain on ``shutdown``, set ``ready`` once serving.
+
+    ``retiring`` is set before ``shutdown`` when the worker is being replaced while the server goes on:
+    then its idle keep-alive connections are kept until their timeout or one more request."""
 
     shutdown: Event
     ready: Event
+    retiring: Event
     supervisor_pid: int
     request_limit: RequestLimit | None = None
     _serving: bool = field(default=False, repr=False)
     _limit_told: bool = field(default=False, repr=False)
+
+    def idle_hold(self, keep_alive: float) -> float:
+        """How long this stopping worker keeps an idle keep-alive connection."""
+        return keep_alive if self.retiring.is_set() else min(STOP_IDLE_GRACE, keep_alive)
 
     def attach(self) -> None:
         """Die with the supervisor, however it dies; call first thing in the worker process."""

@@ -122,6 +122,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "worker_rss_check_interval": _is_int(1, 86400),
     "max_header_bytes": _is_int(8192, 16 * 1024 * 1024, optional=True),
     "max_body_bytes": _is_int(1, 2**40, optional=True),
+    "body_timeout": _is_int(1, 86400, optional=True),
     "lifespan": lambda v: v in ("auto", "on", "off"),
     "uds": lambda v: v is None or _socket_path(v),
     "uds_permissions": lambda v: v is None,  # needs server.uds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 
 import httpx
@@ -86,3 +87,36 @@ def test_max_body_bytes_on_a_wsgi_app(start_server, server: str) -> None:
         assert client.post("/upload", content=b"x" * (BODY_LIMIT // 2)).json()["size"] == BODY_LIMIT // 2
         assert client.post("/upload", content=b"x" * (2 * BODY_LIMIT)).status_code == WSGI_TOO_LARGE_STATUS[server]
     assert running.stop() == 0
+
+
+def _stalled_upload(port: int, *, sent: bytes, declared: int) -> tuple[bytes, float]:
+    """POST /upload declaring ``declared`` bytes, send ``sent``, then nothing: what comes back, and when."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode()
+        sock.sendall(head + sent)
+        started = time.monotonic()
+        received = b""
+        while chunk := sock.recv(65536):  # until the server closes
+            received += chunk
+        return received, time.monotonic() - started
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_stalled_request_body_gets_408_within_the_body_timeout(start_server, server: str) -> None:
+    """server.body_timeout=2, 2 workers: a POST whose body stops after 10 bytes gets 408 and a close
+    within 4 s, while an upload on another connection meanwhile succeeds."""
+    running = start_server(f"server={server}", "server.workers=2", "server.body_timeout=2")
+    results: list[tuple[bytes, float]] = []
+    stalled = threading.Thread(
+        target=lambda: results.append(_stalled_upload(running.port, sent=b"x" * 10, declared=100))
+    )
+    stalled.start()
+    time.sleep(0.3)
+    with httpx.Client(timeout=10) as client:
+        upload = client.post(running.url + "/upload", content=b"y" * 100_000)
+    assert upload.status_code == 200, upload.text
+    stalled.join(timeout=10)
+    ((received, elapsed),) = results
+    assert received.startswith(b"HTTP/1.1 408"), received
+    assert 1.5 < elapsed < 4, elapsed
+    assert running.stop() == 0, running.log()

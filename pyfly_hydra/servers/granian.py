@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,13 +30,6 @@ GRANIAN_MIN_LIFETIME = 60  # seconds: granian refuses a shorter workers_lifetime
 def served_http(http: str, *, tls: bool) -> str:
     """granian's ``http`` mode for ``server.http``: ``auto`` in cleartext is HTTP/1.1 (see CLEARTEXT_AUTO_NOTE)."""
     return "1" if http == "auto" and not tls else http
-
-
-def runtime_mode(name: str, modes: type[Enum]) -> Enum:
-    """granian's ``RuntimeModes`` member for ``server.granian.runtime_mode``. granian before 2.6 has no
-    ``auto``; its ``auto`` since then picks ``mt`` for every interface but RSGI, which pyfly-hydra never
-    serves, so ``auto`` is ``mt`` there."""
-    return modes(name if name != "auto" or "auto" in modes.__members__ else "mt")
 
 
 class GranianServer(ServerAdapter):
@@ -139,6 +131,7 @@ class GranianServer(ServerAdapter):
             "and http2_settings.max_headers_size; granian also refuses a request with more than 100 headers",
         ),
         "max_body_bytes": Support("BodyLimit"),
+        "body_timeout": Support("BodyTimeout", "a WSGI app: granian reads its body itself, and no timeout bounds it"),
         "reload": Support("reload"),
         "reload_dirs": Support("reload_paths"),
         "reload_includes": Support("reload_filter"),
@@ -217,7 +210,7 @@ class GranianServer(ServerAdapter):
             ssl_cert=Path(p.ssl_certfile) if p.ssl_certfile else None,
             ssl_key=Path(p.ssl_keyfile) if p.ssl_keyfile else None,
             runtime_threads=p.granian.runtime_threads,
-            runtime_mode=runtime_mode(p.granian.runtime_mode, RuntimeModes),
+            runtime_mode=RuntimeModes(p.granian.runtime_mode),
             respawn_failed_workers=p.granian.respawn_failed_workers,
             reload=p.reload,
             **reload_options,

@@ -104,6 +104,9 @@ class HypercornServer(ServerAdapter):
         "lifespan": Support("LifespanGuard"),
         "max_header_bytes": Support("h11_max_incomplete_size"),
         "max_body_bytes": Support("BodyLimit", "a WSGI app: hypercorn's wsgi_max_body_size, which answers 400"),
+        "body_timeout": Support(
+            "BodyTimeout", "a WSGI app: hypercorn reads its body itself; read_timeout closes a stalled one"
+        ),
         "reload": Support("Supervisor"),
         "reload_dirs": Support("Supervisor"),
         "reload_includes": Support("Supervisor"),
@@ -144,6 +147,9 @@ class HypercornServer(ServerAdapter):
             # hypercorn buffers a WSGI body before the app (and any wrapper) runs, refusing one above
             # its own cap with 400: that cap is the limit there. ASGI apps get BodyLimit's 413.
             config.wsgi_max_body_size = p.max_body_bytes
+        if p.body_timeout is not None and app.interface == "wsgi":
+            # hypercorn reads a WSGI body itself, before the app: its socket read timeout bounds the stall.
+            config.read_timeout = p.body_timeout
         config.alpn_protocols = ALPN[p.http]
         config.certfile = p.ssl_certfile
         config.ssl_handshake_timeout = TLS_HANDSHAKE_SECONDS

@@ -6,11 +6,12 @@ disconnected without sending a response"; seen in the recycling test). And a res
 stopping is followed by a close the client was not told of, so a client that sends at once (wrk under
 load) loses the next one. Here, as pyfly-hydra's uvicorn protocol does:
 
-- the idle timer only runs out (``server.keep_alive_timeout``): a request that arrives first is answered
-  (a connection the client has already closed is closed at once, as hypercorn did);
+- an idle connection is kept a while: for its keep-alive timeout in a worker being replaced, for
+  ``STOP_IDLE_GRACE`` when the whole server stops (``WorkerControl.idle_hold``); a request that arrives
+  first is answered (a connection the client has already closed is closed at once, as hypercorn did);
 - a response sent while the worker stops says ``Connection: close``, and hypercorn then closes.
 
-A stop waits at most the keep-alive timeout for idle clients.
+A replacement waits at most the keep-alive timeout for idle clients; a stop, ``STOP_IDLE_GRACE``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pyfly_hydra.servers.hypercorn_request_limit import report_request_limit
-from pyfly_hydra.worker_control import WorkerControl
+from pyfly_hydra.worker_control import STOP_IDLE_GRACE, WorkerControl
 
+_control: WorkerControl | None = None  # this worker's, when pyfly-hydra's supervisor runs it
 EOF_POLL_SECONDS = 0.05  # how soon a stopping worker notices that an idle connection's client has gone
 
 if TYPE_CHECKING:
@@ -36,12 +38,16 @@ if TYPE_CHECKING:
 
 
 async def _idle_timeout(self: TCPServer) -> None:
-    """hypercorn's own, except when the worker stops: a connection whose client is still there waits out its
-    keep-alive time (a request may be on its way); one the client has closed is closed at once."""
+    """hypercorn's own, except when the worker stops: a connection whose client is still there is kept
+    ``idle_hold`` seconds (a request may be on its way); one the client has closed is closed at once."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + self.config.keep_alive_timeout
+    keep_alive = self.config.keep_alive_timeout
+    deadline = loop.time() + keep_alive
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(self.context.terminated.wait(), self.config.keep_alive_timeout)
+        await asyncio.wait_for(self.context.terminated.wait(), keep_alive)
+    if self.context.terminated.is_set():
+        hold = min(STOP_IDLE_GRACE, keep_alive) if _control is None else _control.idle_hold(keep_alive)
+        deadline = min(deadline, loop.time() + hold)
     while not self.reader.at_eof() and (remaining := deadline - loop.time()) > 0:
         await asyncio.sleep(min(EOF_POLL_SECONDS, remaining))
     await asyncio.shield(self._initiate_server_close())
@@ -96,7 +102,9 @@ def serve_supervised(loop_name: str, config: Config, sockets: Sockets, control: 
     from hypercorn.asyncio import run
     from hypercorn.utils import LifespanFailureError
 
+    global _control
     control.attach()
+    _control = control
     hold_idle_connections_through_stop()
     if control.request_limit is not None:
         report_request_limit(control)

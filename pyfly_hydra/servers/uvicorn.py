@@ -11,8 +11,11 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from packaging.version import Version
+
 from pyfly_hydra.bind import inherited_socket, listen_socket, parse_permissions, remove_unix_socket, unix_socket
 from pyfly_hydra.errors import ConfigError, ServeError
+from pyfly_hydra.properties import non_default_websocket
 from pyfly_hydra.servers.base import ServerAdapter, Support
 from pyfly_hydra.servers.hooks import Hook
 
@@ -26,6 +29,8 @@ HTTP_PROTOCOL = (
     if importlib.util.find_spec("httptools")
     else "uvicorn.protocols.http.h11_impl:H11Protocol"
 )
+# The first uvicorn whose wsproto websockets honour ws_ping_interval, ws_ping_timeout and ws_max_size.
+WSPROTO_SETTINGS_SINCE = Version("0.46")
 # uvicorn's own names for the loops it sets up itself; any other loop goes in as "module:factory".
 NATIVE_LOOPS = ("uvloop", "asyncio")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -144,6 +149,7 @@ class UvicornServer(ServerAdapter):
         "lifespan": Support("lifespan"),
         "max_header_bytes": Support("h11_max_incomplete_event_size", "with httptools, enforced by pyfly-hydra"),
         "max_body_bytes": Support("BodyLimit"),
+        "body_timeout": Support("BodyTimeout"),
         "reload": Support("Supervisor"),
         "reload_dirs": Support("Supervisor"),
         "reload_includes": Support("Supervisor"),
@@ -155,7 +161,7 @@ class UvicornServer(ServerAdapter):
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
-        """Besides the table: uvicorn serves no HTTP/2."""
+        """Besides the table: uvicorn serves no HTTP/2, and its wsproto websockets had no settings before 0.46."""
         if self.properties.http == "2":
             raise ConfigError(
                 "server.http",
@@ -163,6 +169,16 @@ class UvicornServer(ServerAdapter):
                 "uvicorn serves HTTP/1.1 only; use server=granian or server=hypercorn for HTTP/2, or server.http=1",
             )
         super().check(loop=loop)
+        version = self.version()
+        wsproto = not importlib.util.find_spec("websockets")
+        if self._websocket_options() and wsproto and Version(version) < WSPROTO_SETTINGS_SINCE:
+            key, value = next(iter(non_default_websocket(self.properties).items()))
+            raise ConfigError(
+                f"server.websocket.{key}",
+                value,
+                f"uvicorn {version} serves websockets through wsproto, which it gives no pings or size limit"
+                f" before {WSPROTO_SETTINGS_SINCE}; upgrade uvicorn, or pip install websockets",
+            )
 
     def _websocket_options(self) -> dict[str, Any]:
         """``server.websocket.*`` that are set, under uvicorn's names (the rest keep uvicorn's defaults)."""

@@ -3,10 +3,11 @@
 - uvicorn arms ``timeout_keep_alive`` only after a response, so a client that connects and never
   sends a byte holds the connection (and a slot of ``limit_concurrency``) forever. The same timer is
   armed on ``connection_made``; the first byte of a request cancels it, as on a kept-alive connection.
-- When a worker stops (SIGTERM, or ``limit_max_requests`` reached) uvicorn closes idle keep-alive
-  connections at once, racing clients that are sending their next request on them: those requests
-  fail. Here an idle connection is left to answer one more request with ``Connection: close`` (or
-  to reach its keep-alive timeout), so a client never loses a request it sent.
+- When a worker stops uvicorn closes idle keep-alive connections at once, racing clients that are
+  sending their next request on them: those requests fail. Here an idle connection is left to answer
+  one more request with ``Connection: close``: a worker being replaced keeps it for its keep-alive
+  timeout, so a client never loses a request it sent; a worker stopping with the whole server keeps it
+  ``STOP_IDLE_GRACE`` seconds, so a stop with nothing in flight is quick whatever the keep-alive.
 - uvicorn has no deadline for a request's head: a client that sends part of a request line or
   header block and stalls (or trickles a byte at a time: slowloris) holds the connection forever.
   Here the head must be complete within ``timeout_keep_alive`` of its first byte (granian's
@@ -19,6 +20,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from pyfly_hydra.worker_control import STOP_IDLE_GRACE, WorkerControl
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HTTPProtocol
@@ -30,6 +35,21 @@ except ImportError:  # pragma: no cover - httptools is not installable everywher
     HTTPTOOLS = False
 
 
+CONNECTION_CLOSE = (b"connection", b"close")
+
+
+def _saying_close(send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """A cycle's ``send`` whose response says ``Connection: close``: uvicorn up to 0.50 closes after a
+    response it was told not to keep alive without saying so (later ones add the header themselves)."""
+
+    async def send_closing(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), CONNECTION_CLOSE]}
+        await send(message)
+
+    return send_closing
+
+
 HEAD_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -37,6 +57,7 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
     """uvicorn's protocol (httptools when installed, else h11) that times out silent new connections."""
 
     _closing_after_response = False
+    control: ClassVar[WorkerControl | None] = None  # set in a worker of pyfly-hydra's supervisor
     _head_deadline: asyncio.TimerHandle | None = None
     # Bytes of the request head being read, counted from the raw stream before the parser sees them
     # (httptools buffers an unfinished header itself, so its callbacks cannot bound it). Counting
@@ -110,13 +131,24 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
         super().on_headers_complete()
         if self._closing_after_response and self.cycle is not None:
             self.cycle.keep_alive = False
+            self.cycle.send = _saying_close(self.cycle.send)  # type: ignore[method-assign]
 
     def shutdown(self) -> None:
-        """Graceful shutdown without closing a connection under a client that may be sending."""
+        """Graceful shutdown without closing a connection under a client that may be sending: an idle
+        one is kept ``idle_hold`` seconds (a request that arrives meanwhile is answered, then closed)."""
         self._closing_after_response = True
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False
-        elif self.timeout_keep_alive_task is None:  # idle with no timer: a request is arriving
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            return
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+        self.timeout_keep_alive_task = self.loop.call_later(self.idle_hold, self.timeout_keep_alive_handler)
+
+    @property
+    def idle_hold(self) -> float:
+        """How long a stopping worker keeps an idle connection (``STOP_IDLE_GRACE``, or its keep-alive
+        timeout in a worker being replaced: ``WorkerControl.idle_hold``)."""
+        control = IdleClosingHTTPProtocol.control
+        if control is None:
+            return min(STOP_IDLE_GRACE, self.timeout_keep_alive)
+        return control.idle_hold(self.timeout_keep_alive)

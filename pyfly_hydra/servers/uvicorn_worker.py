@@ -20,6 +20,7 @@ from types import FrameType
 
 from uvicorn import Config, Server
 
+from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
 from pyfly_hydra.worker_control import WorkerControl
 
 STARTUP_FAILED = 3  # uvicorn's own exit code for a startup failure
@@ -46,6 +47,7 @@ def serve(config: Config, sockets: list[socket], control: WorkerControl) -> None
     """Serve on ``sockets`` until the supervisor says stop; exit non-zero when the app cannot start."""
     control.attach()
     config.configure_logging()
+    IdleClosingHTTPProtocol.control = control
     server = SupervisedServer(config, control=control)
     server.run(sockets=sockets)
     if not server.started:

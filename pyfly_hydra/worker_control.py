@@ -15,10 +15,8 @@ import random
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event
-from typing import TypeVar
 
 REQUESTS_JITTER = 0.10  # a worker serves server.max_requests_per_worker x (1 + up to this)
 PARENT_POLL_SECONDS = 0.5  # where the kernel cannot signal a parent's death, how often the worker looks
@@ -27,7 +25,6 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # kept for a request its client may be sending: a stop with nothing in flight ends this soon, whatever
 # the keep-alive timeout. A worker being replaced keeps idle connections for their keep-alive timeout.
 STOP_IDLE_GRACE = 0.25  # seconds
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,11 +95,3 @@ def _watch_parent(parent_pid: int) -> None:
     while not stopped.wait(PARENT_POLL_SECONDS):
         if os.getppid() != parent_pid:
             os._exit(1)
-
-
-def call_dying_with_parent(parent_pid: int, function: Callable[[], T]) -> T:
-    """``function()`` in a worker process that dies with ``parent_pid`` (for servers that spawn workers
-    themselves and call a loader of ours first thing in each: granian's ``callback_loader``)."""
-    if os.getpid() != parent_pid:  # not a thread worker of the supervisor's own process
-        die_with_parent(parent_pid)
-    return function()

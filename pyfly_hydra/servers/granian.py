@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.bind import parse_permissions
 from pyfly_hydra.errors import ConfigError, ServeError
+from pyfly_hydra.servers import granian_worker
 from pyfly_hydra.servers.base import ServerAdapter, Support, logger
 from pyfly_hydra.servers.granian_server import granian_server_class
 from pyfly_hydra.servers.hooks import Hook
@@ -84,7 +86,11 @@ class GranianServer(ServerAdapter):
         Hook("granian.server.mp:WorkerProcess._watcher", "clean stops on a group signal"),
         Hook("granian:Granian.signal_handler_interrupt", "clean stops on a group signal"),
         Hook("granian:Granian.main_loop_interrupt", "clean stops on a group signal"),
-        Hook("granian:Granian._spawn_worker", "workers that die with their runner"),
+        Hook("granian:Granian._spawn_worker", "clean stops on a group signal"),
+        Hook("granian._internal:load_target", "workers that die with their runner and retire without a loss"),
+        Hook("granian.server.mp:WorkerProcess.terminate", "workers replaced without a lost request"),
+        Hook("granian:Granian.http1_settings", "workers replaced without a lost request"),
+        Hook("granian:Granian.bind_uds", "workers replaced without a lost request"),
         Hook("granian:Granian._init_shared_socket", "serving an inherited socket", key="fd"),
         Hook("granian._granian:SocketHolder", "serving an inherited socket", key="fd"),
     )
@@ -163,6 +169,7 @@ class GranianServer(ServerAdapter):
 
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
+        from granian._internal import load_target
         from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
         from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
@@ -226,8 +233,11 @@ class GranianServer(ServerAdapter):
             working_dir=Path(os.getcwd()),
             **self.native_options(),
         )
+        # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
+        loader = partial(load_target, app.import_string, wd=Path(os.getcwd()), factory=app.factory)
+        in_worker = partial(granian_worker.load, os.getpid(), loader, "wsgi" if app.interface == "wsgi" else "asgi")
         try:
-            server.serve()
+            server.serve(target_loader=in_worker, wrap_loader=False)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
         except RuntimeError as exc:

@@ -12,13 +12,12 @@ import os
 import socket
 import threading
 import time
-from functools import partial
 from typing import Any
 
 from pyfly_hydra.bind import inherited_socket
 from pyfly_hydra.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
 from pyfly_hydra.servers.base import bind_address
-from pyfly_hydra.worker_control import call_dying_with_parent
+from pyfly_hydra.servers.granian_worker import RETIRE_SIGNAL
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -26,6 +25,8 @@ logger = logging.getLogger("pyfly_hydra")
 # worker got from the same group SIGTERM (a worker exiting 0 without any signal is respawned after it).
 GROUP_SIGNAL_GRACE = 1.0  # seconds
 SIGNAL_POLL = 0.1  # seconds
+RETIRE_POLL = 0.1  # seconds between looks at a retiring worker's connections
+RETIRE_HOLD_MARGIN = 0.5  # seconds past the keep-alive timeout a retiring worker may keep connections
 
 
 def granian_server_class(*, fd: int | None) -> type[Any]:
@@ -52,6 +53,25 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
     from granian.server.mp import WorkerProcess
 
     class GroupSignalWorker(WorkerProcess):  # type: ignore[misc, valid-type]
+        def terminate(self) -> None:
+            """Retire a worker replaced while the server goes on (``granian_worker``), then stop it."""
+            parent = self.parent
+            if not parent.stop_signal.is_set() and not parent.reload_on_changes and self.inner.is_alive():
+                self._retire()
+            super().terminate()
+
+        def _retire(self) -> None:
+            pid, parent = self.inner.pid, self.parent
+            try:
+                os.kill(pid, RETIRE_SIGNAL)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + parent.retire_hold
+            while time.monotonic() < deadline and not parent.stop_signal.wait(RETIRE_POLL):
+                if not open_connections(pid, uds=parent.bind_uds):
+                    return
+            logger.debug("granian worker pid %s still held connections after %.1f s", pid, parent.retire_hold)
+
         def _watcher(self) -> None:
             self.inner.join()
             parent = self.parent
@@ -88,6 +108,8 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             self.stop_signal = threading.Event()
             self.main_loop_interrupt = SignalPollingEvent()
             self.crashes = CrashPolicy(self.workers)
+            # A retiring worker is stopped once it holds no connection, or after this long (see granian_worker).
+            self.retire_hold = RETIRE_HOLD_MARGIN + self.http1_settings.header_read_timeout / 1000
             self.stopped_by_policy: str | None = None
 
         def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
@@ -95,14 +117,25 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             super().signal_handler_interrupt(*args, **kwargs)
 
         def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
-            # granian calls it with keywords; its first call in the new worker is callback_loader().
-            kwargs["callback_loader"] = partial(call_dying_with_parent, os.getpid(), kwargs["callback_loader"])
             worker = super()._spawn_worker(*args, **kwargs)
             if isinstance(worker, WorkerProcess):  # thread workers (free-threaded builds) get no signals
                 worker.__class__ = GroupSignalWorker
             return worker
 
     return GroupSignalAwareGranian
+
+
+def open_connections(pid: int, *, uds: Any = None) -> int:
+    """How many client connections process ``pid`` holds (its listening socket not counted)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        tcp = sum(c.status != psutil.CONN_LISTEN for c in process.net_connections("tcp"))
+        unix = sum(c.laddr == str(uds) for c in process.net_connections("unix")) - 1 if uds else 0
+    except psutil.Error:
+        return 0
+    return tcp + max(unix, 0)
 
 
 class SignalPollingEvent(threading.Event):

@@ -65,6 +65,10 @@ class HypercornServer(ServerAdapter):
         Hook("hypercorn.asyncio.tcp_server:TCPServer._initiate_server_close", "idle connections held through a stop"),
         Hook("hypercorn.asyncio.tcp_server:TCPServer.reader", "idle connections held through a stop"),
         Hook("hypercorn.protocol.h11:H11Protocol.stream_send", "Connection: close on responses while stopping"),
+        *(
+            Hook(f"hypercorn.protocol.h11:H11Protocol.{name}", "no connection closed under a client not told")
+            for name in ("_maybe_recycle", "_close_stream", "connection", "can_read")
+        ),
         Hook("hypercorn.asyncio.worker_context:WorkerContext.mark_request", "server.max_requests_per_worker"),
         Hook("hypercorn.asyncio.run:asyncio_worker", "supervised workers"),
         Hook("hypercorn.asyncio.run:uvloop_worker", "supervised workers"),

@@ -43,8 +43,12 @@ async def _idle_timeout(self: TCPServer) -> None:
     loop = asyncio.get_running_loop()
     keep_alive = self.config.keep_alive_timeout
     deadline = loop.time() + keep_alive
+    # Not asyncio.wait_for (hypercorn's own): on Python 3.11 it can swallow the cancellation hypercorn sends
+    # when a request arrives just as the worker is told to stop, so the timer ran on under an active
+    # request, hypercorn's request handling waited for it, and the connection was closed under it.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(self.context.terminated.wait(), keep_alive)
+        async with asyncio.timeout(keep_alive):
+            await self.context.terminated.wait()
     if self.context.terminated.is_set():
         hold = min(STOP_IDLE_GRACE, keep_alive) if _control is None else _control.idle_hold(keep_alive)
         deadline = min(deadline, loop.time() + hold)
@@ -58,11 +62,45 @@ def _closing_when_stopping(stream_send: Callable[[H11Protocol, Event], Awaitable
     from hypercorn.protocol.events import Response
 
     async def send(self: H11Protocol, event: Event) -> None:
-        if isinstance(event, Response) and event.status_code >= 200 and self.context.terminated.is_set():
-            event = replace(event, headers=[*event.headers, (b"connection", b"close")])
+        if isinstance(event, Response) and event.status_code >= 200:
+            if self.context.terminated.is_set():
+                event = replace(event, headers=[*event.headers, (b"connection", b"close")])
+            self._pyfly_told_close = any(  # type: ignore[attr-defined]
+                name.lower() == b"connection" and b"close" in value.lower() for name, value in event.headers
+            )
         await stream_send(self, event)
 
     return send
+
+
+def _kept_unless_told(maybe_recycle: Callable[[H11Protocol], Awaitable[None]]) -> Callable[..., Any]:
+    """hypercorn's ``H11Protocol._maybe_recycle``, except for a response that began before the worker was told
+    to stop and ended after: hypercorn closed that connection without the client being told (no
+    ``Connection: close``), so a client sending at once lost its next request. It goes idle instead, and
+    the idle rule above applies (one more request answered with ``Connection: close``)."""
+    import h11
+    from hypercorn.events import Closed, Updated
+
+    async def recycle(self: H11Protocol) -> None:
+        if not self.context.terminated.is_set() or getattr(self, "_pyfly_told_close", True):
+            await maybe_recycle(self)
+            return
+        await self._close_stream()
+        if self.connection.our_state is h11.DONE and self.connection.their_state is h11.DONE:
+            try:
+                self.connection.start_next_cycle()
+            except h11.LocalProtocolError:
+                await self.send(Closed())
+            else:
+                self.response = None
+                self.scope = None
+                await self.can_read.set()
+                await self.send(Updated(idle=True))
+        else:
+            await self.can_read.set()
+            await self.send(Closed())
+
+    return recycle
 
 
 def hold_idle_connections_through_stop() -> None:
@@ -72,6 +110,7 @@ def hold_idle_connections_through_stop() -> None:
 
     TCPServer._idle_timeout = _idle_timeout  # type: ignore[method-assign]
     H11Protocol.stream_send = _closing_when_stopping(H11Protocol.stream_send)  # type: ignore[method-assign]
+    H11Protocol._maybe_recycle = _kept_unless_told(H11Protocol._maybe_recycle)  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""What pyfly-hydra adds inside each granian worker: dying with the runner, and retiring without losing
+a request (standard library only; granian calls ``load`` first thing in every worker it spawns).
+
+When a worker stops, granian asks hyper for a graceful shutdown of every connection, and hyper closes an
+idle keep-alive connection at once (``src/workers.rs``: ``conn.graceful_shutdown()`` on the worker's stop
+signal), racing a client that is sending its next request on it: that request is lost. A worker being
+replaced (lifetime, memory) is therefore *retired* first: told with ``RETIRE_SIGNAL``, it answers every
+request with ``Connection: close``, so its keep-alive clients move to the other workers, and only once it
+holds no connection (or its keep-alive timeout has passed, when granian itself would have closed any idle
+one) is it stopped (``granian_server.RetiringWorker``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from types import FrameType
+from typing import Any
+
+from pyfly_hydra.worker_control import die_with_parent
+
+RETIRE_SIGNAL = signal.SIGUSR1
+CONNECTION_CLOSE = (b"connection", b"close")
+_retiring = False
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _retire(signum: int, frame: FrameType | None) -> None:
+    global _retiring
+    _retiring = True
+
+
+def load(parent_pid: int, loader: Callable[[], Any], interface: str) -> Any:
+    """granian's ``target_loader``: the app, in a worker that dies with ``parent_pid`` and can be retired."""
+    if os.getpid() != parent_pid:  # a worker process (not a thread worker of the runner itself)
+        die_with_parent(parent_pid)
+        signal.signal(RETIRE_SIGNAL, _retire)
+    app = loader()
+    return ClosingWhenRetiring(app) if interface == "asgi" else WSGIClosingWhenRetiring(app)
+
+
+class ClosingWhenRetiring:
+    """ASGI: once the worker retires, every response says ``Connection: close`` (hyper then closes)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Any, send: Send) -> Awaitable[None]:
+        if not _retiring or scope["type"] != "http":
+            return self.app(scope, receive, send)
+        return self.app(scope, receive, _closing(send))
+
+
+def _closing(send: Send) -> Send:
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), CONNECTION_CLOSE]}
+        await send(message)
+
+    return send_closing
+
+
+class WSGIClosingWhenRetiring:
+    """WSGI: the same, through ``start_response``."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not _retiring:
+            return self.app(environ, start_response)
+
+        def closing_start_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            return start_response(status, [*headers, ("Connection", "close")], *args)
+
+        return self.app(environ, closing_start_response)

@@ -2,11 +2,12 @@
 
 Some combinations need the app wrapped inside every worker: a WSGI app on uvicorn (a2wsgi), proxy
 headers on granian or hypercorn, ``server.lifespan`` where a server lacks the switch,
-``server.max_body_bytes`` and ``server.body_timeout`` (no server bounds ASGI bodies), and the access
-log (one format everywhere). Workers are separate interpreters that import the app themselves, so
-the runner describes the wrapping in one environment variable and points the server at ``build``, a
-factory each worker calls. When nothing needs wrapping, the server is given the user's import string
-and nothing of this module runs.
+``server.max_body_bytes`` and ``server.body_timeout`` (no server bounds ASGI bodies), the access log
+(one format everywhere), and websockets closed with 1001 when a worker drains (``worker_drain``).
+Workers are separate interpreters that import the app themselves, so the runner describes the
+wrapping in one environment variable and points the server at ``build``, a factory each worker calls.
+When nothing needs wrapping (a WSGI app served natively with ``server.body_timeout=null``), the
+server is given the user's import string and nothing of this module runs.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ class WorkerApp:
     max_body_bytes: int | None = None  # refuse larger request bodies with 413
     body_timeout: float | None = None  # answer 408 when a request body stalls this long
     access_log: bool = False  # log every request on pyfly_hydra.access
+    going_away: bool = False  # close open websockets with 1001 when the worker starts draining
 
     @property
     def needed(self) -> bool:
         """Whether any wrapper is asked for."""
         wrappers = (self.trusted_proxies, self.lifespan, self.max_body_bytes, self.body_timeout)
-        return self.wsgi_to_asgi or self.access_log or any(wrapper is not None for wrapper in wrappers)
+        flags = (self.wsgi_to_asgi, self.access_log, self.going_away)
+        return any(flags) or any(wrapper is not None for wrapper in wrappers)
 
     @property
     def served_interface(self) -> str:
@@ -74,6 +77,7 @@ def plan_worker_app(
         max_body_bytes=max_body_bytes,
         body_timeout=body_timeout if app.interface == "asgi" or not native_wsgi else None,
         access_log=access_log,
+        going_away=app.interface == "asgi",
     )
     return spec.install() if spec.needed else app
 
@@ -84,6 +88,7 @@ def build() -> Any:
     from pyfly_hydra.lifespan import LifespanGuard
     from pyfly_hydra.limits import BodyLimit, BodyTimeout, WSGIBodyLimit
     from pyfly_hydra.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
+    from pyfly_hydra.worker_drain import GoingAway
 
     spec = WorkerApp(**json.loads(os.environ[SPEC_ENV]))
     app = import_object(spec.app)
@@ -109,6 +114,8 @@ def build() -> Any:
             app = AccessLog(app)
         if spec.trusted_proxies is not None:
             app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
+        if spec.going_away:
+            app = GoingAway(app)
     if spec.lifespan is not None:
         app = LifespanGuard(app, mode=spec.lifespan)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,9 +14,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from wsproto.events import CloseConnection, Message, TextMessage
 
 from pyfly_hydra.bench.process import worker_pids
 from tests.conftest import SERVERS, child_env
+from tests.test_deploying import websocket, websocket_events
 
 SLOW_SECONDS = 2.0
 
@@ -203,3 +206,24 @@ def test_a_stop_with_nothing_in_flight_is_quick_whatever_the_keep_alive(start_se
     finally:
         for sock in idle:
             sock.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("server", SERVERS)
+def test_an_open_websocket_gets_1001_when_the_server_stops(start_server, server: str, workers: int) -> None:
+    """SIGTERM with a websocket open: the client gets a close frame with 1001 (going away) at once, where
+    hypercorn held it to the graceful timeout (then 1011), uvicorn sent 1012 and granian sent none."""
+    running = start_server(f"server={server}", f"server.workers={workers}", "server.graceful_timeout=10")
+    sock, connection = websocket(running.port)
+    with sock:
+        sock.sendall(connection.send(Message(data="hello")))
+        assert any(isinstance(e, TextMessage) for e in websocket_events(sock, connection, until=TextMessage))
+        stopped = time.monotonic()
+        running.process.send_signal(signal.SIGTERM)
+        events = websocket_events(sock, connection, until=CloseConnection, seconds=8)
+        closes = [event for event in events if isinstance(event, CloseConnection)]
+        assert closes and closes[0].code == 1001, (events, running.log())
+        assert time.monotonic() - stopped < 3, running.log()
+        with contextlib.suppress(OSError):
+            sock.sendall(connection.send(closes[0].response()))
+    assert running.wait_exit(timeout=20) == 0, running.log()

@@ -1,5 +1,5 @@
-"""What pyfly-hydra adds inside each granian worker: dying with the runner, and retiring without losing
-a request (standard library only; granian calls ``load`` first thing in every worker it spawns).
+"""What pyfly-hydra adds inside each granian worker: dying with the runner, telling ``worker_drain`` when it
+stops, and retiring without losing a request (granian calls ``load`` first thing in every worker).
 
 When a worker stops, granian asks hyper for a graceful shutdown of every connection, and hyper closes an
 idle keep-alive connection at once (``src/workers.rs``: ``conn.graceful_shutdown()`` on the worker's stop
@@ -18,10 +18,13 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from types import FrameType
 from typing import Any
 
+from pyfly_hydra import worker_drain
 from pyfly_hydra.worker_control import die_with_parent
 
 RETIRE_SIGNAL = signal.SIGUSR1
 CONNECTION_CLOSE = (b"connection", b"close")
+GOING_AWAY_SECONDS = 1.0  # how long a stopping worker may take to close its open websockets with 1001
+GOING_AWAY_POLL = 0.01
 _retiring = False
 
 Scope = MutableMapping[str, Any]
@@ -39,8 +42,42 @@ def load(parent_pid: int, loader: Callable[[], Any], interface: str) -> Any:
     if os.getpid() != parent_pid:  # a worker process (not a thread worker of the runner itself)
         die_with_parent(parent_pid)
         signal.signal(RETIRE_SIGNAL, _retire)
+        _tell_drain_on_stop()
     app = loader()
     return ClosingWhenRetiring(app) if interface == "asgi" else WSGIClosingWhenRetiring(app)
+
+
+def _tell_drain_on_stop() -> None:
+    """granian's worker stop signal (SIGINT, SIGTERM) tells ``worker_drain`` first, and reaches granian once
+    the open websockets have been closed with 1001 (at most ``GOING_AWAY_SECONDS``): granian's Rust side
+    drops them without a close frame the moment it stops. granian imports ``set_loop_signals`` from
+    ``granian._signals`` when its worker starts, after this loader has run."""
+    import granian._signals
+    from granian._granian import WorkerSignal
+
+    def going_away_first(loop: Any) -> Any:
+        event = WorkerSignal()
+
+        def stop(*_: Any) -> None:
+            worker_drain.started()
+            deadline = loop.time() + GOING_AWAY_SECONDS
+
+            def when_closed() -> None:
+                if worker_drain.open_websockets() and loop.time() < deadline:
+                    loop.call_later(GOING_AWAY_POLL, when_closed)
+                else:
+                    event.set()
+
+            loop.call_soon(when_closed)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop)
+            except NotImplementedError:  # Windows loops: granian's own fallback
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop))
+        return event
+
+    granian._signals.set_loop_signals = going_away_first
 
 
 class ClosingWhenRetiring:

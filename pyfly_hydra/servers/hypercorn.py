@@ -71,6 +71,7 @@ class HypercornServer(ServerAdapter):
         ),
         Hook("hypercorn.asyncio.worker_context:WorkerContext.mark_request", "server.max_requests_per_worker"),
         Hook("hypercorn.asyncio.run:asyncio_worker", "supervised workers"),
+        Hook("hypercorn.utils:check_multiprocess_shutdown_event", "websockets closed with 1001 when a worker stops"),
         Hook("hypercorn.asyncio.run:uvloop_worker", "supervised workers"),
     )
     websocket_support: ClassVar[dict[str, Support]] = {
@@ -151,9 +152,6 @@ class HypercornServer(ServerAdapter):
             # hypercorn buffers a WSGI body before the app (and any wrapper) runs, refusing one above
             # its own cap with 400: that cap is the limit there. ASGI apps get BodyLimit's 413.
             config.wsgi_max_body_size = p.max_body_bytes
-        if p.body_timeout is not None and app.interface == "wsgi":
-            # hypercorn reads a WSGI body itself, before the app: its socket read timeout bounds the stall.
-            config.read_timeout = p.body_timeout
         config.alpn_protocols = ALPN[p.http]
         config.certfile = p.ssl_certfile
         config.ssl_handshake_timeout = TLS_HANDSHAKE_SECONDS

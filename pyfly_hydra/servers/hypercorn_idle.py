@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from pyfly_hydra import worker_drain
 from pyfly_hydra.servers.hypercorn_request_limit import report_request_limit
 from pyfly_hydra.worker_control import STOP_IDLE_GRACE, WorkerControl
 
@@ -115,14 +118,32 @@ def hold_idle_connections_through_stop() -> None:
 
 @dataclass(frozen=True)
 class ShutdownWatch:
-    """A worker's shutdown event as hypercorn polls it. hypercorn starts polling once the worker's servers
-    listen, so the first poll also tells the supervisor the worker serves."""
+    """A worker's shutdown event as hypercorn polls it (every 0.1 s). hypercorn starts polling once the
+    worker's servers listen, so the first poll also tells the supervisor the worker serves; the first
+    poll that finds it set tells ``worker_drain``."""
 
     control: WorkerControl
 
     def is_set(self) -> bool:
         self.control.serving()
-        return self.control.shutdown.is_set()
+        if self.control.shutdown.is_set():
+            worker_drain.started()
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class SignalWatch:
+    """The same for hypercorn in the runner's own process: set by SIGINT/SIGTERM (hypercorn's own signal
+    handling is replaced, so that the drain can be told)."""
+
+    stop: threading.Event
+
+    def is_set(self) -> bool:
+        if self.stop.is_set():
+            worker_drain.started()
+            return True
+        return False
 
 
 def serve_in_process(loop_name: str, config: Config, sockets: Sockets) -> None:
@@ -132,7 +153,13 @@ def serve_in_process(loop_name: str, config: Config, sockets: Sockets) -> None:
 
     hold_idle_connections_through_stop()
     worker = run.uvloop_worker if loop_name == "uvloop" else run.asyncio_worker
-    worker(config, sockets=sockets)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker(config, sockets=sockets, shutdown_event=SignalWatch(stop))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve_supervised(loop_name: str, config: Config, sockets: Sockets, control: WorkerControl) -> None:

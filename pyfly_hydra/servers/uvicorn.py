@@ -200,6 +200,7 @@ class UvicornServer(ServerAdapter):
 
         from pyfly_hydra.servers.uvicorn_loops import TLS_LOOP_FACTORIES
         from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
+        from pyfly_hydra.servers.uvicorn_worker import DrainingServer
         from pyfly_hydra.servers.uvicorn_worker import serve as serve_supervised
         from pyfly_hydra.supervisor import Supervisor
 
@@ -251,7 +252,7 @@ class UvicornServer(ServerAdapter):
                     recycling=recycling,
                     max_requests=p.max_requests_per_worker,
                 ).run()
-            server = uvicorn.Server(config)
+            server = DrainingServer(config)
             with _absorb_reraised_signals():
                 server.run(sockets=[listener] if listener else None)
         except SystemExit as exc:

@@ -20,13 +20,30 @@ from types import FrameType
 
 from uvicorn import Config, Server
 
+from pyfly_hydra import worker_drain
 from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
 from pyfly_hydra.worker_control import WorkerControl
 
 STARTUP_FAILED = 3  # uvicorn's own exit code for a startup failure
 
 
-class SupervisedServer(Server):
+class DrainingServer(Server):
+    """uvicorn's server, telling ``worker_drain`` when it starts to stop, one tick before it does: open
+    websockets are closed with 1001 (going away) first, where uvicorn's own shutdown sends 1012."""
+
+    _drain_told = False
+
+    async def on_tick(self, counter: int) -> bool:
+        if not await super().on_tick(counter):
+            return False
+        if not self._drain_told:
+            self._drain_told = True
+            worker_drain.started()
+            return False
+        return True
+
+
+class SupervisedServer(DrainingServer):
     """uvicorn's server, drained and counted by pyfly-hydra's supervisor."""
 
     def __init__(self, config: Config, *, control: WorkerControl) -> None:
@@ -40,7 +57,9 @@ class SupervisedServer(Server):
         if self.started:
             self.control.serving()
         self.control.served(self.server_state.total_requests)
-        return await super().on_tick(counter) or self.control.shutdown.is_set()
+        if self.control.shutdown.is_set():
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def serve(config: Config, sockets: list[socket], control: WorkerControl) -> None:

@@ -227,3 +227,40 @@ def test_an_open_websocket_gets_1001_when_the_server_stops(start_server, server:
         with contextlib.suppress(OSError):
             sock.sendall(connection.send(closes[0].response()))
     assert running.wait_exit(timeout=20) == 0, running.log()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_lifespan_shutdown_runs_in_every_worker_at_the_graceful_timeout(
+    start_server, tmp_path: Path, server: str
+) -> None:
+    """A request outlives server.graceful_timeout=2: it is cut (500 or a closed connection), and every
+    worker still runs the app's lifespan shutdown (granian killed the busy one without it), exit 0."""
+    lifespan_log = tmp_path / "lifespan.log"
+    running = start_server(
+        f"server={server}",
+        "server.workers=2",
+        "server.graceful_timeout=2",
+        "app=lifespan_app:app",
+        env=child_env(LIFESPAN_LOG=str(lifespan_log)),
+    )
+    deadline = time.monotonic() + 20
+    while len(lifespan_events(lifespan_log, "startup")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    outcome: dict[str, object] = {}
+
+    def too_slow_request() -> None:
+        try:
+            outcome["status"] = httpx.get(f"{running.url}/sleep?seconds=15", timeout=30).status_code
+        except httpx.HTTPError as exc:
+            outcome["error"] = repr(exc)
+
+    client = threading.Thread(target=too_slow_request)
+    client.start()
+    time.sleep(0.5)  # the request is in flight
+    stopped = time.monotonic()
+    assert running.stop(signal.SIGTERM) == 0, running.log()
+    assert time.monotonic() - stopped < 2 + 5, running.log()
+    client.join(timeout=30)
+    assert outcome.get("status") != 200, outcome
+    assert sorted(lifespan_events(lifespan_log, "shutdown")) == sorted(lifespan_events(lifespan_log, "startup"))
+    assert len(lifespan_events(lifespan_log, "shutdown")) == 2, lifespan_log.read_text()

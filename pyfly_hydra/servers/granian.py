@@ -14,6 +14,7 @@ from pyfly_hydra.servers import granian_worker
 from pyfly_hydra.servers.base import ServerAdapter, Support, logger
 from pyfly_hydra.servers.granian_server import granian_server_class
 from pyfly_hydra.servers.hooks import Hook
+from pyfly_hydra.supervisor import DRAIN_MARGIN_SECONDS
 
 if TYPE_CHECKING:
     from pyfly_hydra.apps import AppTarget
@@ -212,7 +213,9 @@ class GranianServer(ServerAdapter):
             http=HTTPModes(http),
             backlog=p.backlog,
             backpressure=p.granian.backpressure or p.max_concurrent_connections,
-            workers_kill_timeout=p.graceful_timeout,
+            # The workers cancel what still runs at the graceful timeout and run lifespan shutdown (granian_worker);
+            # granian kills one that has not stopped a margin later.
+            workers_kill_timeout=p.graceful_timeout + DRAIN_MARGIN_SECONDS,
             http1_settings=HTTP1Settings(header_read_timeout=p.keep_alive_timeout * 1000, **http1_limits),
             http2_settings=HTTP2Settings(**http2_limits),
             ssl_cert=Path(p.ssl_certfile) if p.ssl_certfile else None,
@@ -236,7 +239,8 @@ class GranianServer(ServerAdapter):
         )
         # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
         loader = partial(load_target, app.import_string, wd=Path(os.getcwd()), factory=app.factory)
-        in_worker = partial(granian_worker.load, os.getpid(), loader, "wsgi" if app.interface == "wsgi" else "asgi")
+        interface_name = "wsgi" if app.interface == "wsgi" else "asgi"
+        in_worker = partial(granian_worker.load, os.getpid(), loader, interface_name, p.graceful_timeout)
         try:
             server.serve(target_loader=in_worker, wrap_loader=False)
         except SystemExit as exc:

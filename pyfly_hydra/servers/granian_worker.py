@@ -12,8 +12,11 @@ one) is it stopped (``granian_server.RetiringWorker``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from types import FrameType
 from typing import Any
@@ -26,6 +29,7 @@ CONNECTION_CLOSE = (b"connection", b"close")
 GOING_AWAY_SECONDS = 1.0  # how long a stopping worker may take to close its open websockets with 1001
 GOING_AWAY_POLL = 0.01
 _retiring = False
+_requests: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # this worker's running request tasks
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,21 +41,23 @@ def _retire(signum: int, frame: FrameType | None) -> None:
     _retiring = True
 
 
-def load(parent_pid: int, loader: Callable[[], Any], interface: str) -> Any:
+def load(parent_pid: int, loader: Callable[[], Any], interface: str, graceful_timeout: float) -> Any:
     """granian's ``target_loader``: the app, in a worker that dies with ``parent_pid`` and can be retired."""
     if os.getpid() != parent_pid:  # a worker process (not a thread worker of the runner itself)
         die_with_parent(parent_pid)
         signal.signal(RETIRE_SIGNAL, _retire)
-        _tell_drain_on_stop()
+        _tell_drain_on_stop(graceful_timeout)
     app = loader()
     return ClosingWhenRetiring(app) if interface == "asgi" else WSGIClosingWhenRetiring(app)
 
 
-def _tell_drain_on_stop() -> None:
+def _tell_drain_on_stop(graceful_timeout: float) -> None:
     """granian's worker stop signal (SIGINT, SIGTERM) tells ``worker_drain`` first, and reaches granian once
     the open websockets have been closed with 1001 (at most ``GOING_AWAY_SECONDS``): granian's Rust side
-    drops them without a close frame the moment it stops. granian imports ``set_loop_signals`` from
-    ``granian._signals`` when its worker starts, after this loader has run."""
+    drops them without a close frame the moment it stops. Requests still running ``graceful_timeout``
+    seconds after the stop are cancelled, so the worker runs its lifespan shutdown and exits before
+    granian's supervisor kills it (``workers_kill_timeout`` is set a margin later). granian imports
+    ``set_loop_signals`` from ``granian._signals`` when its worker starts, after this loader has run."""
     import granian._signals
     from granian._granian import WorkerSignal
 
@@ -69,6 +75,7 @@ def _tell_drain_on_stop() -> None:
                     event.set()
 
             loop.call_soon(when_closed)
+            loop.call_later(graceful_timeout, _cancel_requests)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -80,13 +87,31 @@ def _tell_drain_on_stop() -> None:
     granian._signals.set_loop_signals = going_away_first
 
 
+def _cancel_requests() -> None:
+    running = [task for task in _requests if not task.done()]
+    if running:
+        logging.getLogger("pyfly_hydra").warning(
+            "%d request(s) still running at server.graceful_timeout: cancelled, so the worker runs its lifespan"
+            " shutdown before it stops",
+            len(running),
+        )
+    for task in running:
+        task.cancel()
+
+
 class ClosingWhenRetiring:
-    """ASGI: once the worker retires, every response says ``Connection: close`` (hyper then closes)."""
+    """ASGI: once the worker retires, every response says ``Connection: close`` (hyper then closes). Each
+    request's task is known, to be cancelled at the graceful timeout of a stop."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     def __call__(self, scope: Scope, receive: Any, send: Send) -> Awaitable[None]:
+        if scope["type"] == "lifespan":
+            return self.app(scope, receive, send)
+        task = asyncio.current_task()
+        if task is not None:
+            _requests.add(task)
         if not _retiring or scope["type"] != "http":
             return self.app(scope, receive, send)
         return self.app(scope, receive, _closing(send))

@@ -20,7 +20,7 @@ from pyfly_hydra.bench.process import free_port, worker_pids
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.servers.hooks import Hook
 from pyfly_hydra.servers.uvicorn import UvicornServer
-from tests.conftest import APPS_DIR, SERVERS, assert_one_line_error, child_env, run_cli
+from tests.conftest import APPS_DIR, ROOT, SERVERS, assert_one_line_error, child_env, run_cli
 
 QUIET = "server.log_level=warning"
 
@@ -151,3 +151,19 @@ def test_a_missing_hook_on_the_command_line(tmp_path: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
     result = run_cli("--config-dir", str(tmp_path / "conf"), "server=future", cwd=tmp_path, env=env)
     assert_one_line_error(result, "uvicorn.server:Server.gone", "tested: uvicorn>=")
+
+
+def test_mode_info_shows_the_tested_range_pyproject_declares() -> None:
+    """The ranges come from the installed package's metadata, i.e. pyproject.toml: one fact, shown as is."""
+    import tomllib
+
+    from pyfly_hydra.info import render_info
+    from pyfly_hydra.versions import declared_range
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    report = render_info()
+    for server in SERVERS:
+        (requirement,) = [r for r in extras[server] if r.startswith(server)]
+        upper = requirement.split(",<")[1].split('"')[0]
+        assert declared_range(server).endswith(f",<{upper}"), (server, declared_range(server))
+        assert f"tested: {server}{declared_range(server)}" in report, report

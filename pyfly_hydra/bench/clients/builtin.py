@@ -13,6 +13,7 @@ from functools import partial
 from typing import ClassVar, cast
 
 from pyfly_hydra.bench.clients.base import (
+    BUILTIN_SATURATION_SHARE,
     PROGRESS_INTERVAL,
     KindResult,
     LoadResult,
@@ -269,5 +270,6 @@ def _result(client: str, run: _Run, target: Target, cpu: float) -> LoadResult:
         max_ms=latencies[-1] * 1000 if latencies else math.nan,
         client_cpu=cpu / duration if duration > 0 else 0.0,
         client_threads=1,
+        saturation_share=BUILTIN_SATURATION_SHARE,
         kinds=tuple(kinds),
     )

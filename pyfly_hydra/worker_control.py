@@ -55,10 +55,6 @@ class WorkerControl:
     _serving: bool = field(default=False, repr=False)
     _limit_told: bool = field(default=False, repr=False)
 
-    def idle_hold(self, keep_alive: float) -> float:
-        """How long this stopping worker keeps an idle keep-alive connection."""
-        return keep_alive if self.retiring.is_set() else min(STOP_IDLE_GRACE, keep_alive)
-
     def attach(self) -> None:
         """Die with the supervisor, however it dies; call first thing in the worker process."""
         die_with_parent(self.supervisor_pid)
@@ -75,6 +71,14 @@ class WorkerControl:
         if limit is not None and not self._limit_told and requests >= limit.requests:
             self._limit_told = True
             limit.reached.set()
+
+
+def idle_hold(control: WorkerControl | None, keep_alive: float) -> float:
+    """How long a stopping worker keeps an idle keep-alive connection: its keep-alive timeout when it is
+    being replaced, ``STOP_IDLE_GRACE`` when the whole server stops (or it runs in the runner itself)."""
+    if control is not None and control.retiring.is_set():
+        return keep_alive
+    return min(STOP_IDLE_GRACE, keep_alive)
 
 
 def die_with_parent(parent_pid: int) -> None:

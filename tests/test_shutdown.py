@@ -29,6 +29,31 @@ def lifespan_events(log: Path, event: str) -> list[str]:
     return [line.split()[1] for line in log.read_text().splitlines() if line.split()[0] == event]
 
 
+def _wait_for_startups(log: Path, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(lifespan_events(log, "startup")) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _request_in_flight(url: str) -> tuple[threading.Thread, dict[str, object]]:
+    """GET ``url`` in a thread, returned once the request is in flight, with where its outcome will be:
+    ``status`` and ``body`` (JSON), or ``error``."""
+    result: dict[str, object] = {}
+
+    def request() -> None:
+        try:
+            response = httpx.get(url, timeout=30)
+            result["status"] = response.status_code
+            result["body"] = response.json() if response.status_code == 200 else response.text
+        except httpx.HTTPError as exc:
+            result["error"] = repr(exc)
+
+    client = threading.Thread(target=request)
+    client.start()
+    time.sleep(0.5)  # the request is in flight
+    return client, result
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("server", SERVERS)
 def test_sigterm_completes_in_flight_request(start_server, tmp_path: Path, server: str, workers: int) -> None:
@@ -40,22 +65,8 @@ def test_sigterm_completes_in_flight_request(start_server, tmp_path: Path, serve
         "app=lifespan_app:app",
         env=child_env(LIFESPAN_LOG=str(lifespan_log)),
     )
-    deadline = time.monotonic() + 20
-    while len(lifespan_events(lifespan_log, "startup")) < workers and time.monotonic() < deadline:
-        time.sleep(0.05)
-    result: dict[str, object] = {}
-
-    def slow_request() -> None:
-        try:
-            response = httpx.get(f"{running.url}/sleep?seconds={SLOW_SECONDS}", timeout=30)
-            result["status"] = response.status_code
-            result["body"] = response.json()
-        except httpx.HTTPError as exc:
-            result["error"] = repr(exc)
-
-    client = threading.Thread(target=slow_request)
-    client.start()
-    time.sleep(0.5)  # the request is in flight
+    _wait_for_startups(lifespan_log, workers)
+    client, result = _request_in_flight(f"{running.url}/sleep?seconds={SLOW_SECONDS}")
     started = time.monotonic()
     code = running.stop(signal.SIGTERM)
     client.join(timeout=30)
@@ -243,20 +254,8 @@ def test_lifespan_shutdown_runs_in_every_worker_at_the_graceful_timeout(
         "app=lifespan_app:app",
         env=child_env(LIFESPAN_LOG=str(lifespan_log)),
     )
-    deadline = time.monotonic() + 20
-    while len(lifespan_events(lifespan_log, "startup")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    outcome: dict[str, object] = {}
-
-    def too_slow_request() -> None:
-        try:
-            outcome["status"] = httpx.get(f"{running.url}/sleep?seconds=15", timeout=30).status_code
-        except httpx.HTTPError as exc:
-            outcome["error"] = repr(exc)
-
-    client = threading.Thread(target=too_slow_request)
-    client.start()
-    time.sleep(0.5)  # the request is in flight
+    _wait_for_startups(lifespan_log, 2)
+    client, outcome = _request_in_flight(f"{running.url}/sleep?seconds=15")
     stopped = time.monotonic()
     assert running.stop(signal.SIGTERM) == 0, running.log()
     assert time.monotonic() - stopped < 2 + 5, running.log()

@@ -7,7 +7,7 @@ stopping is followed by a close the client was not told of, so a client that sen
 load) loses the next one. Here, as pyfly-hydra's uvicorn protocol does:
 
 - an idle connection is kept a while: for its keep-alive timeout in a worker being replaced, for
-  ``STOP_IDLE_GRACE`` when the whole server stops (``WorkerControl.idle_hold``); a request that arrives
+  ``STOP_IDLE_GRACE`` when the whole server stops (``worker_control.idle_hold``); a request that arrives
   first is answered (a connection the client has already closed is closed at once, as hypercorn did);
 - a response sent while the worker stops says ``Connection: close``, and hypercorn then closes.
 
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyfly_hydra import worker_drain
 from pyfly_hydra.servers.hypercorn_request_limit import report_request_limit
-from pyfly_hydra.worker_control import STOP_IDLE_GRACE, WorkerControl
+from pyfly_hydra.worker_control import WorkerControl, idle_hold
 
 _control: WorkerControl | None = None  # this worker's, when pyfly-hydra's supervisor runs it
 EOF_POLL_SECONDS = 0.05  # how soon a stopping worker notices that an idle connection's client has gone
@@ -53,8 +53,7 @@ async def _idle_timeout(self: TCPServer) -> None:
         async with asyncio.timeout(keep_alive):
             await self.context.terminated.wait()
     if self.context.terminated.is_set():
-        hold = min(STOP_IDLE_GRACE, keep_alive) if _control is None else _control.idle_hold(keep_alive)
-        deadline = min(deadline, loop.time() + hold)
+        deadline = min(deadline, loop.time() + idle_hold(_control, keep_alive))
     while not self.reader.at_eof() and (remaining := deadline - loop.time()) > 0:
         await asyncio.sleep(min(EOF_POLL_SECONDS, remaining))
     await asyncio.shield(self._initiate_server_close())

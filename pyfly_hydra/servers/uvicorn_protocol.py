@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from pyfly_hydra.worker_control import STOP_IDLE_GRACE, WorkerControl
+from pyfly_hydra.worker_control import WorkerControl, idle_hold
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HTTPProtocol
@@ -146,9 +146,5 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
 
     @property
     def idle_hold(self) -> float:
-        """How long a stopping worker keeps an idle connection (``STOP_IDLE_GRACE``, or its keep-alive
-        timeout in a worker being replaced: ``WorkerControl.idle_hold``)."""
-        control = IdleClosingHTTPProtocol.control
-        if control is None:
-            return min(STOP_IDLE_GRACE, self.timeout_keep_alive)
-        return control.idle_hold(self.timeout_keep_alive)
+        """How long a stopping worker keeps an idle connection (``worker_control.idle_hold``)."""
+        return idle_hold(IdleClosingHTTPProtocol.control, self.timeout_keep_alive)

@@ -59,11 +59,20 @@ def test_bench_pins_the_server(tmp_path: Path) -> None:
 
 
 @needs_h2load
-def test_bench_http2_uses_h2load(tmp_path: Path) -> None:
-    code, record, output = bench(tmp_path, "server=granian", "server.http=2")
+@pytest.mark.parametrize("server", ["granian", "hypercorn"])
+def test_bench_http2_uses_h2load(tmp_path: Path, server: str) -> None:
+    """6,000 requests on 4 connections: past hypercorn's 1000 per connection, which h2load cannot reconnect
+    after. The bench lifts that cap and says so; a cap the user set is refused in one line."""
+    capped = ["bench.requests=6000", "bench.connections=4"]
+    code, record, output = bench(tmp_path, f"server={server}", "server.http=2", *capped)
     assert code == 0, output
     assert record["client"] == "h2load" and record["http"] == "2"
-    assert record["rps"] > 0 and record["errors"] == 0
+    assert record["requests"] == 6000 and record["errors"] == 0
+    assert ("h2load does not reconnect: measured without that cap" in output) == (server == "hypercorn")
+    if server == "hypercorn":
+        cap = "+server.options.hypercorn.keep_alive_max_requests=1000"
+        code, _, output = bench(tmp_path, "server=hypercorn", "server.http=2", *capped, cap)
+        assert code == 2 and "h2load does not reconnect, so it cannot measure" in output, output
 
 
 def test_bench_counts_errors(tmp_path: Path) -> None:

@@ -175,6 +175,7 @@ def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: P
         for key, seconds in (("bench.duration", settings.duration), ("bench.warmup", settings.warmup)):
             if seconds != int(seconds):
                 raise ConfigError(key, seconds, "wrk runs whole seconds; use an integer, or bench.client=builtin")
+    cfg = _uncapped_for(client, plan, cfg)
     port = free_port()
     scheme = "https" if plan.info.tls else "http"
     # A client that takes one URL gets the workload's one path; the builtin client sends the workload.
@@ -206,6 +207,30 @@ def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: P
     if capacity is not None:
         fields.update(capacity=round(capacity.rate, 1), capacity_search=capacity.record())
     return fields
+
+
+def _uncapped_for(client: LoadClient, plan: Plan, cfg: DictConfig) -> DictConfig:
+    """``cfg``, with the server's own cap on requests per connection lifted when the client cannot
+    reconnect: h2load's connections would end one by one at the cap, and the run would go on measuring
+    a shrinking load (hypercorn over HTTP/2: 4,000 requests in 3 s, reported as a third of its rate).
+    Reconnecting once per cap is what a browser does, and costs a real client next to nothing."""
+    cap = plan.server.connection_request_cap()
+    if cap is None or client.reconnects:
+        return cfg
+    option, requests = cap
+    key = f"server.options.{plan.info.server}.{option}"
+    if option in plan.server.native_options():
+        raise ConfigError(
+            key, requests, f"{client.name} does not reconnect, so it cannot measure connections closed after"
+            f" {requests} requests; leave it unset (the bench lifts {plan.info.server}'s default) or use HTTP/1.1",
+        )  # fmt: skip
+    logger.info(
+        "bench: %s closes a connection after %d requests (%s) and %s does not reconnect: measured without that cap",
+        plan.info.server, requests, option, client.name,
+    )  # fmt: skip
+    uncapped = cfg.copy()
+    OmegaConf.update(uncapped, key, sys.maxsize, force_add=True)
+    return uncapped
 
 
 def _spec(

@@ -149,6 +149,11 @@ class ServerAdapter:
             rss_check_interval=p.worker_rss_check_interval,
         )
 
+    def connection_request_cap(self) -> tuple[str, int] | None:
+        """The native option and number of requests after which the server closes a connection itself
+        (None: it never does). A load client that does not reconnect loses that connection for good."""
+        return None
+
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve ``app`` until SIGINT/SIGTERM and return the exit code."""
         raise NotImplementedError

@@ -171,6 +171,13 @@ class HypercornServer(ServerAdapter):
             config.errorlog = "-"
         return config
 
+    def connection_request_cap(self) -> tuple[str, int] | None:
+        """hypercorn closes a connection (HTTP/2: GOAWAY) after keep_alive_max_requests, 1000 by default."""
+        from hypercorn.config import Config
+
+        option = "keep_alive_max_requests"
+        return option, int(self.native_options().get(option, Config.keep_alive_max_requests))
+
     @property
     def _serves_in_process(self) -> bool:
         p = self.properties

@@ -84,6 +84,7 @@ class LoadClient(Protocol):
     http2: ClassVar[bool]  # speaks HTTP/2 (prior knowledge or ALPN) instead of HTTP/1.1
     caps_requests: ClassVar[bool]  # can stop after LoadSpec.requests responses
     open_loop: ClassVar[bool]  # can send at LoadSpec.rate on a schedule, timing latency from each intended send
+    reconnects: ClassVar[bool]  # opens a new connection when the server closes one (else that connection is lost)
 
     def available(self) -> bool:
         """True when the client can run on this machine."""

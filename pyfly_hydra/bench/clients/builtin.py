@@ -175,6 +175,7 @@ class BuiltinClient:
     http2: ClassVar[bool] = False
     caps_requests: ClassVar[bool] = True
     open_loop: ClassVar[bool] = True
+    reconnects: ClassVar[bool] = True
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout

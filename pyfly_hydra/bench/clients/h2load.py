@@ -56,6 +56,7 @@ class H2loadClient:
     http2: ClassVar[bool] = True
     caps_requests: ClassVar[bool] = True
     open_loop: ClassVar[bool] = False
+    reconnects: ClassVar[bool] = False  # a connection the server ends (GOAWAY) stops its client for the run
 
     def available(self) -> bool:
         """True when ``h2load`` is on PATH."""

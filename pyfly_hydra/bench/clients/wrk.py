@@ -60,6 +60,7 @@ class WrkClient:
     http2: ClassVar[bool] = False
     caps_requests: ClassVar[bool] = False  # wrk runs for a duration; stopping threads early skews its req/s
     open_loop: ClassVar[bool] = False
+    reconnects: ClassVar[bool] = True
 
     def available(self) -> bool:
         """True when ``wrk`` is on PATH."""

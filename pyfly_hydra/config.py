@@ -78,7 +78,7 @@ class ServerProperties:
     access_log: bool = False  # off, as granian and hypercorn ship: a line per request costs throughput
     log_level: str = "info"  # critical | error | warning | info | debug
     proxy_headers: bool = False  # trust X-Forwarded-For/-Proto, only from forwarded_allow_ips
-    forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses or networks, or "*"
+    forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses, networks, unix: (a unix socket peer), or "*"
     granian: GranianProperties = field(default_factory=GranianProperties)
     websocket: WebsocketProperties = field(default_factory=WebsocketProperties)
     options: NativeOptions = field(default_factory=NativeOptions)

@@ -7,8 +7,9 @@ only WSGI bodies). With the key set, every worker serves the app behind one of t
 
 - a declared ``Content-Length`` above the limit is answered ``413`` before the app runs;
 - a chunked body is counted as the app reads it: past the limit the app is told the client went
-  away (``http.disconnect``; a WSGI app gets ``BodyTooLarge`` from ``wsgi.input.read``), and the
-  client gets ``413`` unless the app had already started its response.
+  away (``http.disconnect``; a WSGI app gets ``BodyTooLarge`` from ``wsgi.input.read``, which never
+  reads more than one byte past the limit), and the client gets ``413`` unless the app had already
+  started its response.
 
 Without the key no wrapper is involved.
 
@@ -23,7 +24,7 @@ Websockets and responses are not affected; a request whose body is complete cost
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -35,6 +36,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 TOO_LARGE = b"Request body too large"
 TOO_LARGE_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
 TIMED_OUT = b"Request body timed out"
+TOO_LARGE_STATUS = "413 Content Too Large"
+READ_CHUNK = 64 * 1024  # wsgi.input.read() of "everything": read and counted this much at a time
 
 
 def _declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
@@ -148,29 +151,48 @@ class BodyTooLarge(ValueError):
 
 
 class _LimitedInput:
+    """``wsgi.input``, read at most one byte past what is left, so an unbounded body is never buffered:
+    a read that would go past the limit raises ``BodyTooLarge`` after that one byte, and ``exceeded``
+    records it for the wrapper's 413 even when the app catches the error (Flask answers 500)."""
+
     def __init__(self, stream: Any, limit: int) -> None:
         self._stream = stream
         self._left = limit
+        self.exceeded = False
 
     def _count(self, data: bytes) -> bytes:
         self._left -= len(data)
         if self._left < 0:
+            self.exceeded = True
             raise BodyTooLarge("request body exceeds server.max_body_bytes")
         return data
 
-    # "Everything" is asked for without an argument: granian's input refuses a negative size.
+    def _bounded(self, size: int | None) -> int:
+        return self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+
     def read(self, size: int | None = -1) -> bytes:
-        return self._count(self._stream.read(size) if size is not None and size >= 0 else self._stream.read())
+        if size is not None and size >= 0:
+            return self._count(self._stream.read(self._bounded(size)))
+        parts = []  # "everything": in pieces, each counted before the next is read
+        while part := self._count(self._stream.read(min(READ_CHUNK, self._left + 1))):
+            parts.append(part)
+        return b"".join(parts)
 
     def readline(self, size: int | None = -1) -> bytes:
-        return self._count(self._stream.readline(size) if size is not None and size >= 0 else self._stream.readline())
+        return self._count(self._stream.readline(self._bounded(size)))
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
-        lines = self._stream.readlines(hint) if hint is not None and hint >= 0 else self._stream.readlines()
-        return [self._count(line) for line in lines]
+        lines, total = [], 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
 
-    def __iter__(self) -> Any:
-        return (self._count(line) for line in self._stream)
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
 
 
 class WSGIBodyLimit:
@@ -181,14 +203,42 @@ class WSGIBodyLimit:
         self.limit = limit
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """Answer 413 for a declared length above the limit; count what the app reads otherwise."""
+        """413 for a declared length above the limit; otherwise count what the app reads, and answer 413
+        instead of whatever the app answers once a read went past the limit (unless it already had)."""
         try:
             declared = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             declared = 0
         if declared > self.limit:
-            headers = [(k.decode(), v.decode()) for k, v in TOO_LARGE_HEADERS]
-            start_response("413 Content Too Large", [*headers, ("Content-Length", str(len(TOO_LARGE)))])
-            return [TOO_LARGE]
-        environ["wsgi.input"] = _LimitedInput(environ["wsgi.input"], self.limit)
-        return self.app(environ, start_response)
+            return _refuse(start_response)
+        body = environ["wsgi.input"] = _LimitedInput(environ["wsgi.input"], self.limit)
+        answered: list[str] = []  # the status line the app's start_response sent, once it has
+
+        def start_or_refuse(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if body.exceeded:
+                status, headers = TOO_LARGE_STATUS, _wsgi_too_large_headers()
+            answered.append(status)
+            return start_response(status, headers, exc_info)
+
+        try:
+            result = self.app(environ, start_or_refuse)
+        except BodyTooLarge:
+            if answered:
+                raise
+            return _refuse(start_response)
+        if not body.exceeded or (answered and answered[-1] != TOO_LARGE_STATUS):
+            return result  # within the limit, or the app had started its answer before going past it
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        return [TOO_LARGE] if answered else _refuse(start_response)
+
+
+def _wsgi_too_large_headers() -> list[tuple[str, str]]:
+    headers = [(name.decode(), value.decode()) for name, value in TOO_LARGE_HEADERS]
+    return [*headers, ("Content-Length", str(len(TOO_LARGE)))]
+
+
+def _refuse(start_response: Callable[..., Any]) -> list[bytes]:
+    start_response(TOO_LARGE_STATUS, _wsgi_too_large_headers())
+    return [TOO_LARGE]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import stat
 from dataclasses import fields, replace
 from typing import Any
@@ -131,6 +132,32 @@ def _granian(granian: GranianProperties) -> None:
     _between("server.granian.backpressure", granian.backpressure, 1, MAX_COUNT, optional=True)
 
 
+def _on_unix_socket(properties: ServerProperties) -> bool:
+    """Whether the server listens on a unix socket: ``server.uds``, or an inherited ``server.fd`` of that family."""
+    if properties.uds is not None:
+        return True
+    if properties.fd is None:
+        return False
+    try:
+        probe = socket.socket(fileno=properties.fd)
+    except OSError:
+        return False  # not a socket: check_listener says so in its own line
+    try:
+        return probe.family == socket.AF_UNIX
+    finally:
+        probe.detach()
+
+
+def _proxy_headers(properties: ServerProperties) -> None:
+    """A unix socket's peer has no address, so only ``unix:`` (or ``*``) can trust the proxy in front."""
+    trusted = TrustedProxies(properties.forwarded_allow_ips)
+    if properties.proxy_headers and _on_unix_socket(properties) and not (trusted.unix or trusted.everyone):
+        raise ConfigError(
+            "server.forwarded_allow_ips", properties.forwarded_allow_ips,
+            "the proxy connects over the unix socket, whose peer has no address: add unix: to trust it",
+        )  # fmt: skip
+
+
 def validate_properties(properties: ServerProperties) -> ServerProperties:
     """Check every ``server.*`` value; return the properties with ``workers=0`` resolved to the CPU count."""
     if not properties.host or any(c.isspace() for c in properties.host):
@@ -161,7 +188,7 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
         raise ConfigError("server.root_path", properties.root_path, "must start with / and not end with one, e.g. /api")
     _reload(properties)
     _tls(properties)
-    TrustedProxies(properties.forwarded_allow_ips)
+    _proxy_headers(properties)
     _granian(properties.granian)
     _websocket(properties.websocket)
     _recycling(properties)

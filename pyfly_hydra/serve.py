@@ -67,11 +67,10 @@ def served_app(app: AppTarget, server: ApplicationServerPort, properties: Server
     if app.interface == "wsgi" and properties.lifespan == "on":
         raise ConfigError("server.lifespan", "on", "a WSGI app has no lifespan events; use auto or off")
     native_lifespan = getattr(server, "native_lifespan", LIFESPAN_MODES)
-    proxied = properties.proxy_headers and not getattr(server, "handles_proxy_headers", False)
     return plan_worker_app(
         app,
         native_wsgi=getattr(server, "native_wsgi", False),
-        trusted_proxies=properties.forwarded_allow_ips if proxied else None,
+        trusted_proxies=properties.forwarded_allow_ips if properties.proxy_headers else None,
         lifespan=None if properties.lifespan in native_lifespan else properties.lifespan,
         max_body_bytes=properties.max_body_bytes,
         body_timeout=properties.body_timeout,

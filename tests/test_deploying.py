@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import signal
@@ -10,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -85,24 +87,36 @@ def wait_for_unix_socket(process: subprocess.Popen[str], path: Path, log: Path) 
     pytest.fail(f"no answer on {path}:\n{log.read_text()}")
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("server", SERVERS)
-def test_unix_domain_socket(tmp_path: Path, server: str, workers: int) -> None:
+@contextlib.contextmanager
+def serving_on_unix_socket(tmp_path: Path, *overrides: str) -> Iterator[httpx.Client]:
+    """``python -m pyfly_hydra OVERRIDES`` on ``tmp_path/app.sock``: a client for it once it answers; on
+    leaving, SIGTERM, exit 0, and the socket file gone."""
     path, log = tmp_path / "app.sock", tmp_path / "server.log"
-    command = [sys.executable, "-m", "pyfly_hydra", f"server={server}", f"server.workers={workers}"]
-    command += [f"server.uds={path}", "server.uds_permissions=660", f"hydra.run.dir={tmp_path / 'run'}"]
+    command = [sys.executable, "-m", "pyfly_hydra", *overrides, f"server.uds={path}"]
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [*command, f"hydra.run.dir={tmp_path / 'run'}"],
+            cwd=ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     try:
         wait_for_unix_socket(process, path, log)
-        assert stat.S_IMODE(path.stat().st_mode) == 0o660
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
-            pids = {client.get("http://app/loop").json()["pid"] for _ in range(20)}
-        assert len(pids) >= 1 and f"at unix:{path}" in log.read_text()
+            yield client
+        assert f"at unix:{path}" in log.read_text()
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=40) == 0, log.read_text()
     assert not path.exists(), "the socket file outlived the server"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("server", SERVERS)
+def test_unix_domain_socket(tmp_path: Path, server: str, workers: int) -> None:
+    overrides = [f"server={server}", f"server.workers={workers}", "server.uds_permissions=660"]
+    with serving_on_unix_socket(tmp_path, *overrides) as client:
+        assert stat.S_IMODE((tmp_path / "app.sock").stat().st_mode) == 0o660
+        pids = {client.get("http://app/loop").json()["pid"] for _ in range(20)}
+    assert len(pids) >= 1
 
 
 def listening_socket() -> socket.socket:

@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import SERVERS
@@ -86,6 +87,52 @@ def test_max_body_bytes_on_a_wsgi_app(start_server, server: str) -> None:
     with httpx.Client(base_url=running.url, timeout=30) as client:
         assert client.post("/upload", content=b"x" * (BODY_LIMIT // 2)).json()["size"] == BODY_LIMIT // 2
         assert client.post("/upload", content=b"x" * (2 * BODY_LIMIT)).status_code == WSGI_TOO_LARGE_STATUS[server]
+    assert running.stop() == 0
+
+
+def _chunked_upload(port: int, *, total: int, chunk: int = 1 << 20) -> bytes:
+    """POST a chunked body of ``total`` bytes to /upload-raw from one thread while reading the answer in
+    this one (a server that refuses early stops reading): the answer's head."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+
+    def send_body() -> None:
+        piece = f"{chunk:x}\r\n".encode() + b"x" * chunk + b"\r\n"
+        with contextlib.suppress(OSError):  # the server answered and closed: sending is over
+            sock.sendall(b"POST /upload-raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(total // chunk):
+                sock.sendall(piece)
+            sock.sendall(b"0\r\n\r\n")
+
+    sender = threading.Thread(target=send_body)
+    sender.start()
+    answer = b""
+    with contextlib.suppress(OSError):
+        while b"\r\n\r\n" not in answer and (data := sock.recv(65536)):
+            answer += data
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sender.join(timeout=60)
+    sock.close()
+    return answer
+
+
+def _largest_rss(pid: int) -> int:
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return max(process.memory_info().rss for process in processes)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_an_endless_wsgi_body_is_refused_without_buffering_it(start_server, server: str) -> None:
+    """300 MiB chunked to a WSGI app reading wsgi.input.read() with no size, max_body_bytes=1000: the
+    limit's answer (hypercorn's own 400 where it buffers before any wrapper) and no worker grows 20 MiB."""
+    running = start_server(f"server={server}", "app=flask_app:app", "server.max_body_bytes=1000")
+    with httpx.Client(base_url=running.url, timeout=30) as client:
+        assert client.post("/upload-raw", content=b"x" * 1000).json() == {"size": 1000}
+        before = _largest_rss(running.process.pid)
+        answer = _chunked_upload(running.port, total=300 << 20)
+        assert answer.startswith(f"HTTP/1.1 {WSGI_TOO_LARGE_STATUS[server]} ".encode()), answer[:200]
+        assert _largest_rss(running.process.pid) - before < 20 << 20
+        assert client.get("/").status_code == 200
     assert running.stop() == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 
@@ -50,3 +51,26 @@ def test_every_line_has_the_chosen_format(start_server, server: str, log: str, w
     # The run record holds the same lines, the workers' included.
     record = (running.run_dir / "pyfly_hydra.log").read_text()
     assert '"path": "/json?a=1"' in record
+
+
+# A path that, percent-decoded by the server, would end the line and write a second, well-formed one.
+FORGED_LINE = "[2026-12-02 10:00:00,000][pyfly_hydra.access][INFO] - 10.0.0.99:4444 - %22POST /admin HTTP/1.1%22 200"
+HOSTILE_PATH = "/%0d%0a" + FORGED_LINE.replace(" ", "%20") + "%1b[31m%5c%e2%80%a8%c2%85end"
+
+
+@pytest.mark.parametrize("log", ["text", "json"])
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_hostile_path_is_one_escaped_access_line(start_server, server: str, log: str) -> None:
+    running = start_server(f"server={server}", f"log={log}", "server.access_log=true")
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+    connection.request("GET", HOSTILE_PATH)
+    assert connection.getresponse().status == 404
+    connection.close()
+    assert running.stop() == 0
+    lines = running.log().splitlines()  # splitlines() breaks at U+2028 and U+0085 too
+    assert not any(line.startswith("[2026-12-02 10:00:00,000]") or "\x1b" in line for line in lines), lines
+    hostile = [line for line in lines if "pyfly_hydra.access" in line and "admin" in line]
+    assert len(hostile) == 1, lines
+    escaped = '/\\x0d\\x0a[2026-12-02 10:00:00,000][pyfly_hydra.access][INFO] - 10.0.0.99:4444 - \\"POST /admin'
+    text = hostile[0] if log == "text" else json.loads(hostile[0])["path"]
+    assert escaped in text and "\\x1b[31m\\\\\\u2028\\x85end" in text, text

@@ -74,11 +74,14 @@ def test_sigterm_completes_a_slow_wsgi_request(start_server, server: str) -> Non
     assert result == {"status": 200, "text": "slept 2.0"}, (result, running.log())
 
 
-@pytest.mark.parametrize("server", ["granian", "hypercorn"])
+@pytest.mark.parametrize("server", SERVERS)
 def test_proxy_headers_reach_a_wsgi_app(start_server, server: str) -> None:
     running = start_server(f"server={server}", "app=flask_app:app", "server.proxy_headers=true")
     headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
     assert httpx.get(running.url + "/client", headers=headers).json() == {"client": "203.0.113.7", "scheme": "https"}
+    # A forged line first, the proxy's own after it (HAProxy's option forwardfor): the proxy's wins.
+    lines = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "203.0.113.8"), ("X-Forwarded-Proto", "http")]
+    assert httpx.get(running.url + "/client", headers=lines).json() == {"client": "203.0.113.8", "scheme": "http"}
     assert running.stop() == 0
 
 

@@ -9,7 +9,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, SERVERS, tls_overrides
+from tests.conftest import ROOT, SERVERS, assert_one_line_error, run_cli, tls_overrides
+from tests.test_deploying import serving_on_unix_socket
 
 FORWARDED = {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https"}
 
@@ -54,6 +55,32 @@ def test_proxy_headers_from_a_listed_peer_are_applied(start_server, server: str)
     running = start_server(f"server={server}", "server.workers=2", "server.proxy_headers=true")
     assert seen_by_app(running.url) == ("203.0.113.7", "https")
     assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_forged_line_before_the_proxys_own_is_never_the_client(start_server, server: str) -> None:
+    """HAProxy's option forwardfor adds its own X-Forwarded-For line after the one the client wrote."""
+    running = start_server(f"server={server}", "server.proxy_headers=true")
+    lines = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "203.0.113.7")]
+    lines += [("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "http")]
+    body = httpx.get(running.url + "/loop", headers=lines).json()
+    assert (body["client"], body["scheme"]) == ("203.0.113.7", "http")
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_proxy_headers_over_a_unix_socket_trust_its_peer_with_unix(tmp_path: Path, server: str) -> None:
+    trusted = ["server.proxy_headers=true", "server.forwarded_allow_ips=unix:"]
+    with serving_on_unix_socket(tmp_path, f"server={server}", *trusted) as client:
+        body = client.get("http://app/loop", headers=FORWARDED).json()
+    assert (body["client"], body["scheme"]) == ("203.0.113.7", "https")
+
+
+def test_proxy_headers_over_a_unix_socket_without_unix_are_refused(tmp_path: Path) -> None:
+    """The peer of a unix socket has no address, so no address rule could ever trust the proxy."""
+    result = run_cli(f"server.uds={tmp_path / 'app.sock'}", "server.proxy_headers=true")
+    assert_one_line_error(result, "server.forwarded_allow_ips=127.0.0.1", "add unix: to trust it")
+    assert not (tmp_path / "app.sock").exists()
 
 
 @pytest.mark.parametrize("server", SERVERS)

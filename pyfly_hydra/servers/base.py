@@ -53,7 +53,6 @@ class ServerAdapter:
     websocket_support: ClassVar[dict[str, Support]] = {}  # server.websocket.* keys, as ``support``
     loops: ClassVar[tuple[str, ...]]  # the loop names this server can run in its workers
     runs_loop_factories: ClassVar[bool] = False  # True: also runs any other loop from its factory string
-    handles_proxy_headers: ClassVar[bool] = False  # False: the runner wraps the app in ProxyHeadersMiddleware
     native_wsgi: ClassVar[bool] = False  # False: a WSGI app is served through a2wsgi
     native_lifespan: ClassVar[tuple[str, ...]] = ()  # server.lifespan values the server's own switch honours
     reload_sources: WatchedSources | None = None  # what reload watches; set by the runner (serve.make_plan)

@@ -58,7 +58,6 @@ class UvicornServer(ServerAdapter):
     module: ClassVar[str] = "uvicorn"
     loops: ClassVar[tuple[str, ...]] = NATIVE_LOOPS
     runs_loop_factories: ClassVar[bool] = True
-    handles_proxy_headers: ClassVar[bool] = True
     native_lifespan: ClassVar[tuple[str, ...]] = ("auto", "on", "off")
     native_constructor: ClassVar[str] = "uvicorn:Config"
     mapped_options: ClassVar[frozenset[str]] = frozenset(
@@ -156,8 +155,8 @@ class UvicornServer(ServerAdapter):
         "reload_excludes": Support("Supervisor"),
         "access_log": Support("AccessLog"),
         "log_level": Support("log_level"),
-        "proxy_headers": Support("proxy_headers"),
-        "forwarded_allow_ips": Support("forwarded_allow_ips"),
+        "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
+        "forwarded_allow_ips": Support("ProxyHeadersMiddleware"),
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
@@ -229,8 +228,7 @@ class UvicornServer(ServerAdapter):
             access_log=False,  # pyfly-hydra's access log (worker_app), the same on every server
             log_level=p.log_level,
             **({"log_config": self.log_config} if self.log_config is not None else {}),
-            proxy_headers=p.proxy_headers,
-            forwarded_allow_ips=p.forwarded_allow_ips,
+            proxy_headers=False,  # pyfly-hydra's ProxyHeadersMiddleware (worker_app), the same on every server
             **self._websocket_options(),
             **self.native_options(),
         )

@@ -31,6 +31,12 @@ def upload() -> dict[str, object]:
     return {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
 
 
+@app.post("/upload-raw")
+def upload_raw() -> dict[str, object]:
+    """The body as a plain WSGI app reads it: wsgi.input.read(), no size."""
+    return {"size": len(request.environ["wsgi.input"].read())}
+
+
 @app.get("/stream")
 def stream() -> Response:
     def chunks() -> object:

@@ -143,7 +143,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     path, root_path = scope["path"], scope.get("root_path", "")
-    if root_path and path.startswith(root_path):  # uvicorn puts root_path in path; granian and hypercorn do not
+    if root_path and path.startswith(root_path):  # the path includes the prefix (pyfly_hydra.root_path)
         path = path[len(root_path) :] or "/"
     if path == "/":
         await _respond(send, 200, PLAINTEXT, TEXT)

@@ -13,6 +13,11 @@ only WSGI bodies). With the key set, every worker serves the app behind one of t
 
 Without the key no wrapper is involved.
 
+``server.max_header_bytes`` on hypercorn: h11 checks its limit only while a head is incomplete, so a
+larger head that arrives in one read passes, and the HTTP/2 header-list size is advertised but not
+checked. ``HeadLimit`` measures every parsed head there (method, target and header lines, as they
+were on the wire, give or take whitespace) and answers 431 before the app runs.
+
 ``server.body_timeout`` (nginx's ``client_body_timeout``): every server waits forever for the next chunk
 of a request body that stops arriving, holding the connection and the app's task. ``BodyTimeout`` bounds
 each wait of the app's ``receive`` while the body is incomplete: past it the client gets ``408`` with
@@ -144,6 +149,53 @@ class BodyTimeout:
             await send(message)
 
         await self.app(scope, timed_receive, guarded_send)
+
+
+HEAD_TOO_LARGE = b"Request header fields too large"
+HEAD_LINE_OVERHEAD = len(" HTTP/1.1\r\n") + 1 + 2  # the request line's spaces and version, the blank line
+
+
+def head_bytes(method: str, target: int, headers: Iterable[tuple[bytes | str, bytes | str]]) -> int:
+    """A request head's size on the wire: request line, every header line with its CRLF, the blank line."""
+    return len(method) + target + HEAD_LINE_OVERHEAD + sum(len(name) + len(value) + 4 for name, value in headers)
+
+
+class HeadLimit:
+    """ASGI wrapper answering 431 to a request whose head is above ``limit`` bytes (websockets: closed)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Measure an HTTP or websocket head; hand every other scope straight to the app."""
+        if scope["type"] in ("http", "websocket"):
+            target = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b"")) + 1
+            if head_bytes(scope.get("method", "GET"), target, scope.get("headers", ())) > self.limit:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1009})
+                else:
+                    await _send_error(send, 431, HEAD_TOO_LARGE)
+                return
+        await self.app(scope, receive, send)
+
+
+class WSGIHeadLimit:
+    """The same for a WSGI app, measured from the environ's request line and ``HTTP_*`` values."""
+
+    def __init__(self, app: Callable[..., Any], *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """431 above the limit, else the app."""
+        target = len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) + 1
+        headers = [(name, value) for name, value in environ.items() if name.startswith("HTTP_")]
+        if head_bytes(environ.get("REQUEST_METHOD", "GET"), target, headers) > self.limit:
+            headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(HEAD_TOO_LARGE)))]
+            start_response("431 Request Header Fields Too Large", headers)
+            return [HEAD_TOO_LARGE]
+        return self.app(environ, start_response)
 
 
 class BodyTooLarge(ValueError):

@@ -73,8 +73,10 @@ def served_app(app: AppTarget, server: ApplicationServerPort, properties: Server
         trusted_proxies=properties.forwarded_allow_ips if properties.proxy_headers else None,
         lifespan=None if properties.lifespan in native_lifespan else properties.lifespan,
         max_body_bytes=properties.max_body_bytes,
+        max_header_bytes=properties.max_header_bytes if getattr(server, "head_limit_in_worker", False) else None,
         body_timeout=properties.body_timeout,
         access_log=properties.access_log,
+        root_path=properties.root_path or None,
     )
 
 

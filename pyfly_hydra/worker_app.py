@@ -2,7 +2,9 @@
 
 Some combinations need the app wrapped inside every worker: a WSGI app on uvicorn (a2wsgi), proxy
 headers on granian or hypercorn, ``server.lifespan`` where a server lacks the switch,
-``server.max_body_bytes`` and ``server.body_timeout`` (no server bounds ASGI bodies), the access log
+``server.max_body_bytes`` and ``server.body_timeout`` (no server bounds ASGI bodies),
+``server.max_header_bytes`` where the server's own check misses heads (hypercorn), ``server.root_path``
+(one meaning everywhere), the access log
 (one format everywhere), and websockets closed with 1001 when a worker drains (``worker_drain``).
 Workers are separate interpreters that import the app themselves, so the runner describes the
 wrapping in one environment variable and points the server at ``build``, a factory each worker calls.
@@ -34,6 +36,8 @@ class WorkerApp:
     trusted_proxies: str | None = None  # apply X-Forwarded-* from these peers
     lifespan: str | None = None  # auto | on | off: settle lifespan in a LifespanGuard
     max_body_bytes: int | None = None  # refuse larger request bodies with 413
+    max_header_bytes: int | None = None  # refuse larger parsed request heads with 431
+    root_path: str | None = None  # the prefix the proxy strips (server.root_path)
     body_timeout: float | None = None  # answer 408 when a request body stalls this long
     access_log: bool = False  # log every request on pyfly_hydra.access
     going_away: bool = False  # close open websockets with 1001 when the worker starts draining
@@ -41,7 +45,10 @@ class WorkerApp:
     @property
     def needed(self) -> bool:
         """Whether any wrapper is asked for."""
-        wrappers = (self.trusted_proxies, self.lifespan, self.max_body_bytes, self.body_timeout)
+        wrappers = (
+            self.trusted_proxies, self.lifespan, self.max_body_bytes, self.max_header_bytes, self.body_timeout,
+            self.root_path,
+        )  # fmt: skip
         flags = (self.wsgi_to_asgi, self.access_log, self.going_away)
         return any(flags) or any(wrapper is not None for wrapper in wrappers)
 
@@ -63,8 +70,10 @@ def plan_worker_app(
     trusted_proxies: str | None,
     lifespan: str | None,
     max_body_bytes: int | None = None,
+    max_header_bytes: int | None = None,
     body_timeout: float | None = None,
     access_log: bool = False,
+    root_path: str | None = None,
 ) -> AppTarget:
     """The target to give the server: the user's own, or ``build`` with what the workers must wrap."""
     spec = WorkerApp(
@@ -75,8 +84,10 @@ def plan_worker_app(
         trusted_proxies=trusted_proxies,
         lifespan=lifespan if app.interface == "asgi" else None,
         max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
         body_timeout=body_timeout if app.interface == "asgi" or not native_wsgi else None,
         access_log=access_log,
+        root_path=root_path,
         going_away=app.interface == "asgi",
     )
     return spec.install() if spec.needed else app
@@ -86,8 +97,9 @@ def build() -> Any:
     """The factory workers call: the user's app with the wrappers the runner asked for."""
     from pyfly_hydra.access_log import AccessLog, WSGIAccessLog
     from pyfly_hydra.lifespan import LifespanGuard
-    from pyfly_hydra.limits import BodyLimit, BodyTimeout, WSGIBodyLimit
+    from pyfly_hydra.limits import BodyLimit, BodyTimeout, HeadLimit, WSGIBodyLimit, WSGIHeadLimit
     from pyfly_hydra.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
+    from pyfly_hydra.root_path import RootPath, WSGIRootPath
     from pyfly_hydra.worker_drain import GoingAway
 
     spec = WorkerApp(**json.loads(os.environ[SPEC_ENV]))
@@ -97,10 +109,14 @@ def build() -> Any:
     if spec.interface == "wsgi":
         if spec.max_body_bytes is not None:
             app = WSGIBodyLimit(app, limit=spec.max_body_bytes)
+        if spec.max_header_bytes is not None and not spec.wsgi_to_asgi:
+            app = WSGIHeadLimit(app, limit=spec.max_header_bytes)
         if spec.access_log:
             app = WSGIAccessLog(app)
         if spec.trusted_proxies is not None:
             app = WSGIProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
+        if spec.root_path is not None:
+            app = WSGIRootPath(app, root_path=spec.root_path)
     if spec.wsgi_to_asgi:
         from a2wsgi import WSGIMiddleware
 
@@ -108,12 +124,16 @@ def build() -> Any:
     if spec.interface == "asgi":
         if spec.max_body_bytes is not None:
             app = BodyLimit(app, limit=spec.max_body_bytes)
+        if spec.max_header_bytes is not None:
+            app = HeadLimit(app, limit=spec.max_header_bytes)
         if spec.body_timeout is not None:
             app = BodyTimeout(app, timeout=spec.body_timeout)
         if spec.access_log and not spec.wsgi_to_asgi:
             app = AccessLog(app)
         if spec.trusted_proxies is not None:
             app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
+        if spec.root_path is not None:
+            app = RootPath(app, root_path=spec.root_path)
         if spec.going_away:
             app = GoingAway(app)
     if spec.lifespan is not None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trustme
 
-from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
+from pyfly_hydra.bench.clients.base import SCHEDSTAT, LoadResult, LoadSpec, run_queue_wait
 from pyfly_hydra.bench.clients.builtin import BuiltinClient
 from pyfly_hydra.bench.clients.http1 import ResponseParser
+from pyfly_hydra.bench.process import pinned
 from tests.conftest import free_port
 
 DURATION = 1.0
@@ -189,3 +194,25 @@ def test_parser_keep_alive(head: bytes, keep_alive: bool) -> None:
 def test_parser_rejects_malformed_responses(data: bytes) -> None:
     with pytest.raises(ValueError):
         ResponseParser().feed(data)
+
+
+@pytest.mark.skipif(not SCHEDSTAT.exists(), reason="no /proc/thread-self/schedstat on this kernel")
+def test_a_client_starved_of_its_cpu_counts_as_saturated() -> None:
+    """A busy process on the client's only CPU: the client used little CPU, but waited for it, and that
+    is no measure of the server (the CI run where another process held the core read 0.28 cores)."""
+    with pinned(frozenset({min(os.sched_getaffinity(0))})):
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # on the same CPU (inherited)
+        try:
+            time.sleep(0.2)  # the hog is spinning
+            waited_start, cpu_start, started = run_queue_wait(), time.process_time(), time.perf_counter()
+            while time.perf_counter() - started < 0.5:
+                pass  # the client's work, sharing the CPU
+            waited = run_queue_wait() - waited_start
+            used = time.process_time() - cpu_start
+        finally:
+            hog.kill()
+            hog.wait()
+    assert waited > 0.1 and used < 0.45, (waited, used)
+    starved = LoadResult("builtin", 1, 0, 0.5, 2.0, 1.0, 1.0, 1.0, used / 0.5, 1, saturation_share=0.45)
+    assert not starved.saturated
+    assert replace(starved, client_waited=waited / 0.5).saturated

@@ -25,9 +25,30 @@ from tests.conftest import ROOT, SERVERS, assert_one_line_error, child_env, run_
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_root_path_reaches_the_app(start_server, server: str) -> None:
-    running = start_server(f"server={server}", "server.root_path=/api")
-    assert httpx.get(running.url + "/loop").json()["root_path"] == "/api"
+def test_root_path_means_the_prefix_the_proxy_strips_on_every_server(start_server, server: str) -> None:
+    """The proxy sent /things (it stripped /api): FastAPI's URLs, redirect and docs all carry /api, and
+    the scope is the same on every server (the prefix in path and raw_path, and in root_path)."""
+    running = start_server(f"server={server}", "app=fastapi_app:app", "server.root_path=/api")
+    with httpx.Client(base_url=running.url) as client:
+        redirect = client.get("/things")
+        assert redirect.status_code == 307 and redirect.headers["location"] == f"{running.url}/api/things/"
+        seen = client.get("/things/").json()
+        assert seen == {
+            "url": f"{running.url}/api/things/",
+            "built": f"{running.url}/api/things/",
+            "path": "/api/things/",
+            "root_path": "/api",
+        }
+        assert "url: '/api/openapi.json'" in client.get("/docs").text
+        assert client.get("/openapi.json").status_code == 200
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_root_path_reaches_a_wsgi_app_as_script_name(start_server, server: str) -> None:
+    running = start_server(f"server={server}", "app=flask_app:app", "server.root_path=/api")
+    seen = httpx.get(running.url + "/where").json()
+    assert seen == {"script_root": "/api", "path": "/where", "url": f"{running.url}/api/where"}
     assert running.stop() == 0
 
 
@@ -61,7 +82,7 @@ def test_a_native_granian_option_takes_effect(start_server, tmp_path: Path) -> N
         (["server=uvicorn", "+server.options.uvicorn.server_headr=false"], ["did you mean", "server_header"]),
         (["server=granian", "+server.options.granian.blocking_thread=4"], ["did you mean", "blocking_threads"]),
         (["server=uvicorn", "+server.options.uvicorn.backlog=10"], ["set server.backlog instead"]),
-        (["server=granian", "+server.options.granian.url_path_prefix=/x"], ["set server.root_path instead"]),
+        (["server=granian", "+server.options.granian.url_path_prefix=/x"], ["pyfly-hydra sets it itself"]),
         (
             ["server=hypercorn", "+server.options.hypercorn.max_requests=5"],
             ["set server.max_requests_per_worker instead"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -59,9 +60,55 @@ def test_max_header_bytes(start_server, server: str) -> None:
     running = start_server(f"server={server}", f"server.max_header_bytes={HEADER_LIMIT}")
     assert status_of(running.port, with_header(1024)) == 200
     assert status_of(running.port, with_header(4 * HEADER_LIMIT)) == 431
+    assert status_of(running.port, with_header(2 * HEADER_LIMIT)) == 431  # whole in one read (h11 missed it)
     # A head under the limit that arrives in pieces is not counted twice.
     head = with_header(HEADER_LIMIT * 5 // 8)
     assert status_of(running.port, head[: len(head) // 2], head[len(head) // 2 :]) == 200
+    assert running.stop() == 0
+
+
+def statuses_until_closed(port: int, first: bytes, later: bytes = b"", *, after: float = 0.0) -> list[int]:
+    """Send ``first``, then ``later`` after ``after`` seconds, on one connection: the status of every
+    response until the server closes it."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(first)
+        if later:
+            time.sleep(after)
+            with contextlib.suppress(OSError):
+                sock.sendall(later)
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+
+
+def test_uvicorn_counts_a_pipelined_head_and_answers_431_after_the_earlier_response(start_server) -> None:
+    """An oversized head in the same read as the request before it, or arriving while that request's
+    response is still being made: the earlier response whole, then 431, and the app never sees it."""
+    running = start_server("server=uvicorn", f"server.max_header_bytes={HEADER_LIMIT}", "server.access_log=true")
+    oversized = b"GET /loop HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    small = b"GET /json HTTP/1.1\r\nHost: test\r\n\r\n"
+    assert statuses_until_closed(running.port, small + oversized) == [200, 431]
+    slow = b"GET /sleep?seconds=0.5 HTTP/1.1\r\nHost: test\r\n\r\n"
+    assert statuses_until_closed(running.port, slow, oversized, after=0.1) == [200, 431]
+    # Under the limit, pipelined both ways, every request is answered.
+    last = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    assert statuses_until_closed(running.port, small + small + last) == [200] * 3
+    assert statuses_until_closed(running.port, small, small + last, after=0.1) == [200] * 3
+    assert running.stop() == 0
+    assert "/loop" not in running.log(), running.log()
+
+
+@pytest.mark.parametrize("app", ["pyfly_hydra.demo:app", "flask_app:app"])
+def test_hypercorn_max_header_bytes_holds_over_http2_and_for_wsgi(start_server, app: str) -> None:
+    """hypercorn advertises its HTTP/2 header-list limit but does not check it; pyfly-hydra's HeadLimit does."""
+    running = start_server("server=hypercorn", f"app={app}", f"server.max_header_bytes={HEADER_LIMIT}")
+    big = {"x-big": "a" * (2 * HEADER_LIMIT)}
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:  # h2c, prior knowledge
+        assert client.get(running.url + "/", headers=big).status_code == 431
+        assert client.get(running.url + "/").status_code == 200
+    assert status_of(running.port, with_header(2 * HEADER_LIMIT)) == 431
     assert running.stop() == 0
 
 

@@ -302,6 +302,7 @@ def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, 
         "server_cpus": list(usage.cpus),
         "client_cpus": sorted(settings.client_cpus) if settings.client_cpus else None,
         "client_cpu_cores": round(result.client_cpu, 2),
+        "client_waited_cores": round(result.client_waited, 2),  # runnable, but another process held the CPU
         "client_threads": result.client_threads,
         "client_saturated": result.saturated,
         "server_exit_code": exit_code,
@@ -379,10 +380,12 @@ def _log_result(record: dict[str, Any]) -> None:
     )
     if record["client_saturated"]:
         logger.warning(
-            "the load client used %.2f CPU cores of its %d thread(s): it, not the server, may be the bottleneck;"
-            " pin the two sides apart (bench.server_cpus, bench.client_cpus) or use a faster client",
+            "the load client used %.2f CPU cores of its %d thread(s) and waited %.2f for a CPU another process"
+            " held: it, not the server, may be the bottleneck; pin the two sides apart (bench.server_cpus,"
+            " bench.client_cpus), quiet the machine, or use a faster client",
             record["client_cpu_cores"],
             record["client_threads"],
+            record["client_waited_cores"],
         )
 
 

@@ -54,6 +54,7 @@ class ServerAdapter:
     loops: ClassVar[tuple[str, ...]]  # the loop names this server can run in its workers
     runs_loop_factories: ClassVar[bool] = False  # True: also runs any other loop from its factory string
     native_wsgi: ClassVar[bool] = False  # False: a WSGI app is served through a2wsgi
+    head_limit_in_worker: ClassVar[bool] = False  # True: server.max_header_bytes checked again on parsed heads
     native_lifespan: ClassVar[tuple[str, ...]] = ()  # server.lifespan values the server's own switch honours
     reload_sources: WatchedSources | None = None  # what reload watches; set by the runner (serve.make_plan)
     log_config: dict[str, Any] | None = None  # the job's logging dictionary for the server; set by the runner

@@ -132,7 +132,7 @@ class GranianServer(ServerAdapter):
         "uds": Support("uds"),
         "uds_permissions": Support("uds_permissions"),
         "fd": Support("SocketHolder"),  # built from the inherited fd in granian's _init_shared_socket hook
-        "root_path": Support("url_path_prefix"),
+        "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
         "lifespan": Support("interface"),
         "max_header_bytes": Support(
             "http1_settings.max_buffer_size",
@@ -228,7 +228,7 @@ class GranianServer(ServerAdapter):
             log_access=False,  # pyfly-hydra's access log (worker_app), the same on every server
             log_level=LogLevels(p.log_level),
             log_dictconfig=self.log_config,
-            url_path_prefix=p.root_path or None,
+            url_path_prefix=None,  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
             uds=Path(p.uds) if p.uds else None,
             uds_permissions=parse_permissions(p.uds_permissions),
             workers_lifetime=p.worker_max_lifetime,

@@ -31,6 +31,7 @@ class HypercornServer(ServerAdapter):
     module: ClassVar[str] = "hypercorn"
     loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio")
     native_wsgi: ClassVar[bool] = True
+    head_limit_in_worker: ClassVar[bool] = True
     native_constructor: ClassVar[str] = "hypercorn.config:Config"
     mapped_options: ClassVar[frozenset[str]] = frozenset(
         [
@@ -105,9 +106,11 @@ class HypercornServer(ServerAdapter):
         "uds": Support("bind"),
         "uds_permissions": Support("bind"),
         "fd": Support("bind"),
-        "root_path": Support("root_path"),
+        "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
         "lifespan": Support("LifespanGuard"),
-        "max_header_bytes": Support("h11_max_incomplete_size"),
+        "max_header_bytes": Support(
+            "h11_max_incomplete_size", "and pyfly-hydra's HeadLimit: h11 misses a head that arrives whole, h2 any"
+        ),
         "max_body_bytes": Support("BodyLimit", "a WSGI app: hypercorn's wsgi_max_body_size, which answers 400"),
         "body_timeout": Support(
             "BodyTimeout", "a WSGI app: hypercorn reads its body itself; read_timeout closes a stalled one"
@@ -140,7 +143,7 @@ class HypercornServer(ServerAdapter):
         config.backlog = p.backlog
         config.graceful_timeout = float(p.graceful_timeout)
         config.keep_alive_timeout = float(p.keep_alive_timeout)
-        config.root_path = p.root_path
+        config.root_path = ""  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
         if p.websocket.ping_interval is not None:
             config.websocket_ping_interval = p.websocket.ping_interval
         if p.websocket.max_size is not None:

@@ -144,7 +144,7 @@ class UvicornServer(ServerAdapter):
         "uds": Support("uds"),
         "uds_permissions": Support("uds"),
         "fd": Support("fd"),
-        "root_path": Support("root_path"),
+        "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
         "lifespan": Support("lifespan"),
         "max_header_bytes": Support("h11_max_incomplete_event_size", "with httptools, enforced by pyfly-hydra"),
         "max_body_bytes": Support("BodyLimit"),
@@ -223,7 +223,7 @@ class UvicornServer(ServerAdapter):
             h11_max_incomplete_event_size=p.max_header_bytes,
             ssl_certfile=p.ssl_certfile,
             ssl_keyfile=p.ssl_keyfile,
-            root_path=p.root_path,
+            root_path="",  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
             lifespan=p.lifespan,
             access_log=False,  # pyfly-hydra's access log (worker_app), the same on every server
             log_level=p.log_level,

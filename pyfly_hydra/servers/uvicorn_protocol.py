@@ -13,7 +13,10 @@
   Here the head must be complete within ``timeout_keep_alive`` of its first byte (granian's
   header-read timeout, which the same key sets, works the same way), or the connection is closed.
   The same head may be at most ``h11_max_incomplete_event_size`` bytes (``server.max_header_bytes``;
-  uvicorn hands it only to h11): a larger one is answered 431 and closed.
+  uvicorn hands it only to h11): a larger one is answered 431 and closed, after the responses already
+  due on the connection. A head is counted on the raw stream from the start of the read it begins
+  in; one that begins in the middle of a read (pipelined after the end of the previous request) is
+  measured once parsed, before it reaches the app.
   Both need httptools' parser callbacks; on the h11 fallback (PyPy) h11 enforces the size alone.
 """
 
@@ -53,6 +56,13 @@ def _saying_close(send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awa
 HEAD_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
+async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:
+    """The app a parsed head above the limit gets instead of the user's: 431, and the connection closed."""
+    headers = [(b"content-length", b"0"), CONNECTION_CLOSE]
+    await send({"type": "http.response.start", "status": 431, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
 class IdleClosingHTTPProtocol(_HTTPProtocol):
     """uvicorn's protocol (httptools when installed, else h11) that times out silent new connections."""
 
@@ -66,7 +76,11 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
     _reading_head = True
     _head_bytes = 0
     _head_tail = b""  # the last bytes seen, so a blank line split across two chunks is found
-    _head_rejected = False
+    _head_rejected = False  # a head above the limit: nothing more is read from the connection
+    _refusal_due = False  # its 431 waits for the responses due before it
+    _read_counted = False  # the read being parsed began in a head, so its first head was counted
+    _began_in_read = False  # a request began in the read being parsed
+    _head_uncounted = False  # the current head began mid-read: measured once parsed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the keep-alive timer at once; data_received cancels it."""
@@ -75,6 +89,8 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
 
     def on_message_begin(self) -> None:
         """The first byte of a request: its head must be complete within the keep-alive timeout."""
+        self._head_uncounted = self._began_in_read or not self._read_counted
+        self._began_in_read = True
         super().on_message_begin()
         self._cancel_head_deadline()
         self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_timed_out)
@@ -86,10 +102,24 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
         if HTTPTOOLS and self._reading_head and self._head_too_large(data):
             self._head_rejected = True
             self._cancel_head_deadline()
-            self.transport.write(HEAD_TOO_LARGE)
-            self.transport.close()
+            if self.cycle is None or (self.cycle.response_complete and not self.pipeline):
+                self._refuse_head()
+            else:  # answered once the responses due before it are out (on_response_complete)
+                self._refusal_due = True
+                self.flow.pause_reading()
             return
+        self._read_counted, self._began_in_read = self._reading_head, False
         super().data_received(data)
+
+    def _refuse_head(self) -> None:
+        self.transport.write(HEAD_TOO_LARGE)
+        self.transport.close()
+
+    def on_response_complete(self) -> None:
+        """A refused head's 431 goes out after the last response due before it."""
+        super().on_response_complete()
+        if self._refusal_due and not self.pipeline and not self.transport.is_closing():
+            self._refuse_head()
 
     def _head_too_large(self, data: bytes) -> bool:
         limit = self.config.h11_max_incomplete_event_size
@@ -128,10 +158,28 @@ class IdleClosingHTTPProtocol(_HTTPProtocol):
         """A request on a connection that is being shut down is answered with ``Connection: close``."""
         self._cancel_head_deadline()
         self._reading_head = False
+        limit = self.config.h11_max_incomplete_event_size
+        if self._head_uncounted and limit is not None and self._parsed_head_bytes() > limit:
+            # Answered in its turn by an app that says 431; the connection closes after it, so nothing
+            # parsed after it is served.
+            self._head_rejected = True
+            user_app, self.app = self.app, _head_too_large
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = user_app
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+            return
         super().on_headers_complete()
         if self._closing_after_response and self.cycle is not None:
             self.cycle.keep_alive = False
             self.cycle.send = _saying_close(self.cycle.send)  # type: ignore[method-assign]
+
+    def _parsed_head_bytes(self) -> int:
+        """The size of the head just parsed: method, target, version and every header line with its CRLF."""
+        request_line = len(self.parser.get_method()) + len(self.url) + len(" HTTP/1.1\r\n") + 1
+        return request_line + sum(len(name) + len(value) + 4 for name, value in self.headers) + 2
 
     def shutdown(self) -> None:
         """Graceful shutdown without closing a connection under a client that may be sending: an idle

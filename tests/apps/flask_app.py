@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from flask import Flask, Response, request
+from flask import Flask, Response, request, url_for
 
 app = Flask(__name__)
 
@@ -23,6 +23,12 @@ def health() -> str:
 @app.get("/client")
 def client() -> dict[str, object]:
     return {"client": request.remote_addr, "scheme": request.scheme}
+
+
+@app.get("/where")
+def where() -> dict[str, object]:
+    """Where the app thinks it is: mounted at SCRIPT_NAME, its own path, the URL it builds."""
+    return {"script_root": request.script_root, "path": request.path, "url": url_for("where", _external=True)}
 
 
 @app.post("/upload")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
@@ -70,11 +71,13 @@ class LoadResult:
     rate: float | None = None  # open loop: the intended requests/s
     late_sends: int | None = None  # open loop: sends that left more than LATE_SLACK after their intended time
     saturation_share: float = SATURATION_SHARE  # the CPU share from which this client limits the rate
+    client_waited: float = 0.0  # in cores: runnable but waiting for a CPU another process held
 
     @property
     def saturated(self) -> bool:
-        """True when the client itself, not the server, limited the rate."""
-        return self.client_cpu >= self.saturation_share * self.client_threads
+        """True when the client itself, not the server, limited the rate: it used, or wanted and waited for
+        on a busy machine, the CPU share from which it cannot keep up."""
+        return self.client_cpu + self.client_waited >= self.saturation_share * self.client_threads
 
 
 class LoadClient(Protocol):
@@ -105,3 +108,14 @@ def percentile(sorted_values: Sequence[float], share: float) -> float:
         return math.nan
     rank = max(1, math.ceil(share * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+SCHEDSTAT = Path("/proc/thread-self/schedstat")  # Linux: ns on a CPU, ns runnable but waiting, slices
+
+
+def run_queue_wait() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (0.0 where the kernel does not say)."""
+    try:
+        return int(SCHEDSTAT.read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0

@@ -20,6 +20,7 @@ from pyfly_hydra.bench.clients.base import (
     LoadSpec,
     ProgressCallback,
     percentile,
+    run_queue_wait,
 )
 from pyfly_hydra.bench.clients.http1 import ResponseParser, Target, kind_chooser
 from pyfly_hydra.bench.clients.open_loop import run_open_loop
@@ -202,7 +203,7 @@ class BuiltinClient:
     async def _main(self, spec: LoadSpec, on_progress: ProgressCallback | None) -> LoadResult:
         loop = asyncio.get_running_loop()
         target = Target(spec.url, spec.workload)
-        cpu_start = time.process_time()
+        cpu_start, waited_start = time.process_time(), run_queue_wait()
         run = _Run(spec, target, loop)
         drivers = [asyncio.create_task(self._connection(run, target)) for _ in range(spec.connections)]
         while not run.over:
@@ -215,7 +216,8 @@ class BuiltinClient:
             if on_progress is not None:
                 on_progress(min(now, run.end) - run.start, run.requests)
         await _shutdown(run, drivers)
-        return _result(self.name, run, target, time.process_time() - cpu_start)
+        cpu, waited = time.process_time() - cpu_start, run_queue_wait() - waited_start
+        return _result(self.name, run, target, cpu=cpu, waited=waited)
 
     async def _connection(self, run: _Run, target: Target) -> None:
         """Keep one connection open until the run is over, reconnecting (with a backoff after errors)."""
@@ -250,7 +252,7 @@ async def _shutdown(run: _Run, drivers: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*drivers, return_exceptions=True)
 
 
-def _result(client: str, run: _Run, target: Target, cpu: float) -> LoadResult:
+def _result(client: str, run: _Run, target: Target, *, cpu: float, waited: float) -> LoadResult:
     duration = run.end - run.start
     latencies = sorted(run.latencies)
     kinds = []
@@ -270,6 +272,7 @@ def _result(client: str, run: _Run, target: Target, cpu: float) -> LoadResult:
         p999_ms=percentile(latencies, 0.999) * 1000,
         max_ms=latencies[-1] * 1000 if latencies else math.nan,
         client_cpu=cpu / duration if duration > 0 else 0.0,
+        client_waited=waited / duration if duration > 0 else 0.0,
         client_threads=1,
         saturation_share=BUILTIN_SATURATION_SHARE,
         kinds=tuple(kinds),

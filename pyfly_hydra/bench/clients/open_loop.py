@@ -15,7 +15,14 @@ import math
 import time
 from typing import TYPE_CHECKING, cast
 
-from pyfly_hydra.bench.clients.base import PROGRESS_INTERVAL, KindResult, LoadResult, LoadSpec, ProgressCallback
+from pyfly_hydra.bench.clients.base import (
+    PROGRESS_INTERVAL,
+    KindResult,
+    LoadResult,
+    LoadSpec,
+    ProgressCallback,
+    run_queue_wait,
+)
 from pyfly_hydra.bench.clients.http1 import ResponseParser, Target, kind_chooser
 
 if TYPE_CHECKING:
@@ -152,7 +159,7 @@ class OpenLoopRun:
             self.errors += 1
             self.kind_errors[kind] += 1
 
-    def result(self, client: str, cpu: float) -> LoadResult:
+    def result(self, client: str, *, cpu: float, waited: float) -> LoadResult:
         duration = self.spec.duration
         kinds = tuple(
             KindResult(kind.name, histogram.get_total_count(), errors, _ms(histogram, 50), _ms(histogram, 99))
@@ -170,6 +177,7 @@ class OpenLoopRun:
             p999_ms=_ms(self.histogram, 99.9),
             max_ms=self.histogram.get_max_value() / 1000 if self.requests else math.nan,
             client_cpu=cpu / duration,
+            client_waited=waited / duration,
             client_threads=1,
             kinds=kinds,
             late_sends=self.late,
@@ -187,7 +195,7 @@ async def run_open_loop(
     spec: LoadSpec, target: Target, *, timeout: float, client: str, on_progress: ProgressCallback | None
 ) -> LoadResult:
     """Drive ``spec`` open loop on the running event loop."""
-    cpu_start = time.process_time()
+    cpu_start, waited_start = time.process_time(), run_queue_wait()
     run = OpenLoopRun(spec, target, timeout)
     slots = [asyncio.create_task(run.slot(index)) for index in range(spec.connections)]
     pending: set[asyncio.Task[None]] = set(slots)
@@ -197,4 +205,4 @@ async def run_open_loop(
             on_progress(min(time.perf_counter() - run.start, spec.duration), run.requests)
     for slot in slots:
         slot.result()  # a bug in a slot is raised, not lost
-    return run.result(client, time.process_time() - cpu_start)
+    return run.result(client, cpu=time.process_time() - cpu_start, waited=run_queue_wait() - waited_start)

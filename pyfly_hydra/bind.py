@@ -120,8 +120,10 @@ def check_uds(path: str) -> None:
         try:
             probe.connect(path)
         except ConnectionRefusedError:
-            os.unlink(path)  # nobody listens: a stale socket file
+            _remove_stale(path)
             return
+        except FileNotFoundError:
+            return  # removed meanwhile: nothing to replace
         except (BlockingIOError, TimeoutError):
             pass  # a listener too busy to accept: in use
         except OSError as exc:
@@ -132,6 +134,18 @@ def check_uds(path: str) -> None:
                 " choose another path",
             ) from None
     raise ConfigError("server.uds", path, "is in use by another server")
+
+
+def _remove_stale(path: str) -> None:
+    """Unlink a socket file nobody listens on (another user's, in a sticky directory, cannot be: one line)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(
+            "server.uds", path, f"is a stale socket file that cannot be removed ({exc.strerror})"
+        ) from None
 
 
 def set_socket_access(path: str, *, permissions: int | None, group: int | None) -> None:

@@ -2,7 +2,9 @@
 
 Granian sets SO_REUSEPORT, so a second granian on a busy port silently *shares* it; probing with a
 plain socket (SO_REUSEADDR only, as every server sets) catches a port held by anyone. A unix socket
-path must lie in an existing directory and not be in use (a stale socket file is removed). An
+path must lie in an existing directory and not be in use: a socket file is stale, and removed, only
+when connecting to it is refused (nobody listens); any other failure (another user's socket we may
+not connect to) leaves it alone and refuses the run. An
 inherited fd must be a listening stream socket; under systemd socket activation (``LISTEN_FDS`` and
 ``LISTEN_PID`` naming this process) it must be one of the sockets passed, and the variables are
 removed so the server's own workers do not take them for theirs.
@@ -62,6 +64,8 @@ def ensure_bindable(host: str, port: int) -> None:
 
 
 SD_LISTEN_FDS_START = 3
+MAX_GID = 2**32 - 1  # (gid_t)-1 means "unchanged" to chown
+PROBE_TIMEOUT = 2.0  # seconds a connect to an existing socket file may take
 
 
 def parse_permissions(value: str | None) -> int | None:
@@ -74,8 +78,34 @@ def parse_permissions(value: str | None) -> int | None:
     return int(digits, 8)
 
 
+def parse_group(value: str | None) -> int | None:
+    """``server.uds_group`` (a group name or a numeric gid) as a gid this process may give a file to."""
+    if value is None:
+        return None
+    try:
+        import grp
+    except ImportError:  # not a POSIX system: no unix sockets either
+        raise ConfigError("server.uds_group", value, "file groups exist on POSIX systems only") from None
+    if value.isascii() and value.isdigit():
+        gid = int(value)
+        if gid >= MAX_GID:
+            raise ConfigError("server.uds_group", value, f"a numeric gid is 0..{MAX_GID - 1}")
+    else:
+        try:
+            gid = grp.getgrnam(value).gr_gid
+        except (KeyError, ValueError):
+            raise ConfigError("server.uds_group", value, "no such group; give a group name or a numeric gid") from None
+    if os.geteuid() != 0 and gid not in {os.getegid(), *os.getgroups()}:
+        raise ConfigError("server.uds_group", value, "this user is not in that group, so cannot give it the socket")
+    return gid
+
+
 def check_uds(path: str) -> None:
-    """Refuse a unix socket path that cannot be bound; remove a stale socket file left by a dead server."""
+    """Refuse a unix socket path that cannot be bound; remove a stale socket file left by a dead server.
+
+    Only ECONNREFUSED proves nobody listens: EACCES or EPERM is what another user's live socket gives,
+    and unlinking it would take that user's service over.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConfigError("server.uds", path, f"no such directory ({directory})")
@@ -86,20 +116,51 @@ def check_uds(path: str) -> None:
     if not _is_socket_file(path):
         raise ConfigError("server.uds", path, "exists and is not a socket; choose another path")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_TIMEOUT)  # a listener with a full backlog must not hang the start
         try:
             probe.connect(path)
-        except OSError:
-            os.unlink(path)  # nobody listens: a stale socket file
+        except ConnectionRefusedError:
+            _remove_stale(path)
             return
+        except FileNotFoundError:
+            return  # removed meanwhile: nothing to replace
+        except (BlockingIOError, TimeoutError):
+            pass  # a listener too busy to accept: in use
+        except OSError as exc:
+            raise ConfigError(
+                "server.uds",
+                path,
+                f"cannot tell whether it is in use ({exc.strerror}): perhaps another user's server; left as it is,"
+                " choose another path",
+            ) from None
     raise ConfigError("server.uds", path, "is in use by another server")
 
 
-def unix_socket(path: str, permissions: int | None) -> socket.socket:
-    """A bound, inheritable unix stream socket at ``path``, with ``permissions`` when given."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
+def _remove_stale(path: str) -> None:
+    """Unlink a socket file nobody listens on (another user's, in a sticky directory, cannot be: one line)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(
+            "server.uds", path, f"is a stale socket file that cannot be removed ({exc.strerror})"
+        ) from None
+
+
+def set_socket_access(path: str, *, permissions: int | None, group: int | None) -> None:
+    """Give the socket file at ``path`` its group, then its mode (so the mode never applies to another group)."""
+    if group is not None:
+        os.chown(path, -1, group)
     if permissions is not None:
         os.chmod(path, permissions)
+
+
+def unix_socket(path: str, *, permissions: int | None, group: int | None) -> socket.socket:
+    """A bound, inheritable unix stream socket at ``path``, with ``group`` and ``permissions`` when given."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    set_socket_access(path, permissions=permissions, group=group)
     sock.set_inheritable(True)
     return sock
 

@@ -54,6 +54,7 @@ class ServerProperties:
     workers: int = 1  # 0 = one per usable CPU
     uds: str | None = None  # listen on this unix domain socket path instead of host:port
     uds_permissions: str | None = None  # octal mode of the socket file, e.g. "660"; null: the umask decides
+    uds_group: str | None = None  # the socket file's group (name or gid), e.g. www-data for nginx; null: ours
     fd: int | None = None  # serve on this inherited listening socket (systemd socket activation: 3)
     backlog: int = 1024
     graceful_timeout: int = 30

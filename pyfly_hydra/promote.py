@@ -3,7 +3,9 @@
 Writes ``<config dir>/env/NAME.yaml``: the winner's settings (as ``best.yaml``), a header a reviewer reads
 (the sweep, the date, the workload, the metric with its uncertainty, the machine and the versions), and a
 ``provenance`` key the runner reads: serving the environment on a machine whose fingerprint differs from
-the recorded one prints one notice line.
+the recorded one prints one notice line. Like best.yaml, the file is data: its body comes from a YAML
+emitter and each header line is one printable line (``pyfly_hydra.bench.summary.comment_block``), so no
+recorded string can add a key to it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from pyfly_hydra.bench.summary import env_body, load_records, rank, sweep_metric, winner_lines
+from pyfly_hydra.bench.summary import (
+    RecordError,
+    comment_block,
+    env_body,
+    env_yaml,
+    load_records,
+    one_line,
+    rank,
+    sweep_metric,
+    winner_lines,
+)
 from pyfly_hydra.errors import PyflyHydraError
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # matched whole (fullmatch): "name\n" is no name
 
 
 class PromoteError(PyflyHydraError):
@@ -29,7 +39,7 @@ class PromoteError(PyflyHydraError):
 
 def promote(sweep_dir: Path, name: str, *, config_dir: Path, force: bool = False) -> Path:
     """Write the sweep's winner to ``config_dir/env/name.yaml``; return its path."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise PromoteError(f"NAME={name!r}: use letters, digits, - and _ (it becomes env=NAME)")
     records = load_records(sweep_dir)
     if not records:
@@ -42,7 +52,8 @@ def promote(sweep_dir: Path, name: str, *, config_dir: Path, force: bool = False
     if target.exists() and not force:
         raise PromoteError(f"{target} exists; pass --force to replace it")
     winner = ranked[0]
-    machine: dict[str, str] | None = winner.first.get("machine")
+    recorded_machine = winner.first.get("machine")
+    machine: dict[str, str] | None = recorded_machine if isinstance(recorded_machine, dict) else None
     provenance: dict[str, Any] = {
         "sweep": str(sweep_dir.resolve()),
         "promoted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -64,9 +75,12 @@ def promote(sweep_dir: Path, name: str, *, config_dir: Path, force: bool = False
         "# Serving it on a machine unlike that one prints a notice (the provenance key below).",
         f"#   python -m pyfly_hydra --config-dir {config_dir} env={name}",
     ]
-    body = {**env_body(winner.first), "provenance": provenance}
+    try:
+        body = {**env_body(winner.first), "provenance": provenance}
+    except RecordError as error:
+        raise PromoteError(f"SWEEP_DIR={sweep_dir}: {error}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body)))
+    target.write_text(comment_block(header) + env_yaml(body), encoding="utf-8")
     return target
 
 
@@ -81,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = promote(args.sweep_dir, args.name, config_dir=args.config_dir, force=args.force)
     except PromoteError as error:
-        print(f"pyfly-hydra-promote: error: {error}", file=sys.stderr)
+        print(f"pyfly-hydra-promote: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     print(f"wrote {path}; serve it with: python -m pyfly_hydra --config-dir {args.config_dir} env={args.name}")
     return 0

@@ -9,7 +9,7 @@ import stat
 from dataclasses import fields, replace
 from typing import Any
 
-from pyfly_hydra.bind import parse_permissions
+from pyfly_hydra.bind import parse_group, parse_permissions
 from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.cpus import usable_cpus
 from pyfly_hydra.errors import ConfigError
@@ -171,6 +171,9 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
         raise ConfigError("server.fd", properties.fd, "set server.uds or server.fd, not both")
     if properties.uds_permissions is not None and properties.uds is None:
         raise ConfigError("server.uds_permissions", properties.uds_permissions, "needs server.uds")
+    parse_group(properties.uds_group)
+    if properties.uds_group is not None and properties.uds is None:
+        raise ConfigError("server.uds_group", properties.uds_group, "needs server.uds")
     if properties.uds is not None and not properties.uds.strip():
         raise ConfigError("server.uds", properties.uds, "must be a path, e.g. /run/myapp/app.sock")
     _between("server.backlog", properties.backlog, 1, MAX_BACKLOG)

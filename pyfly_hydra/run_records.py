@@ -5,11 +5,21 @@ nearest existing parent is writable stays where Hydra's convention puts it; othe
 container image, a directory owned by someone else) the record moves below the system's temporary
 directory and one notice line on stderr says where. ``mode=info`` writes no record at all
 (``conf/mode/info.yaml``).
+
+The temporary directory is shared with every user, and a record holds what a request carried (access
+log lines with their query strings), so the fallback ``$TMPDIR/pyfly-hydra-<uid>`` must be ours alone:
+created 0700, or, when it exists, a real directory (not a symbolic link) owned by us and made 0700, with
+nothing below it on the record's path that another user placed. Otherwise the run says so in one
+notice line and keeps no record: Hydra still needs a directory, so it gets a fresh private one
+(``tempfile.mkdtemp``) that is removed when the run ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +27,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 RESOLVER = "writable_dir"
-_noticed: set[str] = set()
+PRIVATE_MODE = 0o700
+_chosen: dict[str, str] = {}  # each directory's answer, once per process (a scratch directory is new each time)
 
 
 def _writable(path: Path) -> bool:
@@ -28,26 +39,111 @@ def _writable(path: Path) -> bool:
     return False
 
 
+def fallback_root() -> Path:
+    """This user's directory below the system's temporary directory."""
+    user = getattr(os, "getuid", lambda: "user")()
+    return Path(tempfile.gettempdir()) / f"pyfly-hydra-{user}"
+
+
 def fallback_dir(directory: str) -> Path:
     """Where a record that cannot go to ``directory`` goes instead."""
-    user = getattr(os, "getuid", lambda: "user")()
-    return Path(tempfile.gettempdir()) / f"pyfly-hydra-{user}" / directory.lstrip("/")
+    return fallback_root() / directory.lstrip("/")
 
 
-def writable_dir(directory: str) -> str:
-    """``directory`` if a run can write there, else a fallback under the temporary directory (noticed once)."""
+def _not_ours(path: Path, info: os.stat_result) -> str | None:
+    """Why ``path`` (its lstat ``info``) is no directory of ours, or None."""
+    if stat.S_ISLNK(info.st_mode):
+        return f"{path} is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a directory"
+    if info.st_uid != os.getuid():
+        return f"{path} belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
+    return None
+
+
+def _claim_root(root: Path) -> str | None:
+    """Make ``root`` a 0700 directory of ours (created, or tightened if ours); why it cannot be, or None."""
+    try:
+        os.mkdir(root, PRIVATE_MODE)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return f"{root} cannot be created ({exc.strerror})"
+    info = os.lstat(root)
+    reason = _not_ours(root, info)
+    if reason is not None:
+        return reason
+    # Tightened through a descriptor of the very directory checked, never through a name swapped since.
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            return f"{root} was replaced while it was checked"
+        if stat.S_IMODE(opened.st_mode) != PRIVATE_MODE:
+            os.fchmod(fd, PRIVATE_MODE)  # ours but open to others (or closed to us): ours alone from now on
+    finally:
+        os.close(fd)
+    return None
+
+
+def unsafe_reason(root: Path, target: Path) -> str | None:
+    """Why a record cannot go to ``target`` below ``root``, or None once ``root`` is ours alone and every
+    existing directory from it down to ``target`` is a real directory of ours (none placed by another user)."""
+    if not hasattr(os, "getuid"):  # Windows: a per-user temporary directory, no uid to check
+        return None
+    reason = _claim_root(root)
+    if reason is not None:
+        return reason
+    path = root
+    for part in target.relative_to(root).parts:
+        path = path / part
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return None  # the rest is created by Hydra, inside directories only we can write
+        reason = _not_ours(path, info)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _remove_scratch(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # not in a worker that inherited the hook
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _choose(directory: str) -> str:
     path = Path(directory)
     if _writable(path.absolute()):
         return directory
     fallback = fallback_dir(directory)
-    if directory not in _noticed:
-        _noticed.add(directory)
+    try:
+        reason = unsafe_reason(fallback_root(), fallback)
+    except OSError as exc:  # e.g. a temporary directory we may not search
+        reason = f"{fallback_root()} cannot be checked ({exc.strerror})"
+    if reason is None:
         print(
             f"pyfly-hydra: notice: {path.absolute()} is not writable; this run's record goes to {fallback}"
             " (set hydra.run.dir to choose)",
             file=sys.stderr,
         )
-    return str(fallback)
+        return str(fallback)
+    scratch = tempfile.mkdtemp(prefix="pyfly-hydra-scratch-")
+    atexit.register(_remove_scratch, scratch, os.getpid())
+    print(
+        f"pyfly-hydra: notice: {path.absolute()} is not writable and {reason}, so it is not used:"
+        " this run keeps no record (set hydra.run.dir to choose where it goes)",
+        file=sys.stderr,
+    )
+    return scratch
+
+
+def writable_dir(directory: str) -> str:
+    """``directory`` if a run can write there, else a private fallback under the temporary directory (noticed
+    once), else a scratch directory removed at exit."""
+    if directory not in _chosen:
+        _chosen[directory] = _choose(directory)
+    return _chosen[directory]
 
 
 def register_run_records_resolver() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import ssl
 import subprocess
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 SERVERS = ("granian", "uvicorn", "hypercorn")
 STARTUP_TIMEOUT = 30.0
+OTHER_USER = "pyfly-other"  # a second, real Unix user for tests of what another user can do to a run
 
 
 def run_cli(
@@ -32,14 +35,15 @@ def run_cli(
     env: dict[str, str] | None = None,
     timeout: float = 60,
     users_defaults: bool = False,
+    launcher: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m pyfly_hydra ARGS` to completion, its Hydra output dir in a temporary directory
-    (``users_defaults=True``: where a user's run would put it)."""
+    (``users_defaults=True``: where a user's run would put it), started through ``launcher`` if given."""
     with tempfile.TemporaryDirectory(prefix="pyfly-hydra-test-") as run_dir:
         chosen = users_defaults or any(a.startswith("hydra.run.dir=") for a in args)
         default_dir = [] if chosen else [f"hydra.run.dir={run_dir}"]
         return subprocess.run(
-            [sys.executable, "-m", "pyfly_hydra", *args, *default_dir],
+            [*launcher, sys.executable, "-m", "pyfly_hydra", *args, *default_dir],
             cwd=cwd or ROOT,
             env=env or child_env(),
             capture_output=True,
@@ -198,6 +202,28 @@ def launch_server(
         server.kill_group()
         raise
     return server
+
+
+@pytest.fixture(scope="session")
+def other_user() -> pwd.struct_passwd:
+    """``OTHER_USER``, created once (useradd, with its own group) when missing; skipped unless root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a second user is created (useradd) and given files (chown)")
+    if shutil.which("useradd") is None:
+        pytest.skip("no useradd(8) to create a second user")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return pwd.getpwnam(OTHER_USER)
+        except KeyError:
+            pass
+        # Another test process may be adding it at the same moment (useradd then fails on its lock): retry.
+        command = ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+        added = subprocess.run([*command, OTHER_USER], capture_output=True, text=True)
+        if added.returncode != 0 and time.monotonic() > deadline:
+            pytest.fail(f"useradd {OTHER_USER} failed: {added.stderr.strip()}")
+        if added.returncode != 0:
+            time.sleep(0.2)
 
 
 @pytest.fixture

@@ -126,6 +126,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "lifespan": lambda v: v in ("auto", "on", "off"),
     "uds": lambda v: v is None or _socket_path(v),
     "uds_permissions": lambda v: v is None,  # needs server.uds
+    "uds_group": lambda v: v is None,  # needs server.uds
     "fd": lambda v: v is None,  # no hostile number is a listening socket of the test process
     "root_path": lambda v: v == "" or (isinstance(v, str) and v.startswith("/") and not v.endswith("/")),
     "reload": _bool,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import importlib.metadata
 import importlib.util
+import os
+import pwd
+import shutil
 import signal
 import socket
 import stat
@@ -140,6 +144,67 @@ def test_unix_domain_socket(tmp_path: Path, server: str, workers: int) -> None:
     assert len(pids) >= 1
 
 
+@pytest.mark.parametrize(
+    "server,spelled", [("granian", "name"), ("uvicorn", "name"), ("hypercorn", "name"), ("uvicorn", "gid")]
+)
+def test_uds_group_gives_the_socket_to_that_group(
+    tmp_path: Path, other_user: pwd.struct_passwd, server: str, spelled: str
+) -> None:
+    """What nginx running as another group needs: ``server.uds_group`` with ``uds_permissions=660``."""
+    gid = other_user.pw_gid
+    group = grp.getgrgid(gid).gr_name if spelled == "name" else str(gid)
+    assert gid != os.getegid()
+    path = tmp_path / "app.sock"
+    overrides = (f"server={server}", "server.uds_permissions=660", f"server.uds_group={group}")
+    with serving_on_unix_socket(tmp_path, *overrides) as client:
+        info = path.stat()
+        assert (info.st_gid, stat.S_IMODE(info.st_mode)) == (gid, 0o660)
+        assert client.get("http://app/loop").json()["server"] == server
+
+
+def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    """A socket file nobody listens on (connect: ECONNREFUSED), as a crashed server leaves it."""
+    path = tmp_path / "app.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(path))
+    stale = path.lstat().st_ino
+    with serving_on_unix_socket(tmp_path, "server=uvicorn"):
+        assert path.lstat().st_ino != stale
+
+
+# Root passes every permission check; without these capabilities it meets them as any other user does.
+WITHOUT_ROOTS_OVERRIDES = ("setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner")
+
+
+def test_another_users_live_socket_is_left_alone(tmp_path: Path, other_user: pwd.struct_passwd) -> None:
+    """A live socket we may not connect to (EACCES) is not stale: one line, and the socket keeps serving."""
+    if shutil.which("setpriv") is None or subprocess.run([*WITHOUT_ROOTS_OVERRIDES, "true"]).returncode != 0:
+        pytest.skip("setpriv(1) cannot drop root's permission overrides here")
+    path = tmp_path / "app.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as theirs:
+        theirs.bind(str(path))
+        theirs.listen(8)
+        os.chown(path, other_user.pw_uid, other_user.pw_gid)
+        path.chmod(0o600)
+        before = path.lstat()
+        result = run_cli("server=uvicorn", f"server.uds={path}", launcher=WITHOUT_ROOTS_OVERRIDES, timeout=30)
+        assert_one_line_error(result, f"server.uds={path}", "Permission denied", "left as it is")
+        after = path.lstat()
+        assert (after.st_ino, after.st_uid, stat.S_IMODE(after.st_mode)) == (before.st_ino, other_user.pw_uid, 0o600)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(path))
+            theirs.settimeout(5)
+            theirs.accept()[0].close()
+
+
+def test_a_live_socket_is_in_use(tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
+        live.bind(str(path))
+        live.listen(8)
+        assert_one_line_error(run_cli("server=uvicorn", f"server.uds={path}"), "is in use by another server")
+
+
 def listening_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -223,6 +288,9 @@ def test_systemd_socket_activation(start_server, server: str) -> None:
         (["server=uvicorn", "server.fd=-1"], ["server.fd=-1", "0..65535"]),
         (["server.uds_permissions=999", "server.uds=/tmp/x.sock"], ["server.uds_permissions=999", "octal"]),
         (["server.uds_permissions=660"], ["needs server.uds"]),
+        (["server.uds=/tmp/x.sock", "server.uds_group=no-such-group"], ["server.uds_group=no-such-group", "no such"]),
+        (["server.uds=/tmp/x.sock", "server.uds_group=4294967295"], ["server.uds_group=4294967295", "gid"]),
+        (["server.uds_group=0"], ["server.uds_group=0", "needs server.uds"]),
         (["server=uvicorn", "server.uds=/tmp/x.sock", "server.fd=3"], ["not both"]),
     ],
 )

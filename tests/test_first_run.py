@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -74,6 +76,72 @@ def test_a_read_only_working_directory_still_serves(start_server, tmp_path: Path
     assert "is not writable; this run's record goes to" in running.log()
     assert running.stop() == 0, running.log()
     assert sorted(p.name for p in project.iterdir()) == ["main.py"]
+
+
+def _shared_tmp(tmp_path: Path) -> Path:
+    """A temporary directory like /tmp (sticky, writable by all), for ``TMPDIR``."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
+    return tmp
+
+
+def _serve_from_read_only_directory(start_server, tmp_path: Path, tmp: Path) -> tuple[str, list[str]]:
+    """Serve a request (with a token in its query) from a read-only working directory with ``TMPDIR=tmp``;
+    return the log and the names ``tmp`` holds once the run has stopped."""
+    project = tmp_path / "image"
+    project.mkdir()
+    shutil.copy(APPS_DIR / "flask_app.py", project / "main.py")
+    launcher = _read_only_launcher(project)
+    env = child_env(TMPDIR=str(tmp))
+    running = start_server("app=main:app", cwd=project, users_defaults=True, launcher=launcher, env=env)
+    assert httpx.get(running.url + "/?token=secret").text == "flask says hello"
+    assert running.stop() == 0, running.log()
+    return running.log(), sorted(p.name for p in tmp.iterdir())
+
+
+@pytest.mark.parametrize("planted", ["directory", "symlink", "file"])
+def test_a_fallback_record_directory_placed_by_another_user_is_not_used(
+    start_server, tmp_path: Path, other_user: pwd.struct_passwd, planted: str
+) -> None:
+    """$TMPDIR/pyfly-hydra-<uid> made first by someone else (to read the records, or redirect them): one
+    notice line, the run serves, and keeps no record, there or anywhere."""
+    tmp = _shared_tmp(tmp_path)
+    fallback, theirs = tmp / f"pyfly-hydra-{os.getuid()}", tmp / "theirs"
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, other_user.pw_uid, other_user.pw_gid)
+    if planted == "directory":
+        fallback.mkdir(mode=0o777)
+    elif planted == "symlink":
+        fallback.symlink_to(theirs)
+    else:
+        fallback.write_text("theirs\n")
+    os.lchown(fallback, other_user.pw_uid, other_user.pw_gid)
+    log, left = _serve_from_read_only_directory(start_server, tmp_path, tmp)
+    notices = [line for line in log.splitlines() if str(fallback) in line]
+    assert len(notices) == 1 and notices[0].startswith("pyfly-hydra: notice: "), log
+    assert "this run keeps no record" in notices[0] and "Traceback" not in log, log
+    assert left == sorted([fallback.name, theirs.name])  # no scratch directory left behind either
+    assert list(theirs.iterdir()) == []
+    if planted == "directory":
+        assert list(fallback.iterdir()) == [] and fallback.stat().st_uid == other_user.pw_uid
+    elif planted == "file":
+        assert fallback.read_text() == "theirs\n"
+
+
+@pytest.mark.parametrize("existing", [None, 0o777])
+def test_the_fallback_record_directory_is_ours_alone(start_server, tmp_path: Path, existing: int | None) -> None:
+    """Created 0700, or tightened to 0700 when ours but open to others; the record is kept there."""
+    tmp = _shared_tmp(tmp_path)
+    fallback = tmp / f"pyfly-hydra-{os.getuid()}"
+    if existing is not None:
+        fallback.mkdir()
+        fallback.chmod(existing)
+    log, left = _serve_from_read_only_directory(start_server, tmp_path, tmp)
+    assert f"this run's record goes to {fallback}/outputs/" in log, log
+    assert left == [fallback.name]
+    assert stat.S_IMODE(fallback.lstat().st_mode) == 0o700
+    assert len(list(fallback.glob("outputs/*/*/server_info.json"))) == 1
 
 
 def test_hypercorn_logs_each_line_once(start_server) -> None:

@@ -1,4 +1,12 @@
-"""After a ``-m mode=bench`` sweep: rank the jobs and write summary.{csv,md,png} and best.yaml."""
+"""After a ``-m mode=bench`` sweep: rank the jobs and write summary.{csv,md,png} and best.yaml.
+
+best.yaml (and the environment ``pyfly-hydra-promote`` writes) is data, not code: its body comes from a
+YAML emitter, and every comment line is made of one printable line. YAML ends a comment at any line
+break it knows (``\n``, ``\r``, U+0085, U+2028, U+2029), and Hydra's header reader splits lines at the
+rest of Python's (vertical tab, form feed, U+001C..U+001E): a recorded string (a sweep directory, a
+label, a CPU name) holding one would otherwise start a line of YAML, e.g. ``app: evilmod:app``, that
+serving the environment imports.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,15 @@ import csv
 import json
 import logging
 import math
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+from omegaconf._utils import get_omega_conf_dumper
 
 from pyfly_hydra.bench.outcome import RECORD_NAME
 from pyfly_hydra.bench.task import METRICS
@@ -35,6 +46,9 @@ CSV_COLUMNS = (
 SERVER_COLOURS = {"granian": "#2a9d8f", "uvicorn": "#e9c46a", "hypercorn": "#e76f51"}  # summary.png and .html
 OTHER_COLOUR = "#8d99ae"
 NOT_ENV_KEYS = ("host", "port")  # a benchmark always serves on 127.0.0.1 and a free port
+# A config group option as Hydra names it (``granian``, ``my/server``): no line break, no ``..`` out of the group.
+UNFOLDED = 1 << 30  # the YAML emitter's line width: never fold a value over lines
+OPTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 VERDICTS = {
     "best": "**best**",
     "winner": "**best** (tie broken)",
@@ -44,6 +58,45 @@ VERDICTS = {
     "errors": "errors",
     "failed": "failed",
 }
+
+
+class RecordError(ValueError):
+    """A record that cannot become an environment (its server or loop is no config name)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: every other character (line breaks of any kind, controls, format
+    characters, lone surrogates) as a visible escape, e.g. ``\\n``, ``\\x85``, ``\\u2028``."""
+    return "".join(
+        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode("ascii") for char in text
+    )
+
+
+def comment_block(lines: list[str]) -> str:
+    """Comment lines as YAML text, each one line that no recorded string can end early."""
+    return "".join(f"{one_line(line if line.startswith('#') else '# ' + line)}\n" for line in lines)
+
+
+class _EnvDumper(get_omega_conf_dumper()):  # type: ignore[misc]
+    """OmegaConf's YAML dumper; a string with any character that is not printable is double-quoted, where
+    YAML escapes it (``\\N``, ``\\L``): one line each, read back as it was (PyYAML's single-quoted style
+    writes U+0085 as a raw line break and reads it back as a space)."""
+
+    def represent_str(self, data: str) -> yaml.ScalarNode:
+        if all(char.isprintable() or char == " " for char in data):
+            return get_omega_conf_dumper().str_representer(self, data)
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+
+
+_EnvDumper.add_representer(str, _EnvDumper.represent_str)
+
+
+def env_yaml(body: dict[str, Any]) -> str:
+    """An env file's body as YAML, from the emitter (never from formatted strings), each value on its key's line
+    (no folding: a reviewer reads, and greps, one line per value)."""
+    return yaml.dump(
+        body, Dumper=_EnvDumper, default_flow_style=False, allow_unicode=True, sort_keys=False, width=UNFOLDED
+    )
 
 
 def load_records(sweep_dir: Path) -> list[Record]:
@@ -202,16 +255,30 @@ def _differences(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
     return changed
 
 
+def _option(winner: Record, group: str) -> str:
+    """The config group option the job ran with (the resolved one when it said ``auto``), if it is a name."""
+    chosen = winner["choices"][group]
+    option = chosen if chosen not in (None, "auto") else winner[group]
+    if not isinstance(option, str) or not OPTION_NAME.fullmatch(option):
+        raise RecordError(f"the winner's {group} {one_line(repr(option))} is not a config name")
+    return option
+
+
 def env_body(winner: Record) -> dict[str, Any]:
-    """A job's settings as an env file's body: its server and loop, and every non-default key."""
-    server = winner["choices"]["server"] if winner["choices"]["server"] not in (None, "auto") else winner["server"]
-    loop = winner["choices"]["loop"] if winner["choices"]["loop"] not in (None, "auto") else winner["loop"]
-    body: dict[str, Any] = {"defaults": [{"override /server": server}, {"override /loop": loop}]}
+    """A job's settings as an env file's body: its server and loop, and every non-default key.
+
+    Only keys of the ``server`` schema are taken: ``_target_`` (what class to import) never comes from a record.
+    """
+    body: dict[str, Any] = {
+        "defaults": [{"override /server": _option(winner, "server")}, {"override /loop": _option(winner, "loop")}]
+    }
     if winner["app"] != "pyfly_hydra.demo:app":
         body["app"] = winner["app"]
     if winner["app_factory"]:
         body["app_factory"] = True
-    server_settings = _differences(winner["server_config"], asdict(ServerProperties()))
+    defaults = asdict(ServerProperties())
+    recorded = {key: value for key, value in winner["server_config"].items() if key in defaults}
+    server_settings = _differences(recorded, defaults)
     if server_settings:
         body["server"] = server_settings
     return body
@@ -246,7 +313,7 @@ def best_yaml(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> s
         "# Promote it with its provenance (machine, versions): pyfly-hydra-promote <this sweep dir> <name>",
         "#   then serve with: python -m pyfly_hydra env=<name>",
     ]
-    return "\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(env_body(ranked[0].first)))
+    return comment_block(header) + env_yaml(env_body(ranked[0].first))
 
 
 def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: str) -> bool:
@@ -262,7 +329,7 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
         return False
     rows = list(reversed(ranked))  # best at the top
     figure, axis = plt.subplots(figsize=(11, 1.2 + 0.55 * len(rows)))
-    labels = [f"{c.first['server']}/{c.first['loop']} x{c.first['workers']}  ({c.label})" for c in rows]
+    labels = [one_line(f"{c.first['server']}/{c.first['loop']} x{c.first['workers']}  ({c.label})") for c in rows]
     values = [0.0 if math.isnan(c.median) else c.median for c in rows]
     whiskers = [
         [max(0.0, c.median - c.spread[0]) if c.values else 0.0 for c in rows],
@@ -278,7 +345,7 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
         if configuration.values:
             text = f"  {configuration.median:,.0f} (n={configuration.n}) {VERDICTS[configuration.verdict]}"
         else:
-            text = f"  failed: {str(configuration.first.get('reason'))[:70]}"
+            text = f"  failed: {one_line(str(configuration.first.get('reason')))[:70]}"
         top = max(values[rows.index(configuration)], configuration.spread[1] if configuration.values else 0.0)
         axis.text(top, bar.get_y() + bar.get_height() / 2, text.replace("**", ""), va="center", fontsize=8)
     direction = "higher" if METRICS[metric] else "lower"
@@ -298,7 +365,7 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
     if any(c.first["loop"] == "asyncio" for c in rows):
         legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="asyncio loop"))
     axis.legend(handles=legend, loc="lower right", fontsize=8)
-    axis.set_title(title, fontsize=10, pad=28)
+    axis.set_title(one_line(title), fontsize=10, pad=28)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -334,7 +401,7 @@ def write_ladder(path: Path, ranked: list[Configuration], *, title: str) -> bool
         axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
     throughput.legend(fontsize=8)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(one_line(title), fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -362,8 +429,13 @@ def write_summary(sweep_dir: Path, records: list[Record]) -> list[Path]:
     ):
         written.append(sweep_dir / "ladder.png")
     if ranked and ranked[0].verdict in ("best", "winner"):
-        (sweep_dir / "best.yaml").write_text(best_yaml(ranked, sweep_dir=sweep_dir, metric=metric))
-        written.append(sweep_dir / "best.yaml")
+        try:
+            best = best_yaml(ranked, sweep_dir=sweep_dir, metric=metric)
+        except RecordError as error:
+            logger.warning("best.yaml skipped: %s", error)
+        else:
+            (sweep_dir / "best.yaml").write_text(best, encoding="utf-8")
+            written.append(sweep_dir / "best.yaml")
     return written
 
 

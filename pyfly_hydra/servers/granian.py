@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyfly_hydra.bind import parse_permissions
+from pyfly_hydra.bind import parse_group, parse_permissions
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers import granian_worker
 from pyfly_hydra.servers.base import ServerAdapter, Support, logger
@@ -94,6 +94,7 @@ class GranianServer(ServerAdapter):
         Hook("granian:Granian.http1_settings", "workers replaced without a lost request"),
         Hook("granian:Granian.bind_uds", "workers replaced without a lost request"),
         Hook("granian:Granian._init_shared_socket", "serving an inherited socket", key="fd"),
+        Hook("granian:Granian._init_shared_socket", "the unix socket's group", key="uds_group"),
         Hook("granian._granian:SocketHolder", "serving an inherited socket", key="fd"),
     )
     native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
@@ -131,6 +132,7 @@ class GranianServer(ServerAdapter):
         "worker_rss_check_interval": Support("rss_sample_interval"),
         "uds": Support("uds"),
         "uds_permissions": Support("uds_permissions"),
+        "uds_group": Support("_init_shared_socket"),  # chowned by pyfly-hydra once granian has bound it
         "fd": Support("SocketHolder"),  # built from the inherited fd in granian's _init_shared_socket hook
         "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
         "lifespan": Support("interface"),
@@ -202,7 +204,7 @@ class GranianServer(ServerAdapter):
             interface = Interfaces.WSGI
         else:
             interface = Interfaces.ASGINL if p.lifespan == "off" else Interfaces.ASGI
-        server = granian_server_class(fd=p.fd)(
+        server = granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(
             target=app.import_string,
             factory=app.factory,
             address=p.host,

@@ -29,12 +29,31 @@ RETIRE_POLL = 0.1  # seconds between looks at a retiring worker's connections
 RETIRE_HOLD_MARGIN = 0.5  # seconds past the keep-alive timeout a retiring worker may keep connections
 
 
-def granian_server_class(*, fd: int | None) -> type[Any]:
-    """granian's server class, serving the inherited listening socket ``fd`` when it is given."""
+def granian_server_class(*, fd: int | None, uds_group: int | None = None) -> type[Any]:
+    """granian's server class, serving the inherited listening socket ``fd`` when it is given, and
+    giving the unix socket it binds to ``uds_group`` when that is given."""
     from granian import Granian
 
     server_class = group_signal_aware(Granian)
+    if uds_group is not None:
+        server_class = with_socket_group(server_class, uds_group)
     return server_class if fd is None else on_inherited_socket(server_class, fd)
+
+
+def with_socket_group(server_class: type[Any], gid: int) -> type[Any]:
+    """``server_class`` that gives the unix socket file it binds to group ``gid``.
+
+    granian sets the socket's mode itself (``uds_permissions``) but has no option for its group, so a
+    proxy in another group (nginx as www-data) could not connect: the file is chowned right after
+    granian builds the socket in ``_init_shared_socket``, before any worker starts.
+    """
+
+    class SocketGroupGranian(server_class):  # type: ignore[misc, valid-type]
+        def _init_shared_socket(self) -> None:
+            super()._init_shared_socket()
+            os.chown(self.bind_uds, -1, gid)
+
+    return SocketGroupGranian
 
 
 def group_signal_aware(server_class: type[Any]) -> type[Any]:

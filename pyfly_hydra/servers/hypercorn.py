@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, ClassVar
 
-from pyfly_hydra.bind import parse_permissions, remove_unix_socket
+from pyfly_hydra.bind import parse_group, parse_permissions, remove_unix_socket, set_socket_access
 from pyfly_hydra.errors import ServeError
 from pyfly_hydra.servers import TLS_HANDSHAKE_SECONDS
 from pyfly_hydra.servers.base import ServerAdapter, Support, bind_address
@@ -105,6 +104,7 @@ class HypercornServer(ServerAdapter):
         "worker_rss_check_interval": Support("Supervisor"),
         "uds": Support("bind"),
         "uds_permissions": Support("bind"),
+        "uds_group": Support("bind"),
         "fd": Support("bind"),
         "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
         "lifespan": Support("LifespanGuard"),
@@ -200,9 +200,10 @@ class HypercornServer(ServerAdapter):
         where = p.uds or (f"fd {p.fd}" if p.fd is not None else bind_address(p.host, p.port))
         try:
             sockets = config.create_sockets()
-            permissions = parse_permissions(p.uds_permissions)
-            if p.uds is not None and permissions is not None:
-                os.chmod(p.uds, permissions)
+            if p.uds is not None:
+                set_socket_access(
+                    p.uds, permissions=parse_permissions(p.uds_permissions), group=parse_group(p.uds_group)
+                )
             if self._serves_in_process:
                 serve_in_process(loop.name, config, sockets)
                 return 0

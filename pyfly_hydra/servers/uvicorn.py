@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from packaging.version import Version
 
-from pyfly_hydra.bind import inherited_socket, listen_socket, parse_permissions, remove_unix_socket, unix_socket
+from pyfly_hydra.bind import (
+    inherited_socket,
+    listen_socket,
+    parse_group,
+    parse_permissions,
+    remove_unix_socket,
+    unix_socket,
+)
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.properties import non_default_websocket
 from pyfly_hydra.servers.base import ServerAdapter, Support
@@ -143,6 +150,7 @@ class UvicornServer(ServerAdapter):
         "worker_rss_check_interval": Support("Supervisor"),
         "uds": Support("uds"),
         "uds_permissions": Support("uds"),
+        "uds_group": Support("uds"),
         "fd": Support("fd"),
         "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
         "lifespan": Support("lifespan"),
@@ -188,7 +196,7 @@ class UvicornServer(ServerAdapter):
     def _unix_or_inherited_socket(self) -> socket.socket | None:
         p = self.properties
         if p.uds is not None:
-            return unix_socket(p.uds, parse_permissions(p.uds_permissions))
+            return unix_socket(p.uds, permissions=parse_permissions(p.uds_permissions), group=parse_group(p.uds_group))
         if p.fd is not None:
             return inherited_socket(p.fd)
         return None

@@ -41,7 +41,8 @@ test: lint
 OLDEST_VENV ?= .venv-oldest
 OLDEST_STAMP := $(OLDEST_VENV)/.installed-stamp
 SERVER_TESTS ?= tests/test_loops_per_worker.py tests/test_shutdown.py tests/test_supervision.py \
-	tests/test_recycling.py tests/test_reload.py tests/test_limits.py tests/test_reliability.py tests/test_deploying.py
+	tests/test_recycling.py tests/test_reload.py tests/test_limits.py tests/test_reliability.py tests/test_deploying.py \
+	tests/test_security.py tests/test_proxies.py
 $(OLDEST_STAMP): pyproject.toml constraints/oldest.txt
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip

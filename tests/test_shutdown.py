@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from wsproto.events import CloseConnection, Message, TextMessage
 
 from pyfly_hydra.bench.process import worker_pids
-from tests.conftest import SERVERS, child_env
+from tests.conftest import ROOT, SERVERS, child_env, free_port
 from tests.test_deploying import websocket, websocket_events
 
 SLOW_SECONDS = 2.0
@@ -127,6 +129,38 @@ def test_workers_stopping_before_the_supervisor_hears_the_signal_is_a_clean_stop
     assert running.process.wait(timeout=20) == 0, running.log()
     complaints = [line for line in running.log().splitlines() if "][ERROR]" in line or "][WARNING]" in line]
     assert not complaints, running.log()
+
+
+def test_a_granian_worker_still_loading_the_app_keeps_a_group_sigterm(tmp_path: Path) -> None:
+    """A group SIGTERM while the workers import the app (1.5 s) reached the handler they inherited from
+    the runner, which swallowed it: with the runner held they went on to serve. They now stop on their
+    own once loaded."""
+    command = [sys.executable, "-m", "pyfly_hydra", "server=granian", "server.workers=2"]
+    command += ["app=slow_worker_app:create_app", "app_factory=true", f"server.port={free_port()}"]
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, f"hydra.run.dir={tmp_path / 'run'}"],
+            cwd=ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    supervisor = psutil.Process(process.pid)
+    try:
+        workers = _wait_for_workers(supervisor, 2)
+        time.sleep(0.3)  # past the fork, into the app's import
+        supervisor.suspend()
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while any(_running(worker) for worker in workers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not any(_running(worker) for worker in workers), log.read_text()
+        finally:
+            supervisor.resume()
+        assert process.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _wait_for_workers(supervisor: psutil.Process, count: int) -> list[psutil.Process]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pyfly_hydra.bind import inherited_socket
 from pyfly_hydra.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
+from pyfly_hydra.servers import granian_worker
 from pyfly_hydra.servers.base import bind_address
 from pyfly_hydra.servers.granian_worker import RETIRE_SIGNAL
 
@@ -130,8 +131,12 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             # A retiring worker is stopped once it holds no connection, or after this long (see granian_worker).
             self.retire_hold = RETIRE_HOLD_MARGIN + self.http1_settings.header_read_timeout / 1000
             self.stopped_by_policy: str | None = None
+            self.main_pid = os.getpid()
 
         def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if os.getpid() != self.main_pid:  # a forked worker, before granian's worker handlers are set
+                granian_worker.stop_before_serving()
+                return
             self.stop_signal.set()
             super().signal_handler_interrupt(*args, **kwargs)
 

@@ -29,6 +29,7 @@ CONNECTION_CLOSE = (b"connection", b"close")
 GOING_AWAY_SECONDS = 1.0  # how long a stopping worker may take to close its open websockets with 1001
 GOING_AWAY_POLL = 0.01
 _retiring = False
+_stop_before_serving = False  # a stop signal reached this worker before granian's own handlers were set
 _requests: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # this worker's running request tasks
 
 Scope = MutableMapping[str, Any]
@@ -39,6 +40,14 @@ Send = Callable[[Message], Awaitable[None]]
 def _retire(signum: int, frame: FrameType | None) -> None:
     global _retiring
     _retiring = True
+
+
+def stop_before_serving() -> None:
+    """Keep a stop signal that reached a forked worker while it still ran its parent's handler (it was
+    loading the app): granian's worker handlers, set once the app is loaded, act on it at once. Without
+    this a group SIGTERM during start-up was swallowed and the worker went on to serve."""
+    global _stop_before_serving
+    _stop_before_serving = True
 
 
 def load(parent_pid: int, loader: Callable[[], Any], interface: str, graceful_timeout: float) -> Any:
@@ -82,6 +91,8 @@ def _tell_drain_on_stop(graceful_timeout: float) -> None:
                 loop.add_signal_handler(sig, stop)
             except NotImplementedError:  # Windows loops: granian's own fallback
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop))
+        if _stop_before_serving:
+            loop.call_soon(stop)
         return event
 
     granian._signals.set_loop_signals = going_away_first

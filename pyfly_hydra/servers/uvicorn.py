@@ -23,7 +23,7 @@ from pyfly_hydra.bind import (
 )
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.properties import non_default_websocket
-from pyfly_hydra.servers.base import ServerAdapter, Support
+from pyfly_hydra.servers.base import ServerAdapter, Support, logger
 from pyfly_hydra.servers.hooks import Hook
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ HTTP_PROTOCOL = (
 )
 # The first uvicorn whose wsproto websockets honour ws_ping_interval, ws_ping_timeout and ws_max_size.
 WSPROTO_SETTINGS_SINCE = Version("0.46")
+LOOP_FACTORIES_SINCE = Version("0.36")  # before, uvicorn's loop is one of its own names (a loop policy)
 # uvicorn's own names for the loops it sets up itself; any other loop goes in as "module:factory".
 NATIVE_LOOPS = ("uvloop", "asyncio")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -168,7 +169,8 @@ class UvicornServer(ServerAdapter):
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
-        """Besides the table: uvicorn serves no HTTP/2, and its wsproto websockets had no settings before 0.46."""
+        """Besides the table: uvicorn serves no HTTP/2, runs other loops (factories) from 0.36, and its wsproto
+        websockets had no settings before 0.46."""
         if self.properties.http == "2":
             raise ConfigError(
                 "server.http",
@@ -177,6 +179,11 @@ class UvicornServer(ServerAdapter):
             )
         super().check(loop=loop)
         version = self.version()
+        if loop.name not in NATIVE_LOOPS and not self._runs_loop_factories(version):
+            raise ConfigError(
+                "loop", loop.name, f"uvicorn runs loops other than uvloop and asyncio from {LOOP_FACTORIES_SINCE}"
+                f" (a loop factory); this is uvicorn {version}: upgrade it, or loop=uvloop",
+            )  # fmt: skip
         wsproto = not importlib.util.find_spec("websockets")
         if self._websocket_options() and wsproto and Version(version) < WSPROTO_SETTINGS_SINCE:
             key, value = next(iter(non_default_websocket(self.properties).items()))
@@ -186,6 +193,10 @@ class UvicornServer(ServerAdapter):
                 f"uvicorn {version} serves websockets through wsproto, which it gives no pings or size limit"
                 f" before {WSPROTO_SETTINGS_SINCE}; upgrade uvicorn, or pip install websockets",
             )
+
+    @staticmethod
+    def _runs_loop_factories(version: str) -> bool:
+        return Version(version) >= LOOP_FACTORIES_SINCE
 
     def _websocket_options(self) -> dict[str, Any]:
         """``server.websocket.*`` that are set, under uvicorn's names (the rest keep uvicorn's defaults)."""
@@ -212,10 +223,16 @@ class UvicornServer(ServerAdapter):
         from pyfly_hydra.supervisor import Supervisor
 
         p = self.properties
-        if p.ssl_certfile is not None and loop.name in TLS_LOOP_FACTORIES:
+        factories = self._runs_loop_factories(self.version())
+        if p.ssl_certfile is not None and loop.name in TLS_LOOP_FACTORIES and factories:
             uvicorn_loop = TLS_LOOP_FACTORIES[loop.name]  # the same loop, with a TLS handshake deadline
         else:
             uvicorn_loop = loop.name if loop.name in NATIVE_LOOPS else loop.factory
+            if p.ssl_certfile is not None:
+                logger.info(
+                    "uvicorn %s takes no loop factory: TLS handshakes keep the loop's own 60 s deadline"
+                    " (10 s from uvicorn %s)", self.version(), LOOP_FACTORIES_SINCE,
+                )  # fmt: skip
         config = uvicorn.Config(
             app.import_string,
             factory=app.factory,

@@ -6,10 +6,15 @@ One rule for every server: a change reloads when the file's name matches ``serve
 ``site-packages``, editor back-ups), and it lies outside the run's output directory and every
 virtualenv found in the watched directories. granian and uvicorn get this rule as their watch
 filter; hypercorn's reloader (which polls every imported module) is replaced by the runner's own.
+
+watchfiles' own log lines are kept to warnings: it announces every batch it hands over (``1 change
+detected``) next to the reload line that names the files, and at debug level it logs every event it
+filtered out, each line a write to the run's log file and so a new event (a loop that never ends).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import watchfiles
 
+WATCHER_LOGGER = "watchfiles"
 ALWAYS_EXCLUDED = (".*", "__pycache__", "node_modules", "site-packages", "*~", "#*#", "*.py[cod]", "*.sw?")
 
 
@@ -84,6 +90,11 @@ class WatchedSources:
                 return accepts(path)
 
         return SourceFilter
+
+
+def quiet_watcher() -> None:
+    """Keep watchfiles to warnings in this process, where granian's reloader and the supervisor's watch run."""
+    logging.getLogger(WATCHER_LOGGER).setLevel(logging.WARNING)
 
 
 def watched_sources(

@@ -97,11 +97,21 @@ def quiet_watcher() -> None:
     logging.getLogger(WATCHER_LOGGER).setLevel(logging.WARNING)
 
 
+def _default_roots(app_dir: Path | None) -> tuple[Path, ...]:
+    """The current directory, and ``app_dir`` when it lies outside it (run from a sub-directory: ``..``)."""
+    cwd = Path.cwd()
+    if app_dir is None or app_dir.resolve().is_relative_to(cwd):
+        return (cwd,)
+    return (cwd, app_dir.resolve())
+
+
 def watched_sources(
-    *, dirs: list[str], includes: list[str], excludes: list[str], output_dir: Path | None
+    *, dirs: list[str], includes: list[str], excludes: list[str], output_dir: Path | None, app_dir: Path | None = None
 ) -> WatchedSources:
-    """The rule for these ``server.reload_*`` values, with the run's output dir and virtualenvs left out."""
-    roots = tuple(Path(d).resolve() for d in dirs) or (Path.cwd(),)
+    """The rule for these ``server.reload_*`` values, with the run's output dir and virtualenvs left out.
+
+    No ``dirs``: the current directory and ``app_dir``, where the app is imported from."""
+    roots = tuple(Path(d).resolve() for d in dirs) or _default_roots(app_dir)
     ignored: list[Path] = []
     if output_dir is not None:
         entry = _top_level_entry(output_dir.resolve(), roots)

@@ -93,7 +93,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     )
     _require_installed("server", server.name, server.module, SERVER_PRIORITY)
     server.check(loop=loop)
-    user_app = load_app_target(cfg.app, factory=cfg.app_factory, interface=cfg.interface)
+    user_app = load_app_target(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
     app = served_app(user_app, server, properties)
     server.log_config = server_logging(job_logging(), level=properties.log_level)
     if properties.reload:
@@ -102,6 +102,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
             includes=properties.reload_includes,
             excludes=properties.reload_excludes,
             output_dir=output_dir,
+            app_dir=user_app.directory,
         )
         logger.info(server.reload_sources.describe())
         quiet_watcher()

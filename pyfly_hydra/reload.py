@@ -8,8 +8,8 @@ virtualenv found in the watched directories. granian and uvicorn get this rule a
 filter; hypercorn's reloader (which polls every imported module) is replaced by the runner's own.
 
 watchfiles' own log lines are kept to warnings: it announces every batch it hands over (``1 change
-detected``) next to the reload line that names the files, and at debug level it logs every event it
-filtered out, each line a write to the run's log file and so a new event (a loop that never ends).
+detected``) next to the reload line that names the files, and at debug level it logs every batch it
+filtered out, the writes of the run's own log among them.
 """
 
 from __future__ import annotations

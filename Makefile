@@ -1,22 +1,31 @@
 # `make run` serves the demo app; `make test` runs ruff and the test suite.
-# Both build their own virtualenv (.venv) from pyproject.toml on first use.
+# Both build the virtualenv (.venv) from pyproject.toml on first use: `run` installs only what serving
+# needs (RUN_EXTRAS: the three servers and uvloop), `test` and the bench targets the whole `dev` extra.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.run-stamp
+RUN_EXTRAS := granian,uvicorn,hypercorn,uvloop
 
 .PHONY: run test test-oldest lint clean bench-compare bench-reliability bytecode
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -c 'import sys; sys.exit("pyfly-hydra needs Python 3.11+") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PIP) -e '.[$(RUN_EXTRAS)]'
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 
 # Byte-compile the package (an editable install is not, and PYTHONDONTWRITEBYTECODE=1 environments never
 # write the cache): every start would otherwise compile pyfly_hydra from source, ~15-30 ms.
-bytecode: $(STAMP)
+bytecode: $(RUN_STAMP)
 	$(PY) -m compileall -q pyfly_hydra
 
 run: bytecode
@@ -53,10 +62,10 @@ test-oldest: $(OLDEST_STAMP)
 	$(OLDEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(granian|uvicorn|hypercorn|uvloop|hydra-core|omegaconf) '
 	$(OLDEST_VENV)/bin/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(SERVER_TESTS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-bench-compare: bytecode
+bench-compare: $(STAMP) bytecode
 	$(PY) benchmarks/compare.py $(ARGS)
 
-bench-reliability: bytecode
+bench-reliability: $(STAMP) bytecode
 	$(PY) benchmarks/reliability.py $(ARGS)
 
 clean:

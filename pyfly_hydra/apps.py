@@ -25,18 +25,26 @@ WSGI_SHAPE = "def app(environ, start_response)"
 
 @dataclass(frozen=True)
 class AppTarget:
-    """An app as servers load it: ``module:attribute``, optionally a factory to call, and its interface."""
+    """An app as servers load it: ``module:attribute``, optionally a factory to call, its interface, and the
+    directory it imports from (first on ``sys.path``)."""
 
     import_string: str
     factory: bool = False
     interface: str = "asgi"  # asgi | wsgi
+    directory: Path | None = None  # app_dir, absolute; None: wherever sys.path already finds it
 
 
-def ensure_cwd_importable() -> None:
-    """Let ``app=main:app`` find ``main.py`` in the current directory, as ``uvicorn main:app`` does."""
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+def put_first_on_path(app_dir: str) -> Path:
+    """``app_dir`` (relative to the current directory) first on ``sys.path``, as ``uvicorn --app-dir`` does.
+
+    Workers inherit it: spawned ones get the runner's ``sys.path``, forked ones its memory, and granian is
+    given it as its ``working_dir``."""
+    directory = Path(app_dir).absolute()
+    if not directory.is_dir():
+        raise ConfigError("app_dir", app_dir, f"no such directory ({directory})")
+    if sys.path[:1] != [str(directory)]:
+        sys.path.insert(0, str(directory))
+    return directory
 
 
 def is_asgi_callable(obj: Any) -> bool:
@@ -105,25 +113,44 @@ def _failed(import_string: str, what: str, error: BaseException) -> ConfigError:
     )
 
 
-def _import_module(import_string: str, module_name: str) -> Any:
+def _holder(module_name: str, app_dir: Path) -> Path | None:
+    """The directory ``module_name`` would import from: ``app_dir``'s ``src/`` or a parent, nearest first."""
+    parts = module_name.split(".")
+    for directory in (app_dir / "src", *app_dir.parents):
+        module = directory.joinpath(*parts)
+        if module.with_suffix(".py").is_file() or (module / "__init__.py").is_file():
+            return directory
+    return None
+
+
+def _not_found(import_string: str, module_name: str, app_dir: Path | None) -> ConfigError:
+    if app_dir is None:
+        return ConfigError("app", import_string, f"no module named '{module_name}' (searched sys.path)")
+    searched = f"no module named '{module_name}' in app_dir {app_dir} or on sys.path"
+    holder = _holder(module_name, app_dir)
+    if holder is None:
+        return ConfigError("app", import_string, f"{searched}; set app_dir to the directory that holds it")
+    return ConfigError("app", import_string, f"{searched}; {holder} holds it: add app_dir={os.path.relpath(holder)}")
+
+
+def _import_module(import_string: str, module_name: str, app_dir: Path | None) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise ConfigError(
-                "app", import_string, f"no module named '{module_name}' (searched the current directory and sys.path)"
-            ) from None
+            raise _not_found(import_string, module_name, app_dir) from None
         raise _failed(import_string, f"importing '{module_name}'", exc) from exc
     except Exception as exc:
         raise _failed(import_string, f"importing '{module_name}'", exc) from exc
 
 
-def import_object(import_string: str) -> Any:
-    """The object ``module:attribute`` names (dotted attributes allowed); ConfigError naming ``app`` if none."""
+def import_object(import_string: str, *, app_dir: Path | None = None) -> Any:
+    """The object ``module:attribute`` names (dotted attributes allowed); ConfigError naming ``app`` if none
+    (and, given the ``app_dir`` searched, where the module is when it lies elsewhere)."""
     module_name, sep, attribute = import_string.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigError("app", import_string, f"expected an import string 'module:attribute', e.g. {EXAMPLE}")
-    obj = _import_module(import_string, module_name)
+    obj = _import_module(import_string, module_name, app_dir)
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)
@@ -149,16 +176,16 @@ def _build(import_string: str, factory: Any) -> Any:
         raise _failed(import_string, "calling the app factory", exc) from exc
 
 
-def load_app_target(import_string: str, *, factory: bool, interface: str = "auto") -> AppTarget:
-    """Import the app, check it is one, and settle its interface (``auto``: from the object itself).
+def load_app_target(import_string: str, *, app_dir: str, factory: bool, interface: str = "auto") -> AppTarget:
+    """Import the app from ``app_dir``, check it is one, and settle its interface (``auto``: from the object).
 
     With ``app_factory=true`` and ``interface=auto`` the factory is called once here to see what it
     builds; name the interface to skip that call.
     """
     if interface not in INTERFACES:
         raise ConfigError("interface", interface, f"must be one of {', '.join(INTERFACES)}")
-    ensure_cwd_importable()
-    obj = import_object(import_string)
+    directory = put_first_on_path(app_dir)
+    obj = import_object(import_string, app_dir=directory)
     if factory and not callable(obj):
         raise ConfigError(
             "app", import_string, f"app_factory=true needs a callable that returns the app, got {type(obj).__name__}"
@@ -166,9 +193,9 @@ def load_app_target(import_string: str, *, factory: bool, interface: str = "auto
     if interface != "auto":
         if not factory and not callable(obj):
             raise ConfigError("app", import_string, f"a {type(obj).__name__} is not callable, so it is not an app")
-        return AppTarget(import_string=import_string, factory=factory, interface=interface)
+        return AppTarget(import_string=import_string, factory=factory, interface=interface, directory=directory)
     app = _build(import_string, obj) if factory else obj
     detected = detect_interface(app)
     if detected is None:
         raise _neither(import_string, app, built=factory)
-    return AppTarget(import_string=import_string, factory=factory, interface=detected)
+    return AppTarget(import_string=import_string, factory=factory, interface=detected, directory=directory)

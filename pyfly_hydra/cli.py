@@ -18,7 +18,7 @@ from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.known_keys import check_known_keys
 from pyfly_hydra.messages import describe
 from pyfly_hydra.resolvers import register_resolvers
-from pyfly_hydra.run_records import register_run_records_resolver
+from pyfly_hydra.run_records import keeps_record, register_run_records_resolver
 from pyfly_hydra.startup import skip_mode_probe
 
 # Registered at import, so `--cfg job --resolve`, multirun and every launched job see them.
@@ -36,14 +36,14 @@ FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 USER_FULL_ERROR_ENV = "PYFLY_HYDRA_FULL_ERROR"
 
 
-def _info(cfg: DictConfig, output_dir: Path) -> int:
+def _info(cfg: DictConfig, output_dir: Path | None) -> int:
     from pyfly_hydra.info import render_info
 
     print(render_info())
     return 0
 
 
-def _serve(cfg: DictConfig, output_dir: Path) -> int:
+def _serve(cfg: DictConfig, output_dir: Path | None) -> int:
     from pyfly_hydra.serve import serve
 
     code = serve(cfg, output_dir=output_dir)
@@ -52,17 +52,22 @@ def _serve(cfg: DictConfig, output_dir: Path) -> int:
     return code
 
 
-def _bench(cfg: DictConfig, output_dir: Path) -> float:
+def _bench(cfg: DictConfig, output_dir: Path | None) -> float:
     from pyfly_hydra.bench.task import run_bench
 
+    if output_dir is None:
+        raise ConfigError(
+            "hydra.run.dir", HydraConfig.get().run.dir, "mode=bench writes its results there, and it is not writable"
+        )
     return run_bench(cfg, output_dir)
 
 
-MODES: dict[str, Callable[[DictConfig, Path], float]] = {"serve": _serve, "info": _info, "bench": _bench}
+MODES: dict[str, Callable[[DictConfig, Path | None], float]] = {"serve": _serve, "info": _info, "bench": _bench}
 
 
-def run_mode(cfg: DictConfig, output_dir: Path) -> float:
-    """Run the task named by ``cfg.mode`` and return what it returns (bench: its metric, for sweepers)."""
+def run_mode(cfg: DictConfig, output_dir: Path | None) -> float:
+    """Run the task named by ``cfg.mode`` and return what it returns (bench: its metric, for sweepers);
+    ``output_dir`` None: the run keeps no record."""
     task = MODES.get(cfg.mode)
     if task is None:
         raise ConfigError("mode", cfg.mode, f"must be one of {', '.join(MODES)}")
@@ -79,7 +84,8 @@ def _exit_with(error: Exception) -> NoReturn:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
     try:
-        result = run_mode(cfg, Path(HydraConfig.get().runtime.output_dir))
+        output_dir = HydraConfig.get().runtime.output_dir
+        result = run_mode(cfg, Path(output_dir) if keeps_record(output_dir) else None)
     except Exception as error:  # reported here, before Hydra logs "Error executing job"
         if os.environ.get(USER_FULL_ERROR_ENV) == "1":
             raise

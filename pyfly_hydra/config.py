@@ -73,7 +73,7 @@ class ServerProperties:
     root_path: str = ""  # the path prefix a proxy mounts the app under, e.g. /api (the app sees scope["root_path"])
     lifespan: str = "auto"  # auto | on | off (ASGI lifespan events; auto: run them if the app speaks them)
     reload: bool = False
-    reload_dirs: list[str] = field(default_factory=list)  # what reload watches; empty = the current directory
+    reload_dirs: list[str] = field(default_factory=list)  # what reload watches; empty = the current dir and app_dir
     reload_includes: list[str] = field(default_factory=lambda: ["*.py"])  # file-name patterns that trigger it
     reload_excludes: list[str] = field(default_factory=list)  # file or directory name patterns it ignores
     access_log: bool = False  # off, as granian and hypercorn ship: a line per request costs throughput
@@ -158,6 +158,7 @@ class Config:
     """The whole configuration."""
 
     app: str = "pyfly_hydra.demo:app"
+    app_dir: str = "."  # put first on sys.path to import the app (uvicorn's --app-dir); src for a src/ layout
     app_factory: bool = False
     interface: str = "auto"  # auto | asgi | wsgi
     mode: str = "serve"

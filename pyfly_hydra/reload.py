@@ -6,10 +6,15 @@ One rule for every server: a change reloads when the file's name matches ``serve
 ``site-packages``, editor back-ups), and it lies outside the run's output directory and every
 virtualenv found in the watched directories. granian and uvicorn get this rule as their watch
 filter; hypercorn's reloader (which polls every imported module) is replaced by the runner's own.
+
+watchfiles' own log lines are kept to warnings: it announces every batch it hands over (``1 change
+detected``) next to the reload line that names the files, and at debug level it logs every batch it
+filtered out, the writes of the run's own log among them.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import watchfiles
 
+WATCHER_LOGGER = "watchfiles"
 ALWAYS_EXCLUDED = (".*", "__pycache__", "node_modules", "site-packages", "*~", "#*#", "*.py[cod]", "*.sw?")
 
 
@@ -86,11 +92,26 @@ class WatchedSources:
         return SourceFilter
 
 
+def quiet_watcher() -> None:
+    """Keep watchfiles to warnings in this process, where granian's reloader and the supervisor's watch run."""
+    logging.getLogger(WATCHER_LOGGER).setLevel(logging.WARNING)
+
+
+def _default_roots(app_dir: Path | None) -> tuple[Path, ...]:
+    """The current directory, and ``app_dir`` when it lies outside it (run from a sub-directory: ``..``)."""
+    cwd = Path.cwd()
+    if app_dir is None or app_dir.resolve().is_relative_to(cwd):
+        return (cwd,)
+    return (cwd, app_dir.resolve())
+
+
 def watched_sources(
-    *, dirs: list[str], includes: list[str], excludes: list[str], output_dir: Path | None
+    *, dirs: list[str], includes: list[str], excludes: list[str], output_dir: Path | None, app_dir: Path | None = None
 ) -> WatchedSources:
-    """The rule for these ``server.reload_*`` values, with the run's output dir and virtualenvs left out."""
-    roots = tuple(Path(d).resolve() for d in dirs) or (Path.cwd(),)
+    """The rule for these ``server.reload_*`` values, with the run's output dir and virtualenvs left out.
+
+    No ``dirs``: the current directory and ``app_dir``, where the app is imported from."""
+    roots = tuple(Path(d).resolve() for d in dirs) or _default_roots(app_dir)
     ignored: list[Path] = []
     if output_dir is not None:
         entry = _top_level_entry(output_dir.resolve(), roots)

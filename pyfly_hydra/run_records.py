@@ -11,7 +11,12 @@ log lines with their query strings), so the fallback ``$TMPDIR/pyfly-hydra-<uid>
 created 0700, or, when it exists, a real directory (not a symbolic link) owned by us and made 0700, with
 nothing below it on the record's path that another user placed. Otherwise the run says so in one
 notice line and keeps no record: Hydra still needs a directory, so it gets a fresh private one
-(``tempfile.mkdtemp``) that is removed when the run ends.
+(``tempfile.mkdtemp``) that is removed when the run ends. On a machine with no writable temporary
+directory at all (a read-only container without a tmpfs) the run keeps no record either, says so in one
+notice line, and ``RunRecords`` turns Hydra's own files off (``.hydra/``, the job's log file).
+
+Records next to the code are not source: the first directory a relative record path creates
+(``outputs/``, or a sweep's ``multirun/``) gets a ``.gitignore`` of ``*``, as pytest's and ruff's caches do.
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 RESOLVER = "writable_dir"
 PRIVATE_MODE = 0o700
+GITIGNORE = "# Created by pyfly-hydra: run records, not sources.\n*\n"
 _chosen: dict[str, str] = {}  # each directory's answer, once per process (a scratch directory is new each time)
+_unrecorded: set[str] = set()  # answers that keep no record: an existing directory Hydra must not write to
 
 
 def _writable(path: Path) -> bool:
@@ -112,11 +121,26 @@ def _remove_scratch(path: str, owner: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _no_record(path: Path) -> str:
+    """Nothing is writable: the nearest existing directory of ``path`` (Hydra needs one), keeping no record."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    print(
+        f"pyfly-hydra: notice: {path} is not writable and there is no writable temporary directory:"
+        " this run keeps no record (set hydra.run.dir to a writable directory to keep one)",
+        file=sys.stderr,
+    )
+    _unrecorded.add(str(existing))
+    return str(existing)
+
+
 def _choose(directory: str) -> str:
     path = Path(directory)
     if _writable(path.absolute()):
         return directory
-    fallback = fallback_dir(directory)
+    try:
+        fallback = fallback_dir(directory)
+    except FileNotFoundError:  # tempfile found no writable temporary directory: a read-only machine
+        return _no_record(path.absolute())
     try:
         reason = unsafe_reason(fallback_root(), fallback)
     except OSError as exc:  # e.g. a temporary directory we may not search
@@ -144,6 +168,56 @@ def writable_dir(directory: str) -> str:
     if directory not in _chosen:
         _chosen[directory] = _choose(directory)
     return _chosen[directory]
+
+
+def keeps_record(output_dir: str) -> bool:
+    """Whether the run's output directory holds its record (not when nothing on this machine is writable)."""
+    return output_dir not in _unrecorded
+
+
+def ignore_for_git(directory: str) -> None:
+    """Create the first missing directory of a relative record path (``outputs``) with a ``.gitignore`` of ``*``.
+
+    An absolute path was chosen by the user (or is a fallback outside the project): left to them."""
+    path = Path(directory)
+    if path.is_absolute():
+        return
+    missing = next((p for p in (*reversed(path.parents[:-1]), path) if not p.exists()), None)
+    if missing is None:
+        return
+    try:
+        missing.mkdir()
+    except FileExistsError:  # another run made it meanwhile, with its own .gitignore
+        return
+    (missing / ".gitignore").write_text(GITIGNORE)
+
+
+def _without_record_files(hydra: DictConfig) -> None:
+    """Hydra's settings for a run that keeps no record: no ``.hydra/`` copies, no handler writing a log file."""
+    with read_write(hydra), open_dict(hydra):
+        hydra.output_subdir = None
+        logging = hydra.job_logging
+        files = [name for name, handler in (logging.get("handlers") or {}).items() if "filename" in handler]
+        for name in files:
+            del logging.handlers[name]
+        for owner in [logging.get("root"), *(logging.get("loggers") or {}).values()]:
+            if owner is not None and owner.get("handlers"):
+                owner.handlers = [name for name in owner.handlers if name not in files]
+
+
+class RunRecords(Callback):
+    """Before Hydra makes a run's directory: a new records root ignores itself for git; no writable
+    directory anywhere means no record files at all (``conf/config.yaml`` registers it)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        directory = str(OmegaConf.select(config, "hydra.run.dir"))
+        if keeps_record(directory):
+            ignore_for_git(directory)
+        else:
+            _without_record_files(config.hydra)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ignore_for_git(str(OmegaConf.select(config, "hydra.sweep.dir")))
 
 
 def register_run_records_resolver() -> None:

@@ -17,12 +17,13 @@ from pyfly_hydra.apps import AppTarget, load_app_target
 from pyfly_hydra.bind import check_listener
 from pyfly_hydra.config import ServerProperties
 from pyfly_hydra.demo import SERVER_ENV
+from pyfly_hydra.environment import notice_unused_variables
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.lifespan import LIFESPAN_MODES
 from pyfly_hydra.logs import job_logging, server_logging
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
 from pyfly_hydra.properties import validate_properties
-from pyfly_hydra.reload import watched_sources
+from pyfly_hydra.reload import quiet_watcher, watched_sources
 from pyfly_hydra.resolvers import SERVER_PRIORITY, is_installed, loop_priority, module_available
 from pyfly_hydra.server_info import ServerInfo
 from pyfly_hydra.signals import runner_signals
@@ -84,6 +85,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     """Validate the composed config and build the adapters; raise ConfigError on the first problem."""
     properties = server_properties(cfg.server)
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
+    notice_unused_variables(cfg)
     loop: EventLoopPort = _instantiate("loop", cfg.loop, EventLoopPort)
     _require_installed("loop", loop.name, loop.module, loop_priority(sys.platform))
     server: ApplicationServerPort = _instantiate(
@@ -91,7 +93,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     )
     _require_installed("server", server.name, server.module, SERVER_PRIORITY)
     server.check(loop=loop)
-    user_app = load_app_target(cfg.app, factory=cfg.app_factory, interface=cfg.interface)
+    user_app = load_app_target(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
     app = served_app(user_app, server, properties)
     server.log_config = server_logging(job_logging(), level=properties.log_level)
     if properties.reload:
@@ -100,8 +102,10 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
             includes=properties.reload_includes,
             excludes=properties.reload_excludes,
             output_dir=output_dir,
+            app_dir=user_app.directory,
         )
         logger.info(server.reload_sources.describe())
+        quiet_watcher()
     info = ServerInfo(
         app=cfg.app,
         interface=user_app.interface,

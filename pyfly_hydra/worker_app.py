@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from pyfly_hydra.apps import AppTarget, import_object
@@ -57,10 +58,11 @@ class WorkerApp:
         """What the server sees: ASGI once a2wsgi has wrapped a WSGI app."""
         return "asgi" if self.wsgi_to_asgi else self.interface
 
-    def install(self) -> AppTarget:
-        """Publish this spec to the workers; the target the server is given instead of the user's app."""
+    def install(self, *, directory: Path | None) -> AppTarget:
+        """Publish this spec to the workers; the target the server is given instead of the user's app
+        (imported from the user's ``directory``)."""
         os.environ[SPEC_ENV] = json.dumps(asdict(self))
-        return AppTarget(import_string=WORKER_APP, factory=True, interface=self.served_interface)
+        return AppTarget(import_string=WORKER_APP, factory=True, interface=self.served_interface, directory=directory)
 
 
 def plan_worker_app(
@@ -90,7 +92,7 @@ def plan_worker_app(
         root_path=root_path,
         going_away=app.interface == "asgi",
     )
-    return spec.install() if spec.needed else app
+    return spec.install(directory=app.directory) if spec.needed else app
 
 
 def build() -> Any:

@@ -52,18 +52,23 @@ def test_help_is_pyfly_hydras_own() -> None:
     assert "Powered by Hydra" not in result.stdout
 
 
+def _unshare_read_only(*directories: Path) -> tuple[str, ...]:
+    """A launcher (root) whose process sees ``directories`` read-only: bind mounts in its own mount namespace."""
+    if shutil.which("unshare") is None:
+        pytest.skip("running as root without unshare(1): no way to make a directory read-only")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -m is not permitted here: {probe.stderr.decode().strip()}")
+    mounts = " && ".join(f"mount --bind {d} {d} && mount -o remount,bind,ro {d} {d}" for d in directories)
+    return ("unshare", "-m", "sh", "-c", f'{mounts} && exec "$@"', "sh")
+
+
 def _read_only_launcher(directory: Path) -> tuple[str, ...]:
     """How to start a process whose working directory it cannot write: a read-only bind mount as root."""
     if os.geteuid() != 0:
         directory.chmod(0o555)
         return ()
-    if shutil.which("unshare") is None:
-        pytest.skip("running as root without unshare(1): no way to make a read-only working directory")
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare -m is not permitted here: {probe.stderr.decode().strip()}")
-    mount = f"mount --bind {directory} {directory} && mount -o remount,bind,ro {directory} {directory}"
-    return ("unshare", "-m", "sh", "-c", f'{mount} && exec "$@"', "sh")
+    return _unshare_read_only(directory)
 
 
 def test_a_read_only_working_directory_still_serves(start_server, tmp_path: Path) -> None:
@@ -76,6 +81,70 @@ def test_a_read_only_working_directory_still_serves(start_server, tmp_path: Path
     assert "is not writable; this run's record goes to" in running.log()
     assert running.stop() == 0, running.log()
     assert sorted(p.name for p in project.iterdir()) == ["main.py"]
+
+
+def test_a_read_only_machine_serves_keeping_no_record(start_server, tmp_path: Path) -> None:
+    """A read-only container without a tmpfs: the working directory, /tmp and /var/tmp all read-only. One
+    notice line, the run serves and stops cleanly, nothing written (Hydra's .hydra/ and log file are off)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: read-only bind mounts over /tmp and /var/tmp in a mount namespace")
+    project = tmp_path / "image"
+    project.mkdir()
+    shutil.copy(APPS_DIR / "flask_app.py", project / "main.py")
+    temporary = [Path(d) for d in ("/tmp", "/var/tmp", "/usr/tmp") if Path(d).is_dir()]
+    env = child_env()
+    env.pop("TMPDIR", None)
+    launcher = _unshare_read_only(project, *temporary)
+    running = start_server("app=main:app", cwd=project, users_defaults=True, launcher=launcher, env=env)
+    assert httpx.get(running.url + "/").text == "flask says hello"
+    assert running.stop() == 0, running.log()
+    log = running.log()
+    notices = [line for line in log.splitlines() if "notice" in line]
+    assert len(notices) == 1 and notices[0].startswith("pyfly-hydra: notice: "), log
+    assert "no writable temporary directory: this run keeps no record" in notices[0], log
+    assert "Traceback" not in log and "Logging error" not in log, log
+    assert sorted(p.name for p in project.iterdir()) == ["main.py"]
+
+
+def test_outputs_ignores_itself_for_git(start_server, tmp_path: Path) -> None:
+    """Run from a git repository holding the app: outputs/ (and a sweep's own multirun/ root) never show up
+    in git status, as pytest's and ruff's caches do not."""
+    project = tmp_path / "repo"
+    project.mkdir()
+    shutil.copy(APPS_DIR / "flask_app.py", project / "main.py")
+    for command in (
+        ["init", "-q"],
+        ["add", "main.py"],
+        ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "app"],
+    ):
+        subprocess.run(["git", *command], cwd=project, check=True)
+    running = start_server("app=main:app", cwd=project, users_defaults=True)
+    assert httpx.get(running.url + "/").status_code == 200
+    assert running.stop() == 0, running.log()
+    swept = run_cli("-m", "mode=info", "hydra.sweep.dir=multirun/sweep", cwd=project, users_defaults=True)
+    assert swept.returncode == 0, swept.stderr
+    assert sorted(p.name for p in project.iterdir()) == [".git", "main.py", "multirun", "outputs"]
+    assert list((project / "outputs").glob("*/*/server_info.json")), "the record is kept"
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored=no"], cwd=project, capture_output=True, text=True
+    )
+    assert status.stdout == "", status.stdout
+
+
+def test_a_server_variable_the_runner_does_not_read_is_said(start_server) -> None:
+    """UVICORN_WORKERS (as uvicorn's users set it) is ignored, in one notice line naming the key; read
+    through ${oc.env:...} it is used, and nothing is said."""
+    running = start_server("server=uvicorn", env=child_env(UVICORN_WORKERS="4"))
+    assert running.stop() == 0, running.log()
+    notices = [line for line in running.log().splitlines() if "UVICORN_WORKERS" in line]
+    assert len(notices) == 1, running.log()
+    assert "UVICORN_WORKERS=4 is not read" in notices[0] and "server.workers=${oc.env:UVICORN_WORKERS}" in notices[0]
+    assert "workers 1," in running.log()
+    read = start_server(
+        "server=uvicorn", "server.workers=${oc.env:UVICORN_WORKERS,1}", env=child_env(UVICORN_WORKERS="2")
+    )
+    assert read.stop() == 0, read.log()
+    assert "workers 2," in read.log() and "UVICORN_WORKERS" not in read.log(), read.log()
 
 
 def _shared_tmp(tmp_path: Path) -> Path:

@@ -179,6 +179,7 @@ class GranianServer(ServerAdapter):
         from granian.log import LogLevels
 
         p = self.properties
+        app_dir = app.directory or Path(os.getcwd())  # granian puts it first on sys.path in every worker
         http = served_http(p.http, tls=p.ssl_certfile is not None)
         if http != p.http:
             logger.info(CLEARTEXT_AUTO_NOTE)
@@ -236,11 +237,11 @@ class GranianServer(ServerAdapter):
             workers_lifetime=p.worker_max_lifetime,
             workers_max_rss=p.worker_max_rss_mib,
             rss_sample_interval=p.worker_rss_check_interval,
-            working_dir=Path(os.getcwd()),
+            working_dir=app_dir,
             **self.native_options(),
         )
         # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
-        loader = partial(load_target, app.import_string, wd=Path(os.getcwd()), factory=app.factory)
+        loader = partial(load_target, app.import_string, wd=app_dir, factory=app.factory)
         interface_name = "wsgi" if app.interface == "wsgi" else "asgi"
         in_worker = partial(granian_worker.load, os.getpid(), loader, interface_name, p.graceful_timeout)
         try:

@@ -94,6 +94,9 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     user_app = load_app_target(cfg.app, factory=cfg.app_factory, interface=cfg.interface)
     app = served_app(user_app, server, properties)
     server.log_config = server_logging(job_logging(), level=properties.log_level)
+    check_native = getattr(server, "check_native", None)  # a server of your own may have no such check
+    if check_native is not None:
+        check_native(app=app, loop=loop)
     if properties.reload:
         server.reload_sources = watched_sources(
             dirs=properties.reload_dirs,

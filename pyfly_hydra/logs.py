@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +20,35 @@ from pyfly_hydra.access_log import ACCESS_FIELDS
 
 # The loggers the servers write to; each propagates to the root handlers of the job's logging.
 SERVER_LOGGERS = ("_granian", "uvicorn", "uvicorn.error", "uvicorn.asgi", "hypercorn.error")
+# Every logger whose lines are the run's own: the root (whose handlers are the job's), ours, the servers'.
+KEPT_LOGGERS = ("", "pyfly_hydra", "pyfly_hydra.access", *SERVER_LOGGERS)
+
+
+@dataclass(frozen=True)
+class _LoggerState:
+    handlers: list[logging.Handler]
+    filters: list[Any]
+    level: int
+    propagate: bool
+    disabled: bool
+
+
+@contextmanager
+def kept_logging() -> Iterator[None]:
+    """The run's logging as it was before the block, whatever the block did to it: an app whose import
+    configures logging for the whole process (Litestar's ``LoggingConfig``, Django's ``LOGGING``, a
+    ``basicConfig``) keeps its own loggers, not the root's handlers, ours or the servers'."""
+    loggers = [logging.getLogger(name) for name in KEPT_LOGGERS]
+    saved = [_LoggerState(list(lg.handlers), list(lg.filters), lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, state in zip(loggers, saved, strict=True):
+            lg.handlers[:] = state.handlers  # a closed file handler reopens on its next line
+            lg.filters[:] = state.filters
+            lg.setLevel(state.level)
+            lg.propagate = state.propagate
+            lg.disabled = state.disabled
 
 
 class JsonFormatter(logging.Formatter):

@@ -72,8 +72,10 @@ def run_mode(cfg: DictConfig, output_dir: Path) -> float:
 
 
 def _exit_with(error: Exception) -> NoReturn:
+    from pyfly_hydra.logs import job_logging, runner_line, writes_json
+
     message, code = describe(error)
-    print(f"pyfly-hydra: error: {message}", file=sys.stderr)
+    print(runner_line("error", message, json_lines=writes_json(job_logging())), file=sys.stderr)
     sys.exit(code)
 
 

@@ -21,6 +21,7 @@ from pyfly_hydra.access_log import ACCESS_FIELDS
 # The loggers the servers write to; each propagates to the root handlers of the job's logging.
 SERVER_LOGGERS = ("_granian", "uvicorn", "uvicorn.error", "uvicorn.asgi", "hypercorn.error")
 # Every logger whose lines are the run's own: the root (whose handlers are the job's), ours, the servers'.
+TRACEBACK = "\nTraceback (most recent call last):"
 KEPT_LOGGERS = ("", "pyfly_hydra", "pyfly_hydra.access", *SERVER_LOGGERS)
 
 
@@ -55,18 +56,35 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and the access fields, the exception)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        exception = self.formatException(record.exc_info) if record.exc_info else None
+        if exception is None and TRACEBACK in message:  # granian logs from Rust, the traceback in the text
+            message, _, trace = message.partition(TRACEBACK)
+            exception = TRACEBACK.lstrip("\n") + trace.rstrip("\n")
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": message.rstrip("\n"),
         }
         for name in ACCESS_FIELDS:
             if name in record.__dict__:
                 entry[name] = record.__dict__[name]
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if exception is not None:
+            entry["exception"] = exception
         return json.dumps(entry, default=str)
+
+
+JSON_FORMATTER = f"{JsonFormatter.__module__}.{JsonFormatter.__qualname__}"
+
+
+def writes_json(job_logging: dict[str, Any] | None) -> bool:
+    """Whether the job's logging writes its console lines as JSON (``log=json``)."""
+    if not job_logging:
+        return False
+    formatters = job_logging.get("formatters") or {}
+    console = (job_logging.get("handlers") or {}).get("console") or {}
+    return (formatters.get(console.get("formatter")) or {}).get("()") == JSON_FORMATTER
 
 
 def job_logging() -> dict[str, Any] | None:
@@ -95,3 +113,16 @@ def server_logging(job_logging: dict[str, Any] | None, *, level: str) -> dict[st
         loggers.setdefault(name, {"level": level.upper(), "propagate": True})
     config["loggers"] = loggers
     return config
+
+
+# The lines the runner writes itself, by kind, and the level each has as a JSON line.
+RUNNER_LINE_LEVELS = {"error": logging.ERROR, "notice": logging.WARNING}
+
+
+def runner_line(kind: str, message: str, *, json_lines: bool) -> str:
+    """A line the runner writes itself, outside logging (an error, a notice before logging is set up):
+    ``pyfly-hydra: KIND: message`` as text, or one JSON object like every other line under ``log=json``."""
+    if not json_lines:
+        return f"pyfly-hydra: {kind}: {message}"
+    record = logging.LogRecord("pyfly_hydra", RUNNER_LINE_LEVELS[kind], "", 0, message, None, None)
+    return JsonFormatter().format(record)

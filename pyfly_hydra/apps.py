@@ -176,11 +176,24 @@ def _build(import_string: str, factory: Any) -> Any:
         raise _failed(import_string, "calling the app factory", exc) from exc
 
 
+def _check_forced(import_string: str, obj: Any, interface: str) -> None:
+    """Refuse ``interface=asgi|wsgi`` that contradicts what the app plainly is: served, every request would fail."""
+    detected = detect_interface(obj)
+    if detected is not None and detected != interface:
+        raise ConfigError(
+            "interface",
+            interface,
+            f"app={import_string} is {detected.upper()} (a {type(obj).__name__});"
+            f" use interface={detected} or interface=auto",
+        )
+
+
 def load_app_target(import_string: str, *, app_dir: str, factory: bool, interface: str = "auto") -> AppTarget:
     """Import the app from ``app_dir``, check it is one, and settle its interface (``auto``: from the object).
 
     With ``app_factory=true`` and ``interface=auto`` the factory is called once here to see what it
-    builds; name the interface to skip that call.
+    builds; name the interface to skip that call. A named interface the app object contradicts (Flask with
+    ``interface=asgi``) is refused: every request would fail.
     """
     if interface not in INTERFACES:
         raise ConfigError("interface", interface, f"must be one of {', '.join(INTERFACES)}")
@@ -193,6 +206,8 @@ def load_app_target(import_string: str, *, app_dir: str, factory: bool, interfac
     if interface != "auto":
         if not factory and not callable(obj):
             raise ConfigError("app", import_string, f"a {type(obj).__name__} is not callable, so it is not an app")
+        if not factory:
+            _check_forced(import_string, obj, interface)
         return AppTarget(import_string=import_string, factory=factory, interface=interface, directory=directory)
     app = _build(import_string, obj) if factory else obj
     detected = detect_interface(app)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from pyfly_hydra.bench.rounds import register_rounds_resolver
 from pyfly_hydra.config import register_schema
 from pyfly_hydra.errors import ConfigError
-from pyfly_hydra.known_keys import check_known_keys
+from pyfly_hydra.known_keys import USAGE_EXIT_CODE, check_known_keys, key_named
 from pyfly_hydra.messages import describe
 from pyfly_hydra.resolvers import register_resolvers
 from pyfly_hydra.run_records import keeps_record, register_run_records_resolver
@@ -34,6 +34,7 @@ CONFIG_DIR = PACKAGE_DIR / "conf" if (PACKAGE_DIR / "conf").is_dir() else PACKAG
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 # Whether the user asked for tracebacks (HYDRA_FULL_ERROR=1) before we set it for ourselves.
 USER_FULL_ERROR_ENV = "PYFLY_HYDRA_FULL_ERROR"
+BROKEN_PIPE_EXIT_CODE = 141  # 128 + SIGPIPE: what the shell reports for a tool whose reader went away
 
 
 def _info(cfg: DictConfig, output_dir: Path | None) -> int:
@@ -76,9 +77,46 @@ def run_mode(cfg: DictConfig, output_dir: Path | None) -> float:
 
 
 def _exit_with(error: Exception) -> NoReturn:
+    from pyfly_hydra.logs import job_logging, runner_line, writes_json
+
     message, code = describe(error)
-    print(f"pyfly-hydra: error: {message}", file=sys.stderr)
+    print(runner_line("error", message, json_lines=writes_json(job_logging())), file=sys.stderr)
     sys.exit(code)
+
+
+def version_line() -> str:
+    """``--version``: pyfly-hydra's, each installed server's and Hydra's versions, on one line."""
+    from importlib.metadata import version
+
+    from pyfly_hydra import __version__
+    from pyfly_hydra.resolvers import SERVER_PRIORITY, is_installed
+
+    servers = [f"{name} {version(name)}" for name in SERVER_PRIORITY if is_installed(name)]
+    return f"pyfly-hydra {__version__} ({', '.join(servers) or 'no server installed'}; Hydra {hydra.__version__})"
+
+
+def _unknown_flag(arguments: list[str]) -> str | None:
+    """One line for a ``--flag`` Hydra's parser does not know (``--workers 2``): settings are key=value."""
+    from hydra._internal.utils import get_args_parser
+
+    _, unknown = get_args_parser().parse_known_args(arguments)
+    flag = next((argument for argument in unknown if argument.startswith("-")), None)
+    if flag is None:
+        return None
+    name, equals, value = flag.lstrip("-").replace("-", "_").partition("=")
+    following = arguments[arguments.index(flag) + 1 : arguments.index(flag) + 2]
+    if not equals and following and "=" not in following[0] and not following[0].startswith("-"):
+        value = following[0]
+    key = key_named(name) or name
+    example = f"{key}={value}" if value else "server.workers=2"
+    return f"{flag}: not an option; settings are key=value overrides, e.g. {example} (--help lists them)"
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    """The reader of our output went away (``--help | head -1``): stop without a word, as Unix tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit must not fail again
+    sys.exit(BROKEN_PIPE_EXIT_CODE)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -97,8 +135,18 @@ def main() -> None:
     """Entry point of ``python -m pyfly_hydra`` and the ``pyfly-hydra`` script."""
     os.environ.setdefault(USER_FULL_ERROR_ENV, os.environ.get(FULL_ERROR_ENV, "0"))
     os.environ[FULL_ERROR_ENV] = "1"  # let errors reach us instead of Hydra's multi-line report
+    arguments = sys.argv[1:]
     try:
+        if "--version" in arguments:
+            print(version_line())
+            return
+        flag = _unknown_flag(arguments)
+        if flag is not None:
+            print(f"pyfly-hydra: error: {flag}", file=sys.stderr)
+            sys.exit(USAGE_EXIT_CODE)
         _hydra_main()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except Exception as error:
         if os.environ.get(USER_FULL_ERROR_ENV) == "1":
             raise

@@ -36,6 +36,23 @@ def schema_node(path: list[str]) -> Any:
     return node if dataclasses.is_dataclass(node) else None
 
 
+def schema_keys(node: Any = Config, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every dotted key of the schema below ``node``, e.g. ``server.workers``, ``bench.capacity.step_seconds``."""
+    keys: list[str] = []
+    for name, hint in typing.get_type_hints(node).items():
+        if name.startswith("_"):
+            continue
+        path = (*prefix, name)
+        keys.extend(schema_keys(hint, path) if dataclasses.is_dataclass(hint) else [".".join(path)])
+    return keys
+
+
+def key_named(leaf: str) -> str | None:
+    """The one schema key whose last part is ``leaf`` (``workers`` -> ``server.workers``), or None."""
+    found = [key for key in schema_keys() if key.rpartition(".")[2] == leaf]
+    return found[0] if len(found) == 1 else None
+
+
 def unknown_key_message(full_key: str) -> str:
     """``key: unknown key; did you mean ...? allowed keys: ...`` for a key the schema lacks."""
     *parents, leaf = full_key.split(".")
@@ -46,7 +63,10 @@ def unknown_key_message(full_key: str) -> str:
         return f"{full_key}: unknown key"
     keys = [f.name for f in dataclasses.fields(node) if not f.name.startswith("_")]
     close = difflib.get_close_matches(leaf, keys, n=1)
+    elsewhere = key_named(leaf)  # workers=2 at the top: server.workers
     hint = f"did you mean {'.'.join([*parents, close[0]])}? " if close else ""
+    if not close and elsewhere is not None:
+        hint = f"did you mean {elsewhere}? "
     return f"{full_key}: unknown key; {hint}allowed keys: {', '.join(keys)}"
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Iterator
 
-from hydra.errors import MissingConfigException, OverrideParseException
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseException, ValidationError
 
 from pyfly_hydra.errors import PyflyHydraError, format_value
 from pyfly_hydra.known_keys import USAGE_EXIT_CODE, schema_node, unknown_key_message
 
+# Hydra's answer to +GROUP=OPTION for a group the primary config's defaults list already names (env, sweep).
+MULTIPLE_VALUES = re.compile(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'")
+COMPOSING = re.compile(r"In '([^']+)': ")  # Hydra names the config file it was merging when a key failed
 QUOTE_WORTHY = "=?,[]{}()*:"  # characters Hydra's override grammar gives a meaning to
 # Hydra plugins of ours that exist only with an extra installed: the module, its config choice, the extra.
 OPTIONAL_PLUGINS = {"hydra_plugins.pyfly_hydra_ray.": ("hydra/launcher", "ray_bench", "ray")}
@@ -40,8 +44,18 @@ def _type_name(full_key: str) -> str:
     return f"{text} or null" if args else text
 
 
-def _unknown_key(error: OmegaConfBaseException) -> str:
-    return unknown_key_message(str(error.full_key))
+def _unknown_key(error: OmegaConfBaseException, composing: str | None) -> str:
+    """``composing``: the config file Hydra was merging (``env/mine``), whose keys may lack their package."""
+    full_key = str(error.full_key)
+    message = unknown_key_message(full_key)
+    group, _, option = (composing or "").rpartition("/")
+    if group and full_key.split(".")[0] == group:
+        # env=mine put its keys under env: its file lacks Hydra's package header.
+        return (
+            f"{message.partition(';')[0]}; {group}={option} put its keys under {group}: its file"
+            f" {composing}.yaml must start with the line '# @package _global_'"
+        )
+    return message
 
 
 def _missing_option(error: MissingConfigException) -> str:
@@ -58,14 +72,19 @@ def describe(error: BaseException) -> tuple[str, int]:
     for cause in _chain(error):
         if isinstance(cause, PyflyHydraError):
             return str(cause), cause.exit_code
+    composing = next(filter(None, (COMPOSING.match(str(cause)) for cause in _chain(error))), None)
     for cause in _chain(error):
         if isinstance(cause, MissingConfigException):
             return _missing_option(cause), USAGE_EXIT_CODE
         if isinstance(cause, ConfigKeyError | AttributeError) and getattr(cause, "full_key", None):
-            return _unknown_key(cause), USAGE_EXIT_CODE  # type: ignore[arg-type]
+            return _unknown_key(cause, composing and composing.group(1)), USAGE_EXIT_CODE  # type: ignore[arg-type]  # type: ignore[arg-type]
         if isinstance(cause, ValidationError | ConfigTypeError) and cause.full_key:
             value = format_value(cause.value)
             return f"{cause.full_key}={value}: must be {_type_name(str(cause.full_key))}", USAGE_EXIT_CODE
+        multiple = MULTIPLE_VALUES.match(str(cause)) if isinstance(cause, ConfigCompositionException) else None
+        if multiple is not None:
+            group, option = multiple.groups()
+            return f"+{group}={option}: {group} is chosen without a +: {group}={option}", USAGE_EXIT_CODE
         if isinstance(cause, OverrideParseException):
             reason = str(cause).splitlines()[0]
             key, equals, value = str(cause.override).partition("=")

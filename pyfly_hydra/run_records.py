@@ -33,6 +33,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from pyfly_hydra.logs import runner_line, writes_json
+
 RESOLVER = "writable_dir"
 PRIVATE_MODE = 0o700
 GITIGNORE = "# Created by pyfly-hydra: run records, not sources.\n*\n"
@@ -121,52 +123,56 @@ def _remove_scratch(path: str, owner: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _no_record(path: Path) -> str:
+def _no_record(path: Path, *, json_lines: bool) -> str:
     """Nothing is writable: the nearest existing directory of ``path`` (Hydra needs one), keeping no record."""
     existing = next(p for p in (path, *path.parents) if p.exists())
-    print(
-        f"pyfly-hydra: notice: {path} is not writable and there is no writable temporary directory:"
-        " this run keeps no record (set hydra.run.dir to a writable directory to keep one)",
-        file=sys.stderr,
+    _notice(
+        f"{path} is not writable and there is no writable temporary directory: this run keeps no record"
+        " (set hydra.run.dir to a writable directory to keep one)",
+        json_lines=json_lines,
     )
     _unrecorded.add(str(existing))
     return str(existing)
 
 
-def _choose(directory: str) -> str:
+def _choose(directory: str, *, json_lines: bool) -> str:
     path = Path(directory)
     if _writable(path.absolute()):
         return directory
     try:
         fallback = fallback_dir(directory)
     except FileNotFoundError:  # tempfile found no writable temporary directory: a read-only machine
-        return _no_record(path.absolute())
+        return _no_record(path.absolute(), json_lines=json_lines)
     try:
         reason = unsafe_reason(fallback_root(), fallback)
     except OSError as exc:  # e.g. a temporary directory we may not search
         reason = f"{fallback_root()} cannot be checked ({exc.strerror})"
     if reason is None:
-        print(
-            f"pyfly-hydra: notice: {path.absolute()} is not writable; this run's record goes to {fallback}"
-            " (set hydra.run.dir to choose)",
-            file=sys.stderr,
+        _notice(
+            f"{path.absolute()} is not writable; this run's record goes to {fallback} (set hydra.run.dir to choose)",
+            json_lines=json_lines,
         )
         return str(fallback)
     scratch = tempfile.mkdtemp(prefix="pyfly-hydra-scratch-")
     atexit.register(_remove_scratch, scratch, os.getpid())
-    print(
-        f"pyfly-hydra: notice: {path.absolute()} is not writable and {reason}, so it is not used:"
+    _notice(
+        f"{path.absolute()} is not writable and {reason}, so it is not used:"
         " this run keeps no record (set hydra.run.dir to choose where it goes)",
-        file=sys.stderr,
+        json_lines=json_lines,
     )
     return scratch
 
 
-def writable_dir(directory: str) -> str:
+def _notice(message: str, *, json_lines: bool) -> None:
+    print(runner_line("notice", message, json_lines=json_lines), file=sys.stderr)
+
+
+def writable_dir(directory: str, _root_: DictConfig) -> str:
     """``directory`` if a run can write there, else a private fallback under the temporary directory (noticed
-    once), else a scratch directory removed at exit."""
+    once, in the job's log format: logging is not set up yet), else a scratch directory removed at exit."""
     if directory not in _chosen:
-        _chosen[directory] = _choose(directory)
+        job_logging = OmegaConf.to_container(_root_.hydra.job_logging, resolve=False)  # its file: this directory
+        _chosen[directory] = _choose(directory, json_lines=writes_json(job_logging))  # type: ignore[arg-type]
     return _chosen[directory]
 
 
@@ -223,4 +229,4 @@ class RunRecords(Callback):
 def register_run_records_resolver() -> None:
     """Register ``writable_dir`` with OmegaConf (idempotent)."""
     if not OmegaConf.has_resolver(RESOLVER):
-        OmegaConf.register_new_resolver(RESOLVER, writable_dir, use_cache=True)
+        OmegaConf.register_new_resolver(RESOLVER, writable_dir)  # once per directory: _chosen

@@ -20,7 +20,7 @@ from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.environment import notice_unused_variables
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.lifespan import LIFESPAN_MODES
-from pyfly_hydra.logs import job_logging, server_logging
+from pyfly_hydra.logs import job_logging, kept_logging, server_logging
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
 from pyfly_hydra.properties import validate_properties
 from pyfly_hydra.reload import quiet_watcher, watched_sources
@@ -63,7 +63,9 @@ def _instantiate(key: str, node: DictConfig, port: type, **overrides: Any) -> An
     return adapter
 
 
-def served_app(app: AppTarget, server: ApplicationServerPort, properties: ServerProperties) -> AppTarget:
+def served_app(
+    app: AppTarget, server: ApplicationServerPort, properties: ServerProperties, *, keep_logging: bool
+) -> AppTarget:
     """What the server is given: the user's app, or the worker-app factory with the wrappers it needs."""
     if app.interface == "wsgi" and properties.lifespan == "on":
         raise ConfigError("server.lifespan", "on", "a WSGI app has no lifespan events; use auto or off")
@@ -78,6 +80,7 @@ def served_app(app: AppTarget, server: ApplicationServerPort, properties: Server
         body_timeout=properties.body_timeout,
         access_log=properties.access_log,
         root_path=properties.root_path or None,
+        keep_logging=keep_logging,
     )
 
 
@@ -93,9 +96,13 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     )
     _require_installed("server", server.name, server.module, SERVER_PRIORITY)
     server.check(loop=loop)
-    user_app = load_app_target(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
-    app = served_app(user_app, server, properties)
+    with kept_logging():  # the app's import may configure logging for the whole process
+        user_app = load_app_target(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
     server.log_config = server_logging(job_logging(), level=properties.log_level)
+    app = served_app(user_app, server, properties, keep_logging=server.log_config is not None)
+    check_native = getattr(server, "check_native", None)  # a server of your own may have no such check
+    if check_native is not None:
+        check_native(app=app, loop=loop)
     if properties.reload:
         server.reload_sources = watched_sources(
             dirs=properties.reload_dirs,

@@ -2,7 +2,7 @@
 
 Hydra 1.3's ``@hydra.main`` composes the whole configuration once just to read ``hydra.mode`` (could a
 config file ask for a multirun?), then composes it again to run: ~70-100 ms of every start here.
-Only the sweep presets (``+sweep=NAME``, ``conf/sweep/``) set ``hydra.mode: MULTIRUN``, so the probe runs
+Only the sweep presets (``sweep=NAME``, ``conf/sweep/``) set ``hydra.mode: MULTIRUN``, so the probe runs
 only when one is chosen; otherwise ``-m``/``--multirun`` on the command line decides, which Hydra reads from
 its arguments, and the probe answers "not set". A config file of your own that sets ``hydra.mode:
 MULTIRUN`` is therefore not honoured: use ``-m``.
@@ -15,7 +15,7 @@ from typing import Any
 from hydra._internal.hydra import Hydra
 
 _probe_mode = Hydra.get_mode
-SWEEP_PRESET = ("+sweep=", "sweep=")
+SWEEP_PRESET = "sweep="
 
 
 def _mode_from_sweep_preset(self: Hydra, config_name: str | None, overrides: list[str]) -> Any:

@@ -5,10 +5,12 @@ headers on granian or hypercorn, ``server.lifespan`` where a server lacks the sw
 ``server.max_body_bytes`` and ``server.body_timeout`` (no server bounds ASGI bodies),
 ``server.max_header_bytes`` where the server's own check misses heads (hypercorn), ``server.root_path``
 (one meaning everywhere), the access log
-(one format everywhere), and websockets closed with 1001 when a worker drains (``worker_drain``).
+(one format everywhere), websockets closed with 1001 when a worker drains (``worker_drain``), and the
+job's logging kept through the app's import (``logs.kept_logging``).
 Workers are separate interpreters that import the app themselves, so the runner describes the
 wrapping in one environment variable and points the server at ``build``, a factory each worker calls.
-When nothing needs wrapping (a WSGI app served natively with ``server.body_timeout=null``), the
+When nothing needs wrapping (a WSGI app served natively with ``server.body_timeout=null`` and no job logging
+to share, ``hydra/job_logging=none``), the
 server is given the user's import string and nothing of this module runs.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ class WorkerApp:
     body_timeout: float | None = None  # answer 408 when a request body stalls this long
     access_log: bool = False  # log every request on pyfly_hydra.access
     going_away: bool = False  # close open websockets with 1001 when the worker starts draining
+    keep_logging: bool = False  # the job's logging survives what importing the app does to logging
 
     @property
     def needed(self) -> bool:
@@ -50,7 +54,7 @@ class WorkerApp:
             self.trusted_proxies, self.lifespan, self.max_body_bytes, self.max_header_bytes, self.body_timeout,
             self.root_path,
         )  # fmt: skip
-        flags = (self.wsgi_to_asgi, self.access_log, self.going_away)
+        flags = (self.wsgi_to_asgi, self.access_log, self.going_away, self.keep_logging)
         return any(flags) or any(wrapper is not None for wrapper in wrappers)
 
     @property
@@ -76,6 +80,7 @@ def plan_worker_app(
     body_timeout: float | None = None,
     access_log: bool = False,
     root_path: str | None = None,
+    keep_logging: bool = False,
 ) -> AppTarget:
     """The target to give the server: the user's own, or ``build`` with what the workers must wrap."""
     spec = WorkerApp(
@@ -91,6 +96,7 @@ def plan_worker_app(
         access_log=access_log,
         root_path=root_path,
         going_away=app.interface == "asgi",
+        keep_logging=keep_logging,
     )
     return spec.install(directory=app.directory) if spec.needed else app
 
@@ -100,14 +106,16 @@ def build() -> Any:
     from pyfly_hydra.access_log import AccessLog, WSGIAccessLog
     from pyfly_hydra.lifespan import LifespanGuard
     from pyfly_hydra.limits import BodyLimit, BodyTimeout, HeadLimit, WSGIBodyLimit, WSGIHeadLimit
+    from pyfly_hydra.logs import kept_logging
     from pyfly_hydra.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
     from pyfly_hydra.root_path import RootPath, WSGIRootPath
     from pyfly_hydra.worker_drain import GoingAway
 
     spec = WorkerApp(**json.loads(os.environ[SPEC_ENV]))
-    app = import_object(spec.app)
-    if spec.factory:
-        app = app()
+    with kept_logging() if spec.keep_logging else nullcontext():
+        app = import_object(spec.app)
+        if spec.factory:
+            app = app()
     if spec.interface == "wsgi":
         if spec.max_body_bytes is not None:
             app = WSGIBodyLimit(app, limit=spec.max_body_bytes)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVERS, assert_one_line_error, hidden_modules_env, run_cli
+from tests.conftest import APPS_DIR, SERVERS, assert_one_line_error, hidden_modules_env, run_cli
 
 CASES = {
     "unknown server": (["server=nope"], ["server=nope", "granian", "uvicorn", "hypercorn"]),
@@ -124,3 +125,20 @@ def test_port_held_by_another_granian(start_server) -> None:
     result = run_cli("server=granian", f"server.port={first.port}")
     assert_one_line_error(result, f"server.port={first.port}", "already in use")
     assert first.stop() == 0
+
+
+FORCED_WRONG = {
+    "flask as asgi": ("flask_app.py", "interface=asgi", "is WSGI (a Flask); use interface=wsgi"),
+    "fastapi as wsgi": ("fastapi_app.py", "interface=wsgi", "is ASGI (a FastAPI); use interface=asgi"),
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("source,interface,reason", FORCED_WRONG.values(), ids=FORCED_WRONG.keys())
+def test_a_forced_wrong_interface_is_refused_before_serving(
+    tmp_path: Path, server: str, source: str, interface: str, reason: str
+) -> None:
+    """As a user runs it, from the app's own directory: refused in one line, not served as 500s."""
+    shutil.copy(APPS_DIR / source, tmp_path / "main.py")
+    result = run_cli("app=main:app", interface, f"server={server}", cwd=tmp_path, users_defaults=True)
+    assert_one_line_error(result, f"{interface}: app=main:app {reason}")

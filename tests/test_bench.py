@@ -162,7 +162,7 @@ def test_three_interleaved_rounds_show_n_spread_and_a_verdict(tmp_path: Path) ->
 def test_sweep_presets_run_as_a_sweep_without_dash_m(tmp_path: Path) -> None:
     short = ["bench.duration=1", "bench.warmup=0", "bench.client=builtin", "server=granian"]
     ladder = tmp_path / "ladder"
-    result = run_cli("+sweep=ladder", "bench.connections=4,16", *short, f"hydra.sweep.dir={ladder}", timeout=120)
+    result = run_cli("sweep=ladder", "bench.connections=4,16", *short, f"hydra.sweep.dir={ladder}", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = summary_rows(ladder)
     assert sorted(row["label"] for row in rows) == [
@@ -171,7 +171,7 @@ def test_sweep_presets_run_as_a_sweep_without_dash_m(tmp_path: Path) -> None:
     ]
     assert (ladder / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     workers = tmp_path / "workers"
-    result = run_cli("+sweep=workers", "server.workers=1,2", "bench.rounds=1", *short, f"hydra.sweep.dir={workers}")
+    result = run_cli("sweep=workers", "server.workers=1,2", "bench.rounds=1", *short, f"hydra.sweep.dir={workers}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(row["workers"] for row in summary_rows(workers)) == ["1", "2"]
     assert not (workers / "ladder.png").exists()

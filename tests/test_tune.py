@@ -33,9 +33,9 @@ def job_overrides(job_dir: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_search_of_twelve_trials_resumes_by_study_name(tmp_path: Path) -> None:
-    """As a user runs it: `+sweep=tune` from their directory, the study in multirun/tune/<name>."""
+    """As a user runs it: `sweep=tune` from their directory, the study in multirun/tune/<name>."""
     first = run_cli(
-        "+sweep=tune", "hydra.sweeper.study_name=ci", "hydra.sweeper.n_trials=12", "hydra.sweeper.seed=1",
+        "sweep=tune", "hydra.sweeper.study_name=ci", "hydra.sweeper.n_trials=12", "hydra.sweeper.seed=1",
         *SPACE, *SHORT, cwd=tmp_path, users_defaults=True, timeout=300,
     )  # fmt: skip
     study_dir = tmp_path / "multirun" / "tune" / "ci"
@@ -47,7 +47,7 @@ def test_a_search_of_twelve_trials_resumes_by_study_name(tmp_path: Path) -> None
     assert len({row["server"] for row in after_first}) >= 2  # the space was searched, not one corner of it
 
     second = run_cli(
-        "+sweep=tune", "hydra.sweeper.study_name=ci", "hydra.sweeper.n_trials=3", *SPACE, *SHORT,
+        "sweep=tune", "hydra.sweeper.study_name=ci", "hydra.sweeper.n_trials=3", *SPACE, *SHORT,
         cwd=tmp_path, users_defaults=True, timeout=120,
     )  # fmt: skip
     assert second.returncode == 0, second.stdout + second.stderr

@@ -68,7 +68,7 @@ class TuneSweeper(Sweeper):
             raise ConfigError("hydra/sweeper", "tune", "needs optuna: pip install 'pyfly-hydra[tune]'")
         settings = StudySettings(**self.settings)
         if self.config.get("mode") != "bench":
-            raise ConfigError("mode", self.config.get("mode"), "the tuner measures jobs: use mode=bench (+sweep=tune)")
+            raise ConfigError("mode", self.config.get("mode"), "the tuner measures jobs: use mode=bench (sweep=tune)")
         metric = self.config.bench.metric
         maximize = METRICS.get(metric, True) if settings.direction == "auto" else settings.direction == "maximize"
         space = parse_space(

@@ -374,7 +374,7 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
 
 def write_ladder(path: Path, ranked: list[Configuration], *, title: str) -> bool:
     """Throughput and p99 against concurrency, one line per server configuration (a ``bench.connections``
-    sweep, e.g. ``+sweep=ladder``); False without matplotlib."""
+    sweep, e.g. ``sweep=ladder``); False without matplotlib."""
     try:
         import matplotlib
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
+import enum
 import functools
 import inspect
 import logging
 import re
+import types
+import typing
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -127,7 +131,14 @@ class ServerAdapter:
                 close = difflib.get_close_matches(name, list(keywords), n=1)
                 hint = f"did you mean server.options.{self.name}.{close[0]}? " if close else ""
                 raise ConfigError(key, value, f"not an option of {constructor}; {hint}mode=info lists them")
-        return {name: as_annotated(value, keywords[name]) for name, value in options.items()}
+        values = {name: as_annotated(value, keywords[name]) for name, value in options.items()}
+        hints = constructor_hints(self.native_constructor)
+        for name, value in values.items():
+            if name in hints and not conforms(value, hints[name]):
+                expected = keywords[name] or type_name(hints[name])
+                key = f"server.options.{self.name}.{name}"
+                raise ConfigError(key, options[name], f"{constructor} takes {expected} here")
+        return values
 
     def watched_sources(self) -> WatchedSources:
         """What reload watches: as the runner set it, else the reload keys alone."""
@@ -179,8 +190,56 @@ def constructor_keywords(target: str) -> dict[str, str]:
     }
 
 
+@functools.cache
+def constructor_hints(target: str) -> dict[str, Any]:
+    """The types ``module:Name`` takes: its keywords' resolved annotations, or for a class configured by
+    attributes the type of each attribute's default (an ``int`` default takes an int). Read once per target."""
+    module_name, _, attribute = target.partition(":")
+    obj = getattr(import_module(module_name), attribute)
+    try:
+        hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+    except Exception:  # an annotation that does not resolve: no types to check against
+        hints = {}
+    hints.pop("return", None)
+    if any(name in hints for name in constructor_keywords(target)):
+        return hints
+    defaults = {name: getattr(obj, name, None) for name in constructor_keywords(target)}
+    return {name: type(value) for name, value in defaults.items() if type(value) in (bool, int, float, str)}
+
+
+def conforms(value: Any, hint: Any) -> bool:
+    """Whether a YAML value (after ``as_annotated``) is of type ``hint``; True for what cannot be told."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is None or hint is type(None):
+        return hint is Any or value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple, set, frozenset, collections.abc.Sequence):
+        items = args[:1] if origin is not tuple or Ellipsis in args else ()
+        return isinstance(value, list | tuple) and all(conforms(item, items[0]) for item in value if items)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return value in {member.value for member in hint} or value in hint.__members__
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (bool, str, Path):
+        return isinstance(value, hint)
+    return True  # a class, a callable, a protocol: the server's own check decides
+
+
+def type_name(hint: Any) -> str:
+    """``hint`` as a user reads it."""
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
 def as_annotated(value: Any, annotation: str) -> Any:
-    """A YAML value for a keyword annotated ``Path`` or ``Sequence[Path]``: paths, not strings."""
+    """A YAML value for a keyword annotated ``Path`` or ``Sequence[Path]``: paths, not strings; one string
+    for a ``Sequence[str]``: a list of it, as the server's own command line takes one."""
+    if isinstance(value, str) and re.search(r"(Sequence|list|tuple)\[str\]", annotation):
+        return [value]
     if not re.search(r"\bPath\b", annotation):
         return value
     if re.search(r"(Sequence|list|tuple)\[Path\]", annotation):

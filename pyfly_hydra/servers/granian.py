@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from functools import partial
@@ -27,7 +28,34 @@ CLEARTEXT_AUTO_NOTE = (
 )
 
 
+GRANIAN_LOGGER = "_granian"
 GRANIAN_MIN_LIFETIME = 60  # seconds: granian refuses a shorter workers_lifetime
+
+
+class HeldLines(logging.Filter):
+    """Keeps granian's lines of a dry run from the log; its errors are kept to say why it refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            self.errors.append(record.getMessage())
+        return False
+
+
+def dry_run(server: Any) -> Any:
+    """``server`` whose ``serve`` runs granian's checks and stops where it would bind and spawn workers."""
+
+    class DryRun(type(server)):  # type: ignore[misc]
+        def _serve(self, spawn_target: Any, target_loader: Any) -> None:
+            return None
+
+        _serve_with_reloader = _serve
+
+    server.__class__ = DryRun
+    return server
 
 
 def served_http(http: str, *, tls: bool) -> str:
@@ -93,6 +121,8 @@ class GranianServer(ServerAdapter):
         Hook("granian._signals:set_loop_signals", "websockets closed with 1001 when a worker stops"),
         Hook("granian:Granian.http1_settings", "workers replaced without a lost request"),
         Hook("granian:Granian.bind_uds", "workers replaced without a lost request"),
+        Hook("granian:Granian._serve", "server.options.granian.* checked before serving"),
+        Hook("granian:Granian._serve_with_reloader", "server.options.granian.* checked before serving"),
         Hook("granian:Granian._init_shared_socket", "serving an inherited socket", key="fd"),
         Hook("granian:Granian._init_shared_socket", "the unix socket's group", key="uds_group"),
         Hook("granian._granian:SocketHolder", "serving an inherited socket", key="fd"),
@@ -171,9 +201,61 @@ class GranianServer(ServerAdapter):
                 "granian has one limit; set it or server.max_concurrent_connections, not both",
             )
 
+    def check_native(self, *, app: AppTarget, loop: EventLoopPort) -> None:
+        """granian checks its options in ``Granian(...)`` and at the start of ``serve``, each failure a logged
+        line and a ``ConfigurationError`` naming the option: both run here, up to where serving would begin,
+        with granian's lines held back and its reason given in one line naming the key."""
+        from granian.errors import ConfigurationError
+
+        held = HeldLines()
+        granian_logger = logging.getLogger(GRANIAN_LOGGER)
+        granian_logger.addFilter(held)
+        try:
+            dry_run(self._granian(app=app, loop=loop)).serve()
+        except ConfigurationError as exc:
+            name = str(exc.args[0]) if exc.args else ""
+            raise self._refused(name, reason=held.errors[-1] if held.errors else f"granian refuses {name}") from None
+        finally:
+            granian_logger.removeFilter(held)
+
+    def _refused(self, name: str, *, reason: str) -> ConfigError:
+        """The key behind granian's option ``name``: the server's own option, or the server.* key that sets it."""
+        options = getattr(self.properties.options, self.name) or {}
+        # granian names an option (blocking_threads) or the family it checks together (static_path_*).
+        named = [option for option in options if option == name or option.startswith(f"{name}_")]
+        if named:
+            return ConfigError(f"server.options.granian.{named[0]}", options[named[0]], f"{reason} (granian)")
+        owner = next((key for key, s in self.key_support().items() if s.option == name), None)
+        if owner is not None:
+            value = getattr(self.properties, owner) if "." not in owner else None
+            return ConfigError(f"server.{owner}", value, f"{reason} (granian)")
+        return ConfigError("server.options.granian", dict(options), f"{reason} (granian's {name})")
+
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
+        p = self.properties
+        server = self._granian(app=app, loop=loop)
+        if served_http(p.http, tls=p.ssl_certfile is not None) != p.http:
+            logger.info(CLEARTEXT_AUTO_NOTE)
+        # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
         from granian._internal import load_target
+
+        app_dir = app.directory or Path(os.getcwd())  # granian puts it first on sys.path in every worker
+        loader = partial(load_target, app.import_string, wd=app_dir, factory=app.factory)
+        interface_name = "wsgi" if app.interface == "wsgi" else "asgi"
+        in_worker = partial(granian_worker.load, os.getpid(), loader, interface_name, p.graceful_timeout)
+        try:
+            server.serve(target_loader=in_worker, wrap_loader=False)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        except RuntimeError as exc:
+            raise ServeError(f"granian failed to start on {p.host}:{p.port}: {exc}") from None
+        if server.stopped_by_policy is not None:
+            raise ServeError(f"{server.stopped_by_policy}; stopped (its log above says why)")
+        return 0
+
+    def _granian(self, *, app: AppTarget, loop: EventLoopPort) -> Any:
+        """granian's server for ``app``, built from the properties and the native options."""
         from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
         from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
@@ -181,8 +263,6 @@ class GranianServer(ServerAdapter):
         p = self.properties
         app_dir = app.directory or Path(os.getcwd())  # granian puts it first on sys.path in every worker
         http = served_http(p.http, tls=p.ssl_certfile is not None)
-        if http != p.http:
-            logger.info(CLEARTEXT_AUTO_NOTE)
         reload_options: dict[str, Any] = {}
         if p.reload:
             # Forked workers would inherit the app module imported (and checked) in this process,
@@ -205,7 +285,7 @@ class GranianServer(ServerAdapter):
             interface = Interfaces.WSGI
         else:
             interface = Interfaces.ASGINL if p.lifespan == "off" else Interfaces.ASGI
-        server = granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(
+        return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(
             target=app.import_string,
             factory=app.factory,
             address=p.host,
@@ -240,16 +320,3 @@ class GranianServer(ServerAdapter):
             working_dir=app_dir,
             **self.native_options(),
         )
-        # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
-        loader = partial(load_target, app.import_string, wd=app_dir, factory=app.factory)
-        interface_name = "wsgi" if app.interface == "wsgi" else "asgi"
-        in_worker = partial(granian_worker.load, os.getpid(), loader, interface_name, p.graceful_timeout)
-        try:
-            server.serve(target_loader=in_worker, wrap_loader=False)
-        except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
-        except RuntimeError as exc:
-            raise ServeError(f"granian failed to start on {p.host}:{p.port}: {exc}") from None
-        if server.stopped_by_policy is not None:
-            raise ServeError(f"{server.stopped_by_policy}; stopped (its log above says why)")
-        return 0

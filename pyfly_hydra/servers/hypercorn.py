@@ -125,6 +125,10 @@ class HypercornServer(ServerAdapter):
         "forwarded_allow_ips": Support("ProxyHeadersMiddleware"),
     }
 
+    def check_native(self, *, app: AppTarget, loop: EventLoopPort) -> None:
+        """hypercorn's options are attributes of its ``Config``, checked as they are set (``native_options``)."""
+        self.build_config(app=app, loop=loop)
+
     def build_config(self, *, app: AppTarget, loop: EventLoopPort) -> Config:
         """Hypercorn's Config for these properties; ``asgi:``/``wsgi:`` so hypercorn never guesses."""
         from hypercorn.config import Config

@@ -212,15 +212,16 @@ class UvicornServer(ServerAdapter):
             return inherited_socket(p.fd)
         return None
 
-    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
-        """Serve in this process (one worker), or under pyfly-hydra's supervisor (``pyfly_hydra.supervisor``)."""
+    def check_native(self, *, app: AppTarget, loop: EventLoopPort) -> None:
+        """``uvicorn.Config(...)`` checks what it is given as it is built: built here once, before serving."""
+        self._config(app=app, loop=loop)
+
+    def _config(self, *, app: AppTarget, loop: EventLoopPort) -> Any:
+        """uvicorn's configuration for ``app``, from the properties and the native options."""
         import uvicorn
 
         from pyfly_hydra.servers.uvicorn_loops import TLS_LOOP_FACTORIES
         from pyfly_hydra.servers.uvicorn_protocol import IdleClosingHTTPProtocol
-        from pyfly_hydra.servers.uvicorn_worker import DrainingServer
-        from pyfly_hydra.servers.uvicorn_worker import serve as serve_supervised
-        from pyfly_hydra.supervisor import Supervisor
 
         p = self.properties
         factories = self._runs_loop_factories(self.version())
@@ -228,12 +229,7 @@ class UvicornServer(ServerAdapter):
             uvicorn_loop = TLS_LOOP_FACTORIES[loop.name]  # the same loop, with a TLS handshake deadline
         else:
             uvicorn_loop = loop.name if loop.name in NATIVE_LOOPS else loop.factory
-            if p.ssl_certfile is not None:
-                logger.info(
-                    "uvicorn %s takes no loop factory: TLS handshakes keep the loop's own 60 s deadline"
-                    " (10 s from uvicorn %s)", self.version(), LOOP_FACTORIES_SINCE,
-                )  # fmt: skip
-        config = uvicorn.Config(
+        return uvicorn.Config(
             app.import_string,
             factory=app.factory,
             host=p.host,
@@ -257,6 +253,20 @@ class UvicornServer(ServerAdapter):
             **self._websocket_options(),
             **self.native_options(),
         )
+
+    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+        """Serve in this process (one worker), or under pyfly-hydra's supervisor (``pyfly_hydra.supervisor``)."""
+        from pyfly_hydra.servers.uvicorn_worker import DrainingServer
+        from pyfly_hydra.servers.uvicorn_worker import serve as serve_supervised
+        from pyfly_hydra.supervisor import Supervisor
+
+        p = self.properties
+        config = self._config(app=app, loop=loop)
+        if p.ssl_certfile is not None and not self._runs_loop_factories(self.version()):
+            logger.info(
+                "uvicorn %s takes no loop factory: TLS handshakes keep the loop's own 60 s deadline (10 s from"
+                " uvicorn %s)", self.version(), LOOP_FACTORIES_SINCE,
+            )  # fmt: skip
         recycling = self.recycling()
         # A lone worker that is recycled (requests, lifetime, memory) or reloaded runs supervised too.
         supervised = p.workers > 1 or p.reload or p.max_requests_per_worker is not None or recycling.enabled

@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,13 +105,23 @@ def error_location(error: BaseException) -> str | None:
     return f"{_display_path(frame.filename)}:{frame.lineno}"
 
 
+TRACEBACK_HINT = " (HYDRA_FULL_ERROR=1 shows the traceback)"
+
+
 def _failed(import_string: str, what: str, error: BaseException) -> ConfigError:
     location = error_location(error)
     where = f" at {location}" if location else ""
     summary = f"{type(error).__name__}: {error.msg if isinstance(error, SyntaxError) else error}"
-    return ConfigError(
-        "app", import_string, f"{what} failed{where}: {summary} (HYDRA_FULL_ERROR=1 shows the traceback)"
-    )
+    return ConfigError("app", import_string, f"{what} failed{where}: {summary}{TRACEBACK_HINT}")
+
+
+def user_traceback(error: BaseException) -> str:
+    """``error``'s traceback through the user's code only (importlib's and pyfly-hydra's frames left out):
+    what a worker shows when the app it imports fails, once, under the one error line."""
+    ours = (str(Path(__file__).parent), str(Path(importlib.__file__).parent), "<frozen ")
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith(ours)]
+    head = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
+    return "".join([*head, *traceback.format_exception_only(error)]).rstrip("\n")
 
 
 def _holder(module_name: str, app_dir: Path) -> Path | None:

@@ -17,13 +17,15 @@ server is given the user's import string and nothing of this module runs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from pyfly_hydra.apps import AppTarget, import_object
+from pyfly_hydra.apps import TRACEBACK_HINT, AppTarget, import_object, user_traceback
+from pyfly_hydra.errors import ConfigError, format_value
 
 SPEC_ENV = "PYFLY_HYDRA_WORKER_APP"
 WORKER_APP = "pyfly_hydra.worker_app:build"
@@ -101,6 +103,17 @@ def plan_worker_app(
     return spec.install(directory=app.directory) if spec.needed else app
 
 
+def _app_failed(error: ConfigError) -> NoReturn:
+    """One error line and the user's own traceback, then this worker exits 1: its server's supervisor says
+    what happens next (waiting for a change, respawning). Raised on, the error printed the whole chain
+    twice, through importlib and the server, with a hint that the traceback was hidden."""
+    message = f"{error.key}={format_value(error.value)}: {error.allowed.removesuffix(TRACEBACK_HINT)}"
+    cause = error.__cause__
+    details = f"\n{user_traceback(cause)}" if cause is not None else ""
+    logging.getLogger("pyfly_hydra").error("%s%s", message, details)
+    raise SystemExit(1)
+
+
 def build() -> Any:
     """The factory workers call: the user's app with the wrappers the runner asked for."""
     from pyfly_hydra.access_log import AccessLog, WSGIAccessLog
@@ -113,7 +126,10 @@ def build() -> Any:
 
     spec = WorkerApp(**json.loads(os.environ[SPEC_ENV]))
     with kept_logging() if spec.keep_logging else nullcontext():
-        app = import_object(spec.app)
+        try:
+            app = import_object(spec.app)
+        except ConfigError as error:  # the app's own error (a syntax error met by a reload): shown once
+            _app_failed(error)
         if spec.factory:
             app = app()
     if spec.interface == "wsgi":

@@ -102,12 +102,20 @@ def test_user_loop_on_a_server_that_cannot_run_it(user_conf: Path) -> None:
     assert "loop=myloop: granian cannot run this loop; it runs uvloop, asyncio, winloop" in result.stderr
 
 
+@pytest.mark.parametrize(("server", "http"), [("granian", "1"), ("uvicorn", "1"), ("hypercorn", "auto")])
+def test_the_startup_line_says_the_http_the_server_speaks(start_server, server: str, http: str) -> None:
+    """server.http=auto in cleartext: granian and uvicorn speak HTTP/1.1 only, hypercorn both (it said auto)."""
+    running = start_server(f"server={server}")
+    assert f", http {http}, tls off)" in running.log(), running.log()
+    assert json.loads((running.run_dir / "server_info.json").read_text())["http"] == http
+
+
 def test_startup_line_and_run_record(start_server) -> None:
     running = start_server("server=uvicorn", "loop=asyncio")
     lines = [line for line in running.log().splitlines() if "serving " in line]
     assert len(lines) == 1
     line = lines[0]
-    for part in ("pyfly_hydra.demo:app", "uvicorn", "loop asyncio", "workers 1", "http auto", running.url):
+    for part in ("pyfly_hydra.demo:app", "uvicorn", "loop asyncio", "workers 1", "http 1", running.url):
         assert part in line, line
     record = json.loads((running.run_dir / "server_info.json").read_text())
     assert record["server"] == "uvicorn"

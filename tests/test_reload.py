@@ -110,8 +110,13 @@ def test_env_dev_reloads_once_per_edit_and_waits_out_a_syntax_error(start_server
         time.sleep(0.2)
     time.sleep(1)
     for server, server_running in running.items():
-        assert "SyntaxError" in server_running.log(), server
-        assert server_running.process.poll() is None, server_running.log()
+        log = server_running.log()
+        assert "SyntaxError" in log, server
+        assert server_running.process.poll() is None, log
+        # One error line and the user's own frames: not the chain through importlib and the server twice.
+        failures = log.count("app=main:app: importing 'main' failed at main.py")
+        assert failures >= 1 and log.count("Traceback (most recent call last)") <= failures, log
+        assert "HYDRA_FULL_ERROR" not in log and "The above exception" not in log and "importlib" not in log, log
     for project in projects.values():
         (project / "main.py").write_text(APP_TEMPLATE.format(body="fixed"))
     for server_running in running.values():

@@ -160,6 +160,10 @@ class ServerAdapter:
             rss_check_interval=p.worker_rss_check_interval,
         )
 
+    def served_http(self) -> str:
+        """The HTTP version the server speaks for ``server.http`` (what the startup line and records say)."""
+        return self.properties.http
+
     def connection_request_cap(self) -> tuple[str, int] | None:
         """The native option and number of requests after which the server closes a connection itself
         (None: it never does). A load client that does not reconnect loses that connection for good."""

@@ -231,6 +231,10 @@ class GranianServer(ServerAdapter):
             return ConfigError(f"server.{owner}", value, f"{reason} (granian)")
         return ConfigError("server.options.granian", dict(options), f"{reason} (granian's {name})")
 
+    def served_http(self) -> str:
+        """Cleartext ``auto`` is HTTP/1.1 on granian (CLEARTEXT_AUTO_NOTE)."""
+        return served_http(self.properties.http, tls=self.properties.ssl_certfile is not None)
+
     def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
         """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
         p = self.properties

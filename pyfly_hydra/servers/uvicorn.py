@@ -194,6 +194,10 @@ class UvicornServer(ServerAdapter):
                 f" before {WSPROTO_SETTINGS_SINCE}; upgrade uvicorn, or pip install websockets",
             )
 
+    def served_http(self) -> str:
+        """uvicorn speaks HTTP/1.1 only (``server.http=2`` is refused)."""
+        return "1"
+
     @staticmethod
     def _runs_loop_factories(version: str) -> bool:
         return Version(version) >= LOOP_FACTORIES_SINCE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,13 +17,12 @@ FORWARDED = {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https"}
 
 
 def listening_addresses(pid: int, port: int) -> set[str]:
-    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    return {
-        conn.laddr.ip
-        for process in processes
-        for conn in process.net_connections(kind="tcp")
-        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port
-    }
+    addresses = set()
+    for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a short-lived child that has gone meanwhile
+            listening = process.net_connections(kind="tcp")
+            addresses |= {c.laddr.ip for c in listening if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    return addresses
 
 
 @pytest.mark.parametrize("server", SERVERS)

@@ -50,12 +50,16 @@ def parse_cpus(key: str, value: str | None) -> frozenset[int] | None:
 
 
 def worker_pids(root_pid: int) -> list[int]:
-    """The processes under ``root_pid`` that can serve: every descendant but multiprocessing's resource tracker."""
-    return [
-        child.pid
-        for child in psutil.Process(root_pid).children(recursive=True)
-        if "resource_tracker" not in " ".join(child.cmdline())
-    ]
+    """The processes under ``root_pid`` that can serve: every live descendant but multiprocessing's resource
+    tracker (one that exits, or has exited unreaped, while it is looked at is not one)."""
+    pids = []
+    for child in psutil.Process(root_pid).children(recursive=True):
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                pids.append(child.pid)
+        except psutil.Error:  # gone, or a zombie
+            continue
+    return pids
 
 
 @contextmanager

@@ -35,12 +35,13 @@ from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.wrk import WrkClient
 from pyfly_hydra.bench.probe import http1_answers
 from pyfly_hydra.bench.process import ServerProcess, free_port, pinned
+from pyfly_hydra.registry import SERVER_NAMES
 from pyfly_hydra.resolvers import pick
 
 APP = "pyfly_hydra.demo:app"
 BIN = Path(sys.executable).parent
 HYDRA_FLOOR = Path(__file__).resolve().with_name("hydra_floor.py")
-SERVERS = ("granian", "uvicorn", "hypercorn")
+SERVERS = SERVER_NAMES  # pyfly_hydra.registry
 LOOPS = ("uvloop", "asyncio")
 # The performance goals: runner/raw throughput, runner/raw p99, pyfly-hydra's own share of start-up
 # (runner - raw - Hydra's floor, per round), default over uvicorn's own defaults.

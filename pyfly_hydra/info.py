@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import platform as platform_module
 import sys
 import textwrap
@@ -10,14 +11,18 @@ from dataclasses import fields
 from pyfly_hydra import __version__
 from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.machine import installed_version
+from pyfly_hydra.registry import SERVERS
 from pyfly_hydra.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, is_installed
 from pyfly_hydra.servers.base import PROPERTY_GROUPS, ServerAdapter, Support
-from pyfly_hydra.servers.granian import GranianServer
-from pyfly_hydra.servers.hypercorn import HypercornServer
-from pyfly_hydra.servers.uvicorn import UvicornServer
 from pyfly_hydra.versions import declared_range, is_declared
 
-SERVER_ADAPTERS: tuple[type[ServerAdapter], ...] = (GranianServer, UvicornServer, HypercornServer)
+
+def _adapter_class(target: str) -> type[ServerAdapter]:
+    module, _, name = target.rpartition(".")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+SERVER_ADAPTERS: tuple[type[ServerAdapter], ...] = tuple(_adapter_class(server.target) for server in SERVERS)
 
 
 def _cascade_lines(candidates: list[Candidate]) -> list[str]:
@@ -60,7 +65,8 @@ def support_matrix() -> list[str]:
         key = f"websocket.{field.name}"
         rows.append([f"server.{key}", *(_cell(a.key_support(), key) for a in SERVER_ADAPTERS)])
     for field in fields(GranianProperties):
-        rows.append([f"server.granian.{field.name}", field.name, *("- (refused)" for _ in SERVER_ADAPTERS[1:])])
+        key = f"server.granian.{field.name}"  # granian's own group: the other servers refuse it
+        rows.append([key, *(field.name if a.name == "granian" else "- (refused)" for a in SERVER_ADAPTERS)])
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
     lines = [
         "  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows

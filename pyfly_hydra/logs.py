@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from pyfly_hydra.access_log import ACCESS_FIELDS
+from pyfly_hydra.registry import SERVERS
 
 # The loggers the servers write to; each propagates to the root handlers of the job's logging.
-SERVER_LOGGERS = ("_granian", "uvicorn", "uvicorn.error", "uvicorn.asgi", "hypercorn.error")
+SERVER_LOGGERS = tuple(logger for server in SERVERS for logger in server.loggers)
 # Every logger whose lines are the run's own: the root (whose handlers are the job's), ours, the servers'.
 TRACEBACK = "\nTraceback (most recent call last):"
 KEPT_LOGGERS = ("", "pyfly_hydra", "pyfly_hydra.access", *SERVER_LOGGERS)

@@ -14,40 +14,19 @@ from dataclasses import dataclass
 from omegaconf import OmegaConf
 
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.registry import LOOP_CASCADES, LOOPS, SERVER_NAMES, SERVERS
 
-SERVER_TARGETS: dict[str, str] = {
-    "granian": "pyfly_hydra.servers.granian.GranianServer",
-    "uvicorn": "pyfly_hydra.servers.uvicorn.UvicornServer",
-    "hypercorn": "pyfly_hydra.servers.hypercorn.HypercornServer",
-}
-LOOP_TARGETS: dict[str, str] = {
-    "uvloop": "pyfly_hydra.loops.uvloop.UvloopLoop",
-    "winloop": "pyfly_hydra.loops.winloop.WinloopLoop",
-    "asyncio": "pyfly_hydra.loops.asyncio.AsyncioLoop",
-}
+SERVER_TARGETS: dict[str, str] = {server.name: server.target for server in SERVERS}
+LOOP_TARGETS: dict[str, str] = {loop.name: loop.target for loop in LOOPS}
 # What must be importable for each choice (None: part of the standard library).
 MODULES: dict[str, str | None] = {
-    "granian": "granian",
-    "uvicorn": "uvicorn",
-    "hypercorn": "hypercorn",
-    "uvloop": "uvloop",
-    "winloop": "winloop",
-    "asyncio": None,
+    **{server.name: server.module for server in SERVERS},
+    **{loop.name: loop.module for loop in LOOPS},
 }
-SERVER_PRIORITY: tuple[str, ...] = ("granian", "uvicorn", "hypercorn")
-LOOP_PRIORITY: dict[str, tuple[str, ...]] = {
-    "win32": ("winloop", "asyncio"),
-    "posix": ("uvloop", "asyncio"),
-}
+SERVER_PRIORITY: tuple[str, ...] = SERVER_NAMES
+LOOP_PRIORITY: dict[str, tuple[str, ...]] = LOOP_CASCADES
 # Why one choice beats the next, for `mode=info`.
-REASONS: dict[str, str] = {
-    "granian": "Rust/tokio HTTP stack, the fastest of the three",
-    "uvicorn": "the ecosystem standard, fast with uvloop and httptools",
-    "hypercorn": "pure Python, HTTP/2 everywhere, the slowest",
-    "uvloop": "libuv loop, 2-4x the standard loop",
-    "winloop": "libuv loop for Windows",
-    "asyncio": "the standard library loop, always available",
-}
+REASONS: dict[str, str] = {**{s.name: s.reason for s in SERVERS}, **{loop.name: loop.reason for loop in LOOPS}}
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ import pytest
 import trustme
 
 from pyfly_hydra.bench.process import free_port
+from pyfly_hydra.registry import SERVER_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
-SERVERS = ("granian", "uvicorn", "hypercorn")
+SERVERS = SERVER_NAMES  # every built-in server (pyfly_hydra.registry)
 STARTUP_TIMEOUT = 30.0
 OTHER_USER = "pyfly-other"  # a second, real Unix user for tests of what another user can do to a run
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from pyfly_hydra.cpus import usable_cpus
-from tests.conftest import child_env, run_cli
+from pyfly_hydra.registry import SERVER_NAMES
+from tests.conftest import ROOT, child_env, run_cli
 
 
 def job_config(*overrides: str, cwd: Path | None = None) -> dict:
@@ -160,3 +161,10 @@ def test_app_factory(start_server, server: str) -> None:
     running = start_server(f"server={server}", "app=lifespan_app:create_app", "app_factory=true")
     assert httpx.get(running.url + "/json").json() == {"message": "Hello, world!"}
     assert running.stop() == 0
+
+
+def test_the_sweep_presets_list_every_built_in_server_in_the_registry() -> None:
+    """The presets' YAML cannot import the registry, so it is checked against it: a new server joins them."""
+    for preset in ("servers", "tune"):
+        text = (ROOT / "conf" / "sweep" / f"{preset}.yaml").read_text()
+        assert f"server: {','.join(SERVER_NAMES)}" in text, preset

@@ -34,6 +34,7 @@ from pyfly_hydra.bench.uncertainty import (
     varied_bench_keys,
 )
 from pyfly_hydra.config import ServerProperties
+from pyfly_hydra.registry import SERVERS
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -43,7 +44,7 @@ CSV_COLUMNS = (
     "p50_ms", "p90_ms", "p99_ms", "max_ms", "server_cpu_percent", "server_peak_rss_mib", "client_cpu_cores",
     "client_saturated",
 )  # fmt: skip
-SERVER_COLOURS = {"granian": "#2a9d8f", "uvicorn": "#e9c46a", "hypercorn": "#e76f51"}  # summary.png and .html
+SERVER_COLOURS = {server.name: server.colour for server in SERVERS}  # summary.png and .html
 OTHER_COLOUR = "#8d99ae"
 NOT_ENV_KEYS = ("host", "port")  # a benchmark always serves on 127.0.0.1 and a free port
 # A config group option as Hydra names it (``granian``, ``my/server``): no line break, no ``..`` out of the group.

@@ -17,12 +17,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.registry import SERVER_NAMES
 from pyfly_hydra.resolvers import pick
 
 if TYPE_CHECKING:
     from optuna.trial import Trial
 
-SERVERS = ("granian", "uvicorn", "hypercorn")
+SERVERS = SERVER_NAMES
 ROUND_KEY = "bench.round"  # a configuration measured again, not a dimension (see pyfly_hydra.bench.rounds)
 
 

@@ -9,7 +9,6 @@ killer) would keep the listening socket and serve old code with nothing to stop 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import random
 import signal
@@ -84,13 +83,13 @@ def idle_hold(control: WorkerControl | None, keep_alive: float) -> float:
 def die_with_parent(parent_pid: int) -> None:
     """SIGKILL this process when ``parent_pid`` ends: the kernel's parent-death signal on Linux, a watcher
     thread elsewhere. A parent that is already gone ends this process at once."""
-    libc_name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-    if libc_name is not None:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent_pid:  # it died before the signal was armed
-                os._exit(1)
-            return
+    # The process's own symbols (libc is loaded): ctypes.util.find_library("c") runs `ldconfig -p` in a
+    # child process, in every worker, which then showed up as one more process under the server.
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform.startswith("linux") else None
+    if prctl is not None and prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        if os.getppid() != parent_pid:  # it died before the signal was armed
+            os._exit(1)
+        return
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="pyfly-hydra-parent", daemon=True).start()
 
 

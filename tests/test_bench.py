@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -15,14 +14,13 @@ import pytest
 import yaml
 
 from pyfly_hydra.bench.progress import Progress
-from tests.conftest import hidden_modules_env, run_cli
+from tests.conftest import hidden_modules_env, needs_h2load, run_cli
 
 SHORT = ["bench.duration=1", "bench.warmup=1", "bench.connections=8"]
 RECORD_KEYS = {
     "server", "loop", "workers", "http", "client", "duration", "requests", "errors", "rps", "p50_ms", "p90_ms",
     "p99_ms", "server_cpu_percent", "server_peak_rss_mib", "client_saturated", "status",
 }  # fmt: skip
-needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (nghttp2-client)")
 
 
 def bench(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:

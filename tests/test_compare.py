@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, child_env
-
-needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+from tests.conftest import ROOT, child_env, needs_wrk
 
 
 def run_compare(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:

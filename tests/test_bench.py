@@ -49,6 +49,22 @@ def test_bench_end_to_end(tmp_path: Path, client: str) -> None:
     assert "127.0.0.1" in served
 
 
+def test_bench_keeps_the_access_log_off_under_env_dev(tmp_path: Path) -> None:
+    """env=dev turns the access log on; mode=bench turns it off again (conf/mode/bench.yaml): a line per
+    request would measure the logger. Shown by the served child: its config and its log."""
+    quick = ["bench.duration=1", "bench.warmup=0", "bench.client=builtin", "bench.connections=4"]
+    result = run_cli("mode=bench", "env=dev", "server=uvicorn", *quick, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((tmp_path / "run" / "bench.json").read_text())
+    assert record["status"] == "ok" and record["requests"] > 0, record
+    served = yaml.safe_load((tmp_path / "run" / "serve" / "serve.yaml").read_text())
+    assert served["server"]["access_log"] is False, served["server"]
+    assert served["server"]["log_level"] == "debug"  # env=dev did apply: only the access log is kept off
+    log = (tmp_path / "run" / "server.log").read_text()
+    assert "serving pyfly_hydra.demo:app (asgi) on uvicorn" in log
+    assert "pyfly_hydra.access" not in log and '"GET / HTTP/1.1" 200' not in log, log[-2000:]
+
+
 def test_bench_pins_the_server(tmp_path: Path) -> None:
     first = min(os.sched_getaffinity(0))
     code, record, output = bench(tmp_path, "server=granian", "server.workers=2", f"bench.server_cpus={first}")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -28,6 +28,40 @@ APPS_DIR = Path(__file__).resolve().parent / "apps"
 SERVERS = SERVER_NAMES  # every built-in server (pyfly_hydra.registry)
 STARTUP_TIMEOUT = 30.0
 OTHER_USER = "pyfly-other"  # a second, real Unix user for tests of what another user can do to a run
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run (``CI=true``, as GitHub Actions and most CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def missing(reason: str) -> NoReturn:
+    """A tool, package or privilege the test needs is not here: a skip on a workstation, a failure under
+    ``CI=true``, so that CI never goes green on tests it did not run. Every such skip goes through here."""
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}: CI must run this test, not skip it", pytrace=False)
+    pytest.skip(reason)
+
+
+def needs(absent: bool, reason: str) -> pytest.MarkDecorator:
+    """``skipif`` for a missing tool, through ``missing`` (see ``pytest_runtest_setup``): ``absent`` is
+    whether what the test needs is missing here."""
+    return pytest.mark.needs(reason) if absent else pytest.mark.needs()
+
+
+needs_wrk = needs(shutil.which("wrk") is None, "wrk is not installed (.ci/run installs it)")
+needs_h2load = needs(shutil.which("h2load") is None, "h2load is not installed (nghttp2-client; .ci/run installs it)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(reason): a tool the test needs is missing (see tests/conftest.py)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked by ``needs`` with a reason lacks what it needs: skipped, or failed under CI."""
+    for mark in item.iter_markers("needs"):
+        if mark.args:
+            missing(mark.args[0])
 
 
 def run_cli(
@@ -209,9 +243,9 @@ def launch_server(
 def other_user() -> pwd.struct_passwd:
     """``OTHER_USER``, created once (useradd, with its own group) when missing; skipped unless root."""
     if os.geteuid() != 0:
-        pytest.skip("needs root: a second user is created (useradd) and given files (chown)")
+        missing("needs root: a second user is created (useradd) and given files (chown)")
     if shutil.which("useradd") is None:
-        pytest.skip("no useradd(8) to create a second user")
+        missing("no useradd(8) to create a second user")
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -15,14 +14,13 @@ import pytest
 import yaml
 
 from pyfly_hydra.bench.progress import Progress
-from tests.conftest import hidden_modules_env, run_cli
+from tests.conftest import child_env, hidden_modules_env, needs_h2load, run_cli
 
 SHORT = ["bench.duration=1", "bench.warmup=1", "bench.connections=8"]
 RECORD_KEYS = {
     "server", "loop", "workers", "http", "client", "duration", "requests", "errors", "rps", "p50_ms", "p90_ms",
     "p99_ms", "server_cpu_percent", "server_peak_rss_mib", "client_saturated", "status",
 }  # fmt: skip
-needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (nghttp2-client)")
 
 
 def bench(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
@@ -49,6 +47,22 @@ def test_bench_end_to_end(tmp_path: Path, client: str) -> None:
     served = (tmp_path / "run" / "server.log").read_text()
     assert "serving pyfly_hydra.demo:app (asgi) on uvicorn" in served  # started exactly as mode=serve does
     assert "127.0.0.1" in served
+
+
+def test_bench_keeps_the_access_log_off_under_env_dev(tmp_path: Path) -> None:
+    """env=dev turns the access log on; mode=bench turns it off again (conf/mode/bench.yaml): a line per
+    request would measure the logger. Shown by the served child: its config and its log."""
+    quick = ["bench.duration=1", "bench.warmup=0", "bench.client=builtin", "bench.connections=4"]
+    result = run_cli("mode=bench", "env=dev", "server=uvicorn", *quick, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((tmp_path / "run" / "bench.json").read_text())
+    assert record["status"] == "ok" and record["requests"] > 0, record
+    served = yaml.safe_load((tmp_path / "run" / "serve" / "serve.yaml").read_text())
+    assert served["server"]["access_log"] is False, served["server"]
+    assert served["server"]["log_level"] == "debug"  # env=dev did apply: only the access log is kept off
+    log = (tmp_path / "run" / "server.log").read_text()
+    assert "serving pyfly_hydra.demo:app (asgi) on uvicorn" in log
+    assert "pyfly_hydra.access" not in log and '"GET / HTTP/1.1" 200' not in log, log[-2000:]
 
 
 def test_bench_pins_the_server(tmp_path: Path) -> None:
@@ -129,33 +143,38 @@ def test_two_job_sweep_summary_and_best_yaml(tmp_path: Path) -> None:
 
 
 def test_three_interleaved_rounds_show_n_spread_and_a_verdict(tmp_path: Path) -> None:
+    """The demo against itself 5 ms slower per request: the verdict is decided, worse, not a tie."""
     sweep_dir, output = sweep(
         tmp_path,
         "server=granian",
-        "loop=uvloop,asyncio",
+        "loop=uvloop",
+        "app=pyfly_hydra.demo:app,delayed_app:app",
         "bench.rounds=3",
         "bench.client=builtin",
-        "app=pyfly_hydra.demo:app",
+        env=child_env(),  # the tests' apps importable
     )
     jobs = sorted((json.loads(path.read_text()) for path in sweep_dir.glob("*/bench.json")), key=lambda r: r["job"])
-    # Interleaved: round 1 of both loops, then round 2 of both, then round 3.
-    assert [(r["round"], r["loop"]) for r in jobs] == [(n, loop) for n in (1, 2, 3) for loop in ("uvloop", "asyncio")]
+    # Interleaved: round 1 of both apps, then round 2 of both, then round 3.
+    apps = ("pyfly_hydra.demo:app", "delayed_app:app")
+    assert [(r["round"], r["app"]) for r in jobs] == [(n, app) for n in (1, 2, 3) for app in apps]
     rows = summary_rows(sweep_dir)
-    assert len(rows) == 6 and {row["verdict"] for row in rows} <= {"best", "winner", "tie", "worse"}, rows
+    assert len(rows) == 6 and {row["verdict"] for row in rows} == {"best", "worse"}, rows
     summary = (sweep_dir / "summary.md").read_text()
     table = [line for line in summary.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert len(table) == 2, summary
     cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
+    assert [row[1] for row in cells] == ["**best**", "worse"], summary
+    assert "app=pyfly_hydra.demo:app`" in cells[0][5] and "app=delayed_app:app`" in cells[1][5], summary
     assert [row[6] for row in cells] == ["3", "3"], summary  # n
     assert all(re.fullmatch(r"[\d,]+-[\d,]+", row[8]) for row in cells), summary  # spread
-    # The ratio with its interval; the best median's own row says 1.00x (a tie broken the other way ranks it 2nd).
-    assert re.fullmatch(r"[01]\.\d\dx \(\d\.\d\d-\d\.\d\d\)|1\.00x( \(.*\))?", cells[1][9]), summary
-    assert cells[1][1] in ("tie", "worse"), summary
-    assert "`server=granian loop=asyncio app=pyfly_hydra.demo:app`" in summary  # as typed, not Hydra's escape
+    assert cells[0][9] == "1.00x", summary  # the best's own ratio
+    ratio = re.fullmatch(r"(0\.\d\d)x \((\d\.\d\d)-(\d\.\d\d)\)", cells[1][9])  # the ratio with its interval
+    assert ratio and float(ratio[1]) < 0.5 and float(ratio[3]) < 1.0, summary
+    assert "Winner: `server=granian loop=uvloop app=pyfly_hydra.demo:app`" in summary  # as typed, not escaped
     assert "workload **plaintext**" in summary
     best = (sweep_dir / "best.yaml").read_text()
     assert "n=3 round(s)" in best
-    assert ("Tied with" in best) == (cells[1][1] == "tie"), best
+    assert "Tied with" not in best, best
     assert "summary written" in output
 
 

@@ -22,10 +22,9 @@ from pyfly_hydra.bench.clients.wrk import WrkClient, parse_wrk
 from pyfly_hydra.bench.process import pinned
 from pyfly_hydra.bench.workload import RequestKind, Workload
 from pyfly_hydra.errors import ConfigError
+from tests.conftest import needs_h2load, needs_wrk
 
 DATA = Path(__file__).resolve().parent / "data"
-needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
-needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (nghttp2-client)")
 
 
 def test_wrk_report_with_units_in_ms() -> None:

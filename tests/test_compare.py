@@ -1,18 +1,103 @@
-"""benchmarks/compare.py end to end (short): real servers both ways, a report a person can act on."""
+"""benchmarks/compare.py end to end (short): real servers both ways, a report a person can act on; its
+verdict on the goals on figures given (met, not met), and checked against the figures of the real run."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import re
-import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from tests.conftest import ROOT, child_env
+from tests.conftest import ROOT, child_env, needs_wrk
 
-needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+
+def load_compare() -> ModuleType:
+    """benchmarks/compare.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("compare", module)  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(sys.modules["compare"])
+    return sys.modules["compare"]
+
+
+def assert_goals_follow_from_the_figures(report: str) -> None:
+    """The Goals line says NOT met for exactly the printed figures past their goal. A figure printed on the
+    goal itself is rounded either way and decides nothing."""
+    compare = load_compare()
+    beyond: dict[str, bool] = {}  # the start of a failure line: whether the figure is past its goal
+
+    def judge(prefix: str, printed: str, goal: float, worse: Callable[[float, float], bool], places: int) -> None:
+        if float(printed) != round(goal, places):
+            beyond[prefix] = worse(float(printed), goal)
+
+    throughput_row = (
+        r"^\| (\w+) \| (\w+) \| [\d,]+ \| [\d,]+ \| ([\d.]+)x \([^)]*\) \| [\d.]+ \| [\d.]+ \| ([\d.]+)x \|$"
+    )
+    for server, loop, rps_ratio, p99_ratio in re.findall(throughput_row, report, re.M):
+        judge(f"{server}/{loop} throughput", rps_ratio, compare.MIN_RPS_RATIO, float.__lt__, 2)
+        judge(f"{server}/{loop} p99", p99_ratio, compare.MAX_P99_RATIO, float.__gt__, 2)
+    start_row = r"^\| (\w+) \| (\w+) \| \d+; \d+ \| \d+; \d+ \| [+-]\d+ \| \d+ \| ([+-]\d+) \|$"
+    for server, loop, share in re.findall(start_row, report, re.M):
+        judge(f"{server}/{loop} pyfly-hydra's share of start-up", share, compare.MAX_OWN_START_MS, float.__gt__, 0)
+    default = re.search(r"^Default `python -m pyfly_hydra` .*: ([\d.]+)x\.$", report, re.M)
+    assert default, report
+    judge("default", default.group(1), compare.MIN_DEFAULT_RATIO, float.__lt__, 2)
+    assert len(beyond) >= 2, report  # the rows were read
+    goals = re.search(r"^Goals: (all met|NOT met: (.+))\.$", report, re.M)
+    assert goals, report
+    failures = goals.group(2).split("; ") if goals.group(2) else []
+    for prefix, past in beyond.items():
+        named = [failure for failure in failures if failure.startswith(prefix + " ")]
+        assert bool(named) == past, (prefix, past, goals.group(0))
+
+
+def synthetic_report(capsys: pytest.CaptureFixture[str], *, rps: float, p99_ms: float, start_ms: float) -> str:
+    """compare.py's report on figures given here: the runner's rps, p99 and start-up against a raw server's
+    10,000 rps, 1 ms and 250 ms (Hydra's floor 60 ms), and its default at ``rps`` against uvicorn's 10,000."""
+    compare = load_compare()
+
+    def run(rps: float, p99_ms: float, start_ms: float) -> object:
+        load = compare.LoadResult("wrk", int(rps), 0, 1.0, rps, p99_ms / 2, p99_ms * 0.8, p99_ms, 0.1, 1)
+        return compare.Run(start_ms, load)
+
+    def pair(label: str) -> object:
+        return compare.Pair(label, [(run(rps, p99_ms, start_ms), run(10_000, 1.0, 250))], [60.0])
+
+    pairs = [("uvicorn", loop, pair(f"uvicorn/{loop}")) for loop in ("uvloop", "asyncio")]
+    capsys.readouterr()
+    compare.report(pairs, pair("default"), argparse.Namespace(duration=1, rounds=1), [0, 1])
+    return capsys.readouterr().out
+
+
+def test_goals_met_when_the_runner_matches_the_raw_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """Throughput 1.5x, p99 1.0x, 40 ms over the raw server's start-up (under Hydra's 60 ms floor), default 1.5x."""
+    report = synthetic_report(capsys, rps=15_000, p99_ms=1.0, start_ms=290)
+    assert re.search(r"^Goals: all met\.$", report, re.M), report
+    assert_goals_follow_from_the_figures(report)
+
+
+def test_goals_not_met_names_every_figure_past_its_goal(capsys: pytest.CaptureFixture[str]) -> None:
+    """Throughput 0.5x, p99 3x, start-up 190 ms beyond Hydra's floor, default 0.5x: each named, both loops."""
+    report = synthetic_report(capsys, rps=5_000, p99_ms=3.0, start_ms=500)
+    goals = re.search(r"^Goals: NOT met: (.+)\.$", report, re.M)
+    assert goals, report
+    assert goals.group(1).split("; ") == [
+        "uvicorn/uvloop throughput 0.50x < 0.97x",
+        "uvicorn/uvloop p99 3.00x > 1.1x",
+        "uvicorn/asyncio throughput 0.50x < 0.97x",
+        "uvicorn/asyncio p99 3.00x > 1.1x",
+        "uvicorn/uvloop pyfly-hydra's share of start-up +190 ms > 50 ms",
+        "uvicorn/asyncio pyfly-hydra's share of start-up +190 ms > 50 ms",
+        "default 0.50x < 1.2x uvicorn's defaults",
+    ]
+    assert_goals_follow_from_the_figures(report)
 
 
 def run_compare(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -57,7 +142,7 @@ def test_compare_reports_every_pair_start_up_against_the_floor_and_the_goals() -
     assert floor and int(floor.group(1)) > 0 and int(floor.group(2)) == 4, report
     assert "`auto` resolves to granian/uvloop here; whether it is the fastest needs every server measured." in report
     assert re.search(r"^Default `python -m pyfly_hydra` .*: [\d.]+x\.$", report, re.M), report
-    assert re.search(r"^Goals: (all met\.|NOT met: .+\.)$", report, re.M), report
+    assert_goals_follow_from_the_figures(report)
 
 
 def test_the_readme_throughput_table_is_the_pool_of_the_committed_rounds() -> None:
@@ -71,3 +156,13 @@ def test_the_readme_throughput_table_is_the_pool_of_the_committed_rounds() -> No
     }
     for server, loop, count, median, middle_half, slower in pooled:
         assert f"| {server} | {loop} | {count} | {median} | {middle_half} | {slower} |" in readme
+
+
+def test_a_verdict_that_does_not_follow_from_the_figures_is_caught(capsys: pytest.CaptureFixture[str]) -> None:
+    """The check the end-to-end run relies on fails on a wrong Goals line, either way."""
+    not_met = synthetic_report(capsys, rps=5_000, p99_ms=3.0, start_ms=500)
+    met = synthetic_report(capsys, rps=15_000, p99_ms=1.0, start_ms=290)
+    for report, wrong in ((not_met, "Goals: all met."), (met, "Goals: NOT met: uvicorn/uvloop p99 1.00x > 1.1x.")):
+        doctored = re.sub(r"^Goals: .*$", wrong, report, flags=re.M)
+        with pytest.raises(AssertionError):
+            assert_goals_follow_from_the_figures(doctored)

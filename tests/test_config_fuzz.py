@@ -28,7 +28,7 @@ from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketPro
 from pyfly_hydra.messages import describe
 from pyfly_hydra.properties import HTTP_VERSIONS, LOG_LEVELS
 from pyfly_hydra.serve import make_plan
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 SEED = 20261124
 HOSTILE = [
@@ -104,25 +104,49 @@ def _dirs(value: Any) -> bool:
     return isinstance(value, ListConfig) and all(os.path.isdir(str(item)) for item in value)
 
 
+# The integer keys' bounds on granian (the fuzzed server), written out here rather than read from
+# pyfly_hydra.properties, so that a bound moved there is a failure here.
+BOUNDS: dict[str, tuple[int, int]] = {
+    "port": (1, 65535),
+    "workers": (0, 1024),
+    "backlog": (1, 65535),
+    "graceful_timeout": (0, 86400),
+    "keep_alive_timeout": (1, 3600),
+    "max_concurrent_connections": (1, 2**31 - 1),
+    "worker_max_lifetime": (60, 86400),  # granian's shortest lifetime is 60 s
+    "worker_max_rss_mib": (1, 2**20),
+    "worker_rss_check_interval": (1, 86400),
+    "max_header_bytes": (8192, 16 * 1024 * 1024),
+    "max_body_bytes": (1, 2**40),
+    "body_timeout": (1, 86400),
+    "granian.runtime_threads": (1, 256),
+    "granian.backpressure": (1, 2**31 - 1),
+}
+
+
+def _bounded(key: str, *, optional: bool = False) -> Callable[[Any], bool]:
+    return _is_int(*BOUNDS[key], optional=optional)
+
+
 # The independent oracle: what each key may hold for a server to start with it.
 VALID: dict[str, Callable[[Any], bool]] = {
     "host": _host,
-    "port": _is_int(1, 65535),
-    "workers": _is_int(0, 1024),
-    "backlog": _is_int(1, 65535),
-    "graceful_timeout": _is_int(0, 86400),
+    "port": _bounded("port"),
+    "workers": _bounded("workers"),
+    "backlog": _bounded("backlog"),
+    "graceful_timeout": _bounded("graceful_timeout"),
     "http": lambda v: v in HTTP_VERSIONS,
     "ssl_certfile": _file,
     "ssl_keyfile": _file,
-    "keep_alive_timeout": _is_int(1, 3600),
-    "max_concurrent_connections": _is_int(1, 2**31 - 1, optional=True),
+    "keep_alive_timeout": _bounded("keep_alive_timeout"),
+    "max_concurrent_connections": _bounded("max_concurrent_connections", optional=True),
     "max_requests_per_worker": lambda v: v is None,  # granian refuses the key
-    "worker_max_lifetime": _is_int(60, 86400, optional=True),  # granian's shortest lifetime is 60 s
-    "worker_max_rss_mib": _is_int(1, 2**20, optional=True),
-    "worker_rss_check_interval": _is_int(1, 86400),
-    "max_header_bytes": _is_int(8192, 16 * 1024 * 1024, optional=True),
-    "max_body_bytes": _is_int(1, 2**40, optional=True),
-    "body_timeout": _is_int(1, 86400, optional=True),
+    "worker_max_lifetime": _bounded("worker_max_lifetime", optional=True),
+    "worker_max_rss_mib": _bounded("worker_max_rss_mib", optional=True),
+    "worker_rss_check_interval": _bounded("worker_rss_check_interval"),
+    "max_header_bytes": _bounded("max_header_bytes", optional=True),
+    "max_body_bytes": _bounded("max_body_bytes", optional=True),
+    "body_timeout": _bounded("body_timeout", optional=True),
     "lifespan": lambda v: v in ("auto", "on", "off"),
     "uds": lambda v: v is None or _socket_path(v),
     "uds_permissions": lambda v: v is None,  # needs server.uds
@@ -140,9 +164,9 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "websocket.ping_interval": lambda v: v is None,  # granian, the fuzzed server, has no websocket settings
     "websocket.ping_timeout": lambda v: v is None,
     "websocket.max_size": lambda v: v is None,
-    "granian.runtime_threads": _is_int(1, 256),
+    "granian.runtime_threads": _bounded("granian.runtime_threads"),
     "granian.runtime_mode": lambda v: v in ("auto", "st", "mt"),
-    "granian.backpressure": _is_int(1, 2**31 - 1, optional=True),
+    "granian.backpressure": _bounded("granian.backpressure", optional=True),
     "granian.respawn_failed_workers": _bool,
 }
 KEYS = (
@@ -190,6 +214,27 @@ def test_hostile_values_in_process(base_config: DictConfig, key: str) -> None:
             assert f"server.{key}" in message or override.split("=")[0] in message, (override, message)
             continue
         assert VALID[key](composed), f"{override} was accepted as {composed!r}, which no server should start with"
+
+
+@pytest.mark.parametrize("key", BOUNDS)
+def test_each_bound_is_accepted_and_one_past_it_refused(base_config: DictConfig, key: str) -> None:
+    """Both ends of each range: the bound itself starts, one past it is a one-line error naming the key."""
+    low, high = BOUNDS[key]
+    for value in (low, high):
+        assert checked_value(base_config, f"server.{key}={value}") == value
+    for value in (low - 1, high + 1):
+        with pytest.raises(Exception) as refused:
+            checked_value(base_config, f"server.{key}={value}")
+        message, code = describe(refused.value)
+        assert code == 2 and f"server.{key}" in message and "\n" not in message, (value, message)
+
+
+@pytest.mark.parametrize(("key", "value"), [("workers", 1025), ("keep_alive_timeout", 3601), ("port", 65536)])
+def test_one_past_a_bound_is_refused_on_the_command_line(key: str, value: int) -> None:
+    """An app that cannot be imported: were the value let through, the run fails at once on the app (a
+    different line), rather than starting 1025 workers."""
+    result = run_cli("server=granian", f"server.{key}={value}", "app=no_such_module:app", timeout=30)
+    assert_one_line_error(result, f"server.{key}={value}", "must be")
 
 
 def rejected(base: DictConfig, override: str) -> bool:

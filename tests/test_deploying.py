@@ -25,7 +25,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request, TextMessage
 
 from pyfly_hydra.servers.uvicorn import WSPROTO_SETTINGS_SINCE
-from tests.conftest import ROOT, SERVERS, assert_one_line_error, child_env, run_cli
+from tests.conftest import ROOT, SERVERS, assert_one_line_error, child_env, missing, run_cli
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -178,7 +178,7 @@ WITHOUT_ROOTS_OVERRIDES = ("setpriv", "--inh-caps=-all", "--bounding-set=-dac_ov
 def test_another_users_live_socket_is_left_alone(tmp_path: Path, other_user: pwd.struct_passwd) -> None:
     """A live socket we may not connect to (EACCES) is not stale: one line, and the socket keeps serving."""
     if shutil.which("setpriv") is None or subprocess.run([*WITHOUT_ROOTS_OVERRIDES, "true"]).returncode != 0:
-        pytest.skip("setpriv(1) cannot drop root's permission overrides here")
+        missing("setpriv(1) cannot drop root's permission overrides here")
     path = tmp_path / "app.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as theirs:
         theirs.bind(str(path))

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SERVERS, child_env
+from tests.conftest import SERVERS, child_env, missing
 
 ASSET = "admin/css/base.css"
 
@@ -39,7 +39,7 @@ def assert_served(url: str, static_root: Path) -> None:
 @pytest.mark.parametrize("server", SERVERS)
 def test_whitenoise_serves_static_files_on_every_server(start_server, static_root: Path, server: str, module: str):
     if importlib.util.find_spec("whitenoise") is None:
-        pytest.skip("whitenoise is not installed (the dev extra has it)")
+        missing("whitenoise is not installed (the dev extra has it)")
     env = child_env(DJANGO_SETTINGS_MODULE="djproject.settings_static", STATIC_ROOT=str(static_root))
     running = start_server(f"server={server}", f"app=djproject.{module}:application", env=env)
     assert_served(running.url, static_root)

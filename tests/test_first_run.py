@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import APPS_DIR, assert_one_line_error, child_env, run_cli
+from tests.conftest import APPS_DIR, assert_one_line_error, child_env, missing, run_cli
 
 
 def test_a_syntax_error_in_the_app_names_its_file_and_line(tmp_path: Path) -> None:
@@ -55,10 +55,10 @@ def test_help_is_pyfly_hydras_own() -> None:
 def _unshare_read_only(*directories: Path) -> tuple[str, ...]:
     """A launcher (root) whose process sees ``directories`` read-only: bind mounts in its own mount namespace."""
     if shutil.which("unshare") is None:
-        pytest.skip("running as root without unshare(1): no way to make a directory read-only")
+        missing("running as root without unshare(1): no way to make a directory read-only")
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip(f"unshare -m is not permitted here: {probe.stderr.decode().strip()}")
+        missing(f"unshare -m is not permitted here: {probe.stderr.decode().strip()}")
     mounts = " && ".join(f"mount --bind {d} {d} && mount -o remount,bind,ro {d} {d}" for d in directories)
     return ("unshare", "-m", "sh", "-c", f'{mounts} && exec "$@"', "sh")
 
@@ -87,7 +87,7 @@ def test_a_read_only_machine_serves_keeping_no_record(start_server, tmp_path: Pa
     """A read-only container without a tmpfs: the working directory, /tmp and /var/tmp all read-only. One
     notice line, the run serves and stops cleanly, nothing written (Hydra's .hydra/ and log file are off)."""
     if os.geteuid() != 0:
-        pytest.skip("needs root: read-only bind mounts over /tmp and /var/tmp in a mount namespace")
+        missing("needs root: read-only bind mounts over /tmp and /var/tmp in a mount namespace")
     project = tmp_path / "image"
     project.mkdir()
     shutil.copy(APPS_DIR / "flask_app.py", project / "main.py")

@@ -22,7 +22,7 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
-from tests.conftest import ROOT, SERVERS, free_port
+from tests.conftest import ROOT, SERVERS, free_port, missing
 from tests.test_deploying import serving_on_unix_socket, websocket_events
 
 RECIPES = ROOT / "docs" / "recipes"
@@ -117,9 +117,9 @@ def test_the_recipe_serves_the_real_client_under_the_prefix(
     start_server: Callable[..., object], shared_directory: Path, proxy: str, server: str, transport: str
 ) -> None:
     if shutil.which(proxy) is None:
-        pytest.skip(f"{proxy} is not installed (.ci/run installs it)")
+        missing(f"{proxy} is not installed (.ci/run installs it)")
     if os.geteuid() != 0:
-        pytest.skip(f"{proxy} runs its workers as {PROXY_USER[proxy]}: needs root")
+        missing(f"{proxy} runs its workers as {PROXY_USER[proxy]}: needs root")
     serve = [f"server={server}", "app=fastapi_app:app", "server.root_path=/api", "server.proxy_headers=true"]
     port = free_port()
     with contextlib.ExitStack() as stack:

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, assert_one_line_error, child_env
+from tests.conftest import ROOT, assert_one_line_error, child_env, needs
 
 RAY = Path(sys.executable).with_name("ray")
 HEAD = "127.0.0.1:6379"  # the cluster's own network namespace: every port is free
@@ -41,13 +41,13 @@ NO_ROUTE_NOTE = re.compile(r"network_util\.cc:\d+: Failed to determine local IP"
 pytestmark = [
     pytest.mark.slow,  # not serial: what it checks (windows apart, records home) does not depend on a quiet machine
     pytest.mark.timeout(150),  # the first test also starts the cluster (~10 s)
-    pytest.mark.skipif(
+    needs(
         find_spec("ray") is None or find_spec("hydra_plugins.hydra_ray_launcher") is None,
-        reason="hydra/launcher=ray_bench needs ray and hydra-ray-launcher: pip install 'pyfly-hydra[ray]'",
+        "hydra/launcher=ray_bench needs ray and hydra-ray-launcher: pip install 'pyfly-hydra[ray]'",
     ),
-    pytest.mark.skipif(
+    needs(
         os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "nsenter", "ip", "mount")),
-        reason="the test cluster needs root with unshare, nsenter, ip and mount (network and mount namespaces)",
+        "the test cluster needs root with unshare, nsenter, ip and mount (network and mount namespaces)",
     ),
 ]
 

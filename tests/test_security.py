@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+import yaml
 
 from tests.conftest import ROOT, SERVERS, assert_one_line_error, run_cli, tls_overrides
 from tests.test_deploying import serving_on_unix_socket
@@ -32,10 +34,29 @@ def test_default_listens_on_loopback_only(start_server, server: str) -> None:
     assert running.stop() == 0
 
 
-def test_only_env_prod_listens_on_every_interface() -> None:
-    sources = [*ROOT.joinpath("conf").rglob("*.yaml"), *ROOT.joinpath("pyfly_hydra").rglob("*.py")]
-    holders = sorted(str(path.relative_to(ROOT)) for path in sources if "0.0.0.0" in path.read_text())
-    assert holders == ["conf/env/prod.yaml"]
+# Every option of every config group we ship (conf/GROUP/NAME.yaml), found on disk so a new one is covered.
+CONFIG_OPTIONS = sorted(
+    f"{path.parent.relative_to(ROOT / 'conf')}={path.stem}" for path in ROOT.joinpath("conf").glob("*/**/*.yaml")
+)
+
+
+@pytest.mark.parametrize("option", CONFIG_OPTIONS)
+def test_only_env_prod_listens_on_every_interface(option: str) -> None:
+    """The host each shipped option composes to: loopback, except env=prod's every interface."""
+    result = run_cli("--cfg", "job", "--resolve", option)
+    assert result.returncode == 0, result.stderr
+    host = yaml.safe_load(result.stdout)["server"]["host"]
+    if option == "env=prod":
+        assert ipaddress.ip_address(host).is_unspecified, host
+    else:
+        assert ipaddress.ip_address(host).is_loopback, (option, host)
+
+
+def test_every_config_group_option_is_composed() -> None:
+    """The option list above is not empty by a wrong glob: every group we document is in it."""
+    groups = {option.split("=")[0] for option in CONFIG_OPTIONS}
+    assert groups >= {"server", "loop", "mode", "env", "log", "sweep", "bench/workload", "hydra/launcher"}, groups
+    assert "env=prod" in CONFIG_OPTIONS
 
 
 def seen_by_app(url: str) -> tuple[str, str]:

@@ -80,9 +80,26 @@ def test_sigterm_completes_in_flight_request(start_server, tmp_path: Path, serve
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_sigint_exits_zero(start_server, server: str) -> None:
-    running = start_server(f"server={server}")
-    assert running.stop(signal.SIGINT) == 0, running.log()
+def test_sigint_drains_like_sigterm(start_server, tmp_path: Path, server: str) -> None:
+    """Ctrl-C (the README's signal table): the request in flight completes, lifespan shutdown runs in
+    every worker, and the runner exits 0 without a KeyboardInterrupt traceback."""
+    lifespan_log = tmp_path / "lifespan.log"
+    running = start_server(
+        f"server={server}",
+        "server.workers=2",
+        "server.graceful_timeout=10",
+        "app=lifespan_app:app",
+        env=child_env(LIFESPAN_LOG=str(lifespan_log)),
+    )
+    _wait_for_startups(lifespan_log, 2)
+    client, result = _request_in_flight(f"{running.url}/sleep?seconds={SLOW_SECONDS}")
+    code = running.stop(signal.SIGINT)
+    client.join(timeout=30)
+    assert result.get("status") == 200, f"{result}\n{running.log()}"
+    assert result["body"]["slept"] == SLOW_SECONDS
+    assert code == 0, running.log()
+    assert len(lifespan_events(lifespan_log, "shutdown")) == 2, lifespan_log.read_text()
+    assert "Traceback" not in running.log() and "KeyboardInterrupt" not in running.log(), running.log()
 
 
 @pytest.mark.parametrize("server", SERVERS)

@@ -24,6 +24,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, RejectConnection, Request
 
 from pyfly_hydra.bench.summary import load_records, write_summary
+from tests.conftest import missing
 
 CHROMIUM = shutil.which("chromium")
 BROWSER_SECONDS = 60  # the whole browser session, start to kill
@@ -233,7 +234,7 @@ def stop_group(process: subprocess.Popen) -> None:
 def browser(tmp_path: Path) -> Iterator[DevTools]:
     """Headless Chromium on about:blank, and a DevTools session on its page."""
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium): summary.html is not checked in a browser")
+        missing("chromium is not installed (apt-get install chromium): summary.html is not checked in a browser")
     profile = tmp_path / "chromium-profile"
     log = (tmp_path / "chromium.log").open("w")
     deadline = time.monotonic() + BROWSER_SECONDS

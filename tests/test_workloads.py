@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVERS, assert_one_line_error, child_env, run_cli
+from tests.conftest import SERVERS, assert_one_line_error, child_env, needs_wrk, run_cli
 
 CHECKOUT = """\
 # A user's workload, in the user's config dir: conf/bench/workload/checkout.yaml
@@ -65,7 +64,7 @@ requests:
 """
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+@needs_wrk
 def test_wrk_sends_a_mix_through_its_lua_script(tmp_path: Path) -> None:
     counts_file, run_dir = tmp_path / "counts.json", tmp_path / "run"
     result = run_cli(
@@ -84,7 +83,7 @@ def test_wrk_sends_a_mix_through_its_lua_script(tmp_path: Path) -> None:
     assert 0.65 < answered["search"] / (answered["search"] + answered["order"]) < 0.85, answered  # weight 3 of 4
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+@needs_wrk
 @pytest.mark.parametrize(("expect", "all_wrong"), [(404, False), (200, True)])
 def test_wrk_checks_the_expected_status(tmp_path: Path, expect: int, all_wrong: bool) -> None:
     miss = f"name: miss\nrequests:\n  - {{name: missing, path: /missing, expect: {expect}}}\n"

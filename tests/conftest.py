@@ -192,10 +192,35 @@ class RunningServer:
         try:
             self.exit_code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            where = process_states(self.process.pid)
             self.process.kill()
             self.exit_code = self.process.wait()
-            pytest.fail(f"server did not exit within {timeout}s after {after}:\n{self.log()}")
+            pytest.fail(f"server did not exit within {timeout}s after {after}:\n{self.log()}\n{where}")
         return self.exit_code
+
+
+def process_states(pid: int) -> str:
+    """Where a process tree that will not stop is: each thread's state, what it waits in, and the signals
+    pending or blocked (from /proc), to tell a lost signal from a stuck drain."""
+    import psutil
+
+    lines = []
+    try:
+        processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return "(the process tree is gone)"
+    for process in processes:
+        for task in sorted(Path(f"/proc/{process.pid}/task").glob("*")):
+            try:
+                entries = (line.split(":\t", 1) for line in (task / "status").read_text().splitlines())
+                status = {entry[0]: entry[1].strip() for entry in entries if len(entry) == 2}
+                wchan = (task / "wchan").read_text()
+            except OSError:
+                continue
+            signals = {key: status.get(key) for key in ("SigPnd", "ShdPnd", "SigBlk")}
+            name, state = status.get("Name"), status.get("State")
+            lines.append(f"  pid {process.pid} tid {task.name} {name}: {state} wchan={wchan} {signals}")
+    return "process states:\n" + "\n".join(lines)
 
 
 def launch_server(

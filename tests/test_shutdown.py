@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -56,18 +57,26 @@ def _request_in_flight(url: str) -> tuple[threading.Thread, dict[str, object]]:
     return client, result
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("server", SERVERS)
-def test_sigterm_completes_in_flight_request(start_server, tmp_path: Path, server: str, workers: int) -> None:
-    lifespan_log = tmp_path / "lifespan.log"
+def _serving_lifespan_app(
+    start_server: Any, lifespan_log: Path, server: str, *, workers: int, graceful_timeout: int
+) -> Any:
+    """The lifespan test app (logging its events to ``lifespan_log``), once every worker has started up."""
     running = start_server(
         f"server={server}",
         f"server.workers={workers}",
-        "server.graceful_timeout=10",
+        f"server.graceful_timeout={graceful_timeout}",
         "app=lifespan_app:app",
         env=child_env(LIFESPAN_LOG=str(lifespan_log)),
     )
     _wait_for_startups(lifespan_log, workers)
+    return running
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("server", SERVERS)
+def test_sigterm_completes_in_flight_request(start_server, tmp_path: Path, server: str, workers: int) -> None:
+    lifespan_log = tmp_path / "lifespan.log"
+    running = _serving_lifespan_app(start_server, lifespan_log, server, workers=workers, graceful_timeout=10)
     client, result = _request_in_flight(f"{running.url}/sleep?seconds={SLOW_SECONDS}")
     started = time.monotonic()
     code = running.stop(signal.SIGTERM)
@@ -84,14 +93,7 @@ def test_sigint_drains_like_sigterm(start_server, tmp_path: Path, server: str) -
     """Ctrl-C (the README's signal table): the request in flight completes, lifespan shutdown runs in
     every worker, and the runner exits 0 without a KeyboardInterrupt traceback."""
     lifespan_log = tmp_path / "lifespan.log"
-    running = start_server(
-        f"server={server}",
-        "server.workers=2",
-        "server.graceful_timeout=10",
-        "app=lifespan_app:app",
-        env=child_env(LIFESPAN_LOG=str(lifespan_log)),
-    )
-    _wait_for_startups(lifespan_log, 2)
+    running = _serving_lifespan_app(start_server, lifespan_log, server, workers=2, graceful_timeout=10)
     client, result = _request_in_flight(f"{running.url}/sleep?seconds={SLOW_SECONDS}")
     code = running.stop(signal.SIGINT)
     client.join(timeout=30)
@@ -298,14 +300,7 @@ def test_lifespan_shutdown_runs_in_every_worker_at_the_graceful_timeout(
     """A request outlives server.graceful_timeout=2: it is cut (500 or a closed connection), and every
     worker still runs the app's lifespan shutdown (granian killed the busy one without it), exit 0."""
     lifespan_log = tmp_path / "lifespan.log"
-    running = start_server(
-        f"server={server}",
-        "server.workers=2",
-        "server.graceful_timeout=2",
-        "app=lifespan_app:app",
-        env=child_env(LIFESPAN_LOG=str(lifespan_log)),
-    )
-    _wait_for_startups(lifespan_log, 2)
+    running = _serving_lifespan_app(start_server, lifespan_log, server, workers=2, graceful_timeout=2)
     client, outcome = _request_in_flight(f"{running.url}/sleep?seconds=15")
     stopped = time.monotonic()
     assert running.stop(signal.SIGTERM) == 0, running.log()

@@ -58,6 +58,11 @@ def dry_run(server: Any) -> Any:
     return server
 
 
+def _app_dir(app: AppTarget) -> Path:
+    """Where the app imports from: granian puts it first on sys.path in every worker."""
+    return app.directory or Path(os.getcwd())
+
+
 def served_http(http: str, *, tls: bool) -> str:
     """granian's ``http`` mode for ``server.http``: ``auto`` in cleartext is HTTP/1.1 (see CLEARTEXT_AUTO_NOTE)."""
     return "1" if http == "auto" and not tls else http
@@ -244,8 +249,7 @@ class GranianServer(ServerAdapter):
         # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
         from granian._internal import load_target
 
-        app_dir = app.directory or Path(os.getcwd())  # granian puts it first on sys.path in every worker
-        loader = partial(load_target, app.import_string, wd=app_dir, factory=app.factory)
+        loader = partial(load_target, app.import_string, wd=_app_dir(app), factory=app.factory)
         interface_name = "wsgi" if app.interface == "wsgi" else "asgi"
         in_worker = partial(granian_worker.load, os.getpid(), loader, interface_name, p.graceful_timeout)
         try:
@@ -265,7 +269,6 @@ class GranianServer(ServerAdapter):
         from granian.log import LogLevels
 
         p = self.properties
-        app_dir = app.directory or Path(os.getcwd())  # granian puts it first on sys.path in every worker
         http = served_http(p.http, tls=p.ssl_certfile is not None)
         reload_options: dict[str, Any] = {}
         if p.reload:
@@ -321,6 +324,6 @@ class GranianServer(ServerAdapter):
             workers_lifetime=p.worker_max_lifetime,
             workers_max_rss=p.worker_max_rss_mib,
             rss_sample_interval=p.worker_rss_check_interval,
-            working_dir=app_dir,
+            working_dir=_app_dir(app),
             **self.native_options(),
         )

@@ -52,6 +52,7 @@ logger = logging.getLogger("pyfly_hydra")
 DRAIN_MARGIN_SECONDS = 5.0
 POLL_SECONDS = 0.2
 READY_SECONDS = 30.0  # how long a new worker may take to serve
+WATCHER_STOP_SECONDS = 5.0  # watchfiles checks its stop event every 50 ms
 
 # A worker: called in its own process with its control; a picklable callable (spawn sends it over).
 WorkerTarget = Callable[[WorkerControl], None]
@@ -144,11 +145,12 @@ class Supervisor:
         handlers = dict.fromkeys(STOP_SIGNALS, self._on_stop_signal) | dict.fromkeys(IGNORED_SIGNALS, log_ignored)
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         stop_watching = threading.Event()
+        watcher: threading.Thread | None = None
         try:
             self.slots = [Slot(self._spawn()) for _ in range(self.count)]
             self._wait_until_serving()
             if self.sources is not None:
-                _watch(self.sources, self.changed, stop_watching)
+                watcher = _watch(self.sources, self.changed, stop_watching)
             while not self.stopping:
                 self._wait()
                 if self.stopping:
@@ -164,6 +166,10 @@ class Supervisor:
             _stop(self._all_workers(), time.monotonic() + self.drain_seconds, self.server)
         finally:
             stop_watching.set()
+            if watcher is not None:
+                # watchfiles' Rust loop sees the stop event within one step; a daemon thread still inside it at
+                # interpreter exit is unwound through Rust frames and aborts the process (SIGABRT).
+                watcher.join(timeout=WATCHER_STOP_SECONDS)
             for worker in self._all_workers():
                 worker.control.shutdown.set()
             for sig, handler in previous.items():

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pyfly_hydra.reload import watched_sources
+from pyfly_hydra.reload import WatchedSources, watched_sources
+from pyfly_hydra.supervisor import Supervisor
+from pyfly_hydra.worker_control import WorkerControl
 from tests.conftest import SERVERS
 
 APP_TEMPLATE = (
@@ -148,3 +153,25 @@ def test_the_watch_rule_leaves_out_records_virtualenvs_vcs_and_caches(tmp_path: 
     ]
     assert [p for p in accepted if not sources.accepts(tmp_path / p)] == []
     assert [p for p in ignored if sources.accepts(tmp_path / p)] == []
+
+
+def _serve_until_shutdown(control: WorkerControl) -> None:
+    """A worker that serves nothing: ready at once, gone on its shutdown event."""
+    control.serving()
+    control.shutdown.wait(30)
+
+
+def test_the_supervisor_returns_only_after_its_watcher_has_stopped(tmp_path: Path) -> None:
+    """In-process: a watcher thread still inside watchfiles' Rust loop at interpreter exit is unwound through
+    Rust frames and aborts the runner (SIGABRT, 'FATAL: exception not rethrown', seen on watchfiles 1.0)."""
+    sources = WatchedSources(dirs=(tmp_path,), includes=("*.py",), excludes=(), ignored=())
+    supervisor = Supervisor(
+        _serve_until_shutdown, server="uvicorn", listeners=[], workers=1, graceful_timeout=1.0, sources=sources
+    )
+    stopper = threading.Timer(1.0, os.kill, args=(os.getpid(), signal.SIGTERM))
+    stopper.start()
+    try:
+        assert supervisor.run() == 0
+    finally:
+        stopper.cancel()
+    assert [thread for thread in threading.enumerate() if thread.name == "pyfly-hydra-reload"] == []

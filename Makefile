@@ -34,6 +34,7 @@ run: bytecode
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # Two phases: most tests on TEST_WORKERS processes (they mostly wait on servers), then the timing- and
 # ratio-sensitive ones (marked serial) alone, so a neighbour's load never decides them. Exit code 5 of a

@@ -35,8 +35,8 @@ from pyfly_hydra.bench.clients.base import LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.wrk import WrkClient
 from pyfly_hydra.bench.probe import http1_answers
 from pyfly_hydra.bench.process import ServerProcess, free_port, pinned
+from pyfly_hydra.config.resolvers import pick
 from pyfly_hydra.registry import SERVER_NAMES
-from pyfly_hydra.resolvers import pick
 
 APP = "pyfly_hydra.demo:app"
 BIN = Path(sys.executable).parent

@@ -9,7 +9,7 @@ are compared like for like. ``benchmarks/compare.py`` times it from exec to that
 import hydra
 from omegaconf import DictConfig
 
-from pyfly_hydra.startup import skip_mode_probe
+from pyfly_hydra.runner.startup import skip_mode_probe
 
 skip_mode_probe()
 

@@ -13,13 +13,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pyfly_hydra.bench.rounds import register_rounds_resolver
-from pyfly_hydra.config import register_schema
+from pyfly_hydra.config.known_keys import USAGE_EXIT_CODE, check_known_keys, key_named
+from pyfly_hydra.config.messages import describe
+from pyfly_hydra.config.resolvers import register_resolvers
+from pyfly_hydra.config.schema import register_schema
 from pyfly_hydra.errors import ConfigError
-from pyfly_hydra.known_keys import USAGE_EXIT_CODE, check_known_keys, key_named
-from pyfly_hydra.messages import describe
-from pyfly_hydra.resolvers import register_resolvers
-from pyfly_hydra.run_records import keeps_record, register_run_records_resolver
-from pyfly_hydra.startup import skip_mode_probe
+from pyfly_hydra.runner.records import keeps_record, register_run_records_resolver
+from pyfly_hydra.runner.startup import skip_mode_probe
 
 # Registered at import, so `--cfg job --resolve`, multirun and every launched job see them.
 register_schema()
@@ -45,7 +45,7 @@ def _info(cfg: DictConfig, output_dir: Path | None) -> int:
 
 
 def _serve(cfg: DictConfig, output_dir: Path | None) -> int:
-    from pyfly_hydra.serve import serve
+    from pyfly_hydra.runner.serve import serve
 
     code = serve(cfg, output_dir=output_dir)
     if code:
@@ -77,7 +77,7 @@ def run_mode(cfg: DictConfig, output_dir: Path | None) -> float:
 
 
 def _exit_with(error: Exception) -> NoReturn:
-    from pyfly_hydra.logs import job_logging, runner_line, writes_json
+    from pyfly_hydra.runner.logs import job_logging, runner_line, writes_json
 
     message, code = describe(error)
     print(runner_line("error", message, json_lines=writes_json(job_logging())), file=sys.stderr)
@@ -89,7 +89,7 @@ def version_line() -> str:
     from importlib.metadata import version
 
     from pyfly_hydra import __version__
-    from pyfly_hydra.resolvers import SERVER_PRIORITY, is_installed
+    from pyfly_hydra.config.resolvers import SERVER_PRIORITY, is_installed
 
     servers = [f"{name} {version(name)}" for name in SERVER_PRIORITY if is_installed(name)]
     return f"pyfly-hydra {__version__} ({', '.join(servers) or 'no server installed'}; Hydra {hydra.__version__})"

@@ -14,14 +14,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from pyfly_hydra.worker.types import Receive, Scope, Send
 
 SERVER_ENV = "PYFLY_HYDRA_SERVER"
 MAX_SLEEP_SECONDS = 60.0
@@ -143,7 +139,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     path, root_path = scope["path"], scope.get("root_path", "")
-    if root_path and path.startswith(root_path):  # the path includes the prefix (pyfly_hydra.root_path)
+    if root_path and path.startswith(root_path):  # the path includes the prefix (pyfly_hydra.worker.root_path)
         path = path[len(root_path) :] or "/"
     if path == "/":
         await _respond(send, 200, PLAINTEXT, TEXT)

@@ -9,12 +9,12 @@ import textwrap
 from dataclasses import fields
 
 from pyfly_hydra import __version__
-from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketProperties
-from pyfly_hydra.machine import installed_version
+from pyfly_hydra.config.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, is_installed
+from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
+from pyfly_hydra.config.versions import declared_range, is_declared
 from pyfly_hydra.registry import SERVERS
-from pyfly_hydra.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, is_installed
+from pyfly_hydra.runner.machine import installed_version
 from pyfly_hydra.servers.base import PROPERTY_GROUPS, ServerAdapter, Support
-from pyfly_hydra.versions import declared_range, is_declared
 
 
 def _adapter_class(target: str) -> type[ServerAdapter]:

@@ -11,8 +11,8 @@ import asyncio
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from pyfly_hydra.apps import AppTarget
-    from pyfly_hydra.config import ServerProperties
+    from pyfly_hydra.config.schema import ServerProperties
+    from pyfly_hydra.worker.apps import AppTarget
 
 
 @runtime_checkable

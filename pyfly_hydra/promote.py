@@ -4,7 +4,7 @@ Writes ``<config dir>/env/NAME.yaml``: the winner's settings (as ``best.yaml``),
 (the sweep, the date, the workload, the metric with its uncertainty, the machine and the versions), and a
 ``provenance`` key the runner reads: serving the environment on a machine whose fingerprint differs from
 the recorded one prints one notice line. Like best.yaml, the file is data: its body comes from a YAML
-emitter and each header line is one printable line (``pyfly_hydra.bench.summary.comment_block``), so no
+emitter and each header line is one printable line (``pyfly_hydra.bench.report.summary.comment_block``), so no
 recorded string can add a key to it.
 """
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyfly_hydra.bench.summary import (
+from pyfly_hydra.bench.report.summary import (
     RecordError,
     comment_block,
     env_body,

@@ -36,7 +36,7 @@ class BuiltinLoop:
 SERVERS: tuple[BuiltinServer, ...] = (
     BuiltinServer(
         name="granian",
-        target="pyfly_hydra.servers.granian.GranianServer",
+        target="pyfly_hydra.servers.granian.adapter.GranianServer",
         module="granian",
         reason="Rust/tokio HTTP stack, the fastest of the three",
         loggers=("_granian",),
@@ -44,7 +44,7 @@ SERVERS: tuple[BuiltinServer, ...] = (
     ),
     BuiltinServer(
         name="uvicorn",
-        target="pyfly_hydra.servers.uvicorn.UvicornServer",
+        target="pyfly_hydra.servers.uvicorn.adapter.UvicornServer",
         module="uvicorn",
         reason="the ecosystem standard, fast with uvloop and httptools",
         loggers=("uvicorn", "uvicorn.error", "uvicorn.asgi"),
@@ -52,7 +52,7 @@ SERVERS: tuple[BuiltinServer, ...] = (
     ),
     BuiltinServer(
         name="hypercorn",
-        target="pyfly_hydra.servers.hypercorn.HypercornServer",
+        target="pyfly_hydra.servers.hypercorn.adapter.HypercornServer",
         module="hypercorn",
         reason="pure Python, HTTP/2 everywhere, the slowest",
         loggers=("hypercorn.error",),
@@ -73,3 +73,8 @@ LOOP_CASCADES: dict[str, tuple[str, ...]] = {
 }
 
 SERVER_NAMES: tuple[str, ...] = tuple(server.name for server in SERVERS)
+# ``_target_`` paths of releases before the adapters became packages (``servers/<name>/adapter.py``): a user's
+# own server yaml may still name one, and is told the new path instead of Hydra's import error.
+MOVED_TARGETS: dict[str, str] = {
+    f"pyfly_hydra.servers.{server.name}.{server.target.rsplit('.', 1)[1]}": server.target for server in SERVERS
+}

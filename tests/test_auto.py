@@ -10,7 +10,7 @@ import httpx
 import pytest
 from omegaconf import OmegaConf
 
-from pyfly_hydra.resolvers import LOOP_TARGETS, SERVER_TARGETS, register_resolvers, resolve_auto
+from pyfly_hydra.config.resolvers import LOOP_TARGETS, SERVER_TARGETS, register_resolvers, resolve_auto
 from tests.conftest import child_env, hidden_modules_env, run_cli
 
 CASCADE = [
@@ -59,7 +59,10 @@ def test_winloop_is_chosen_on_windows_when_installed(tmp_path: Path) -> None:
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("import asyncio\nnew_event_loop = asyncio.new_event_loop\n")
     env = child_env(PYTHONPATH=f"{tmp_path / 'site'}")
-    code = "from pyfly_hydra.resolvers import resolve_auto as r; print(r('loop', 'win32')); print(r('loop', 'linux'))"
+    code = (
+        "from pyfly_hydra.config.resolvers import resolve_auto as r; "
+        "print(r('loop', 'win32')); print(r('loop', 'linux'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == [LOOP_TARGETS["winloop"], LOOP_TARGETS["uvloop"]]
 

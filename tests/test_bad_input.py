@@ -86,6 +86,10 @@ CASES = {
     "bench cpus syntax": (["mode=bench", "bench.client_cpus=one"], ["bench.client_cpus=one", "like 0, 0-1"]),
     "bench duration type": (["mode=bench", "bench.duration=long"], ["bench.duration=long", "must be a number"]),
     "bad override syntax": (["server.port=[1"], ["server.port=[1"]),
+    "a server target from before the adapters' packages": (
+        ["server._target_=pyfly_hydra.servers.uvicorn.UvicornServer"],
+        ["server._target_=pyfly_hydra.servers.uvicorn.UvicornServer", "use pyfly_hydra.servers.uvicorn.adapter."],
+    ),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pyfly_hydra.limits import BodyTimeout
+from pyfly_hydra.worker.limits import BodyTimeout
 
 
 async def _reading_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

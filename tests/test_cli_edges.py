@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pyfly_hydra.known_keys import schema_keys
+from pyfly_hydra.config.known_keys import schema_keys
 from tests.conftest import ROOT, assert_one_line_error, child_env, run_cli
 
 EXAMPLE = re.compile(r"^\s+python -m pyfly_hydra((?: \S+)*)")  # the command, up to its two-space comment

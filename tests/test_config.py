@@ -9,8 +9,8 @@ import httpx
 import pytest
 import yaml
 
-from pyfly_hydra.cpus import usable_cpus
 from pyfly_hydra.registry import SERVER_NAMES
+from pyfly_hydra.system.cpus import usable_cpus
 from tests.conftest import ROOT, child_env, run_cli
 
 
@@ -26,7 +26,7 @@ def test_defaults_are_safe() -> None:
     assert cfg["server"]["host"] == "127.0.0.1"
     assert cfg["server"]["port"] == 8000
     assert cfg["server"]["workers"] == 1
-    assert cfg["server"]["_target_"] == "pyfly_hydra.servers.granian.GranianServer"
+    assert cfg["server"]["_target_"] == "pyfly_hydra.servers.granian.adapter.GranianServer"
     assert cfg["loop"]["_target_"] == "pyfly_hydra.loops.uvloop.UvloopLoop"
     assert cfg["mode"] == "serve"
     assert cfg["server"]["access_log"] is False

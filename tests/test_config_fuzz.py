@@ -22,12 +22,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from pyfly_hydra.bind import check_listener
 from pyfly_hydra.cli import CONFIG_DIR
-from pyfly_hydra.config import GranianProperties, ServerProperties, WebsocketProperties
-from pyfly_hydra.messages import describe
-from pyfly_hydra.properties import HTTP_VERSIONS, LOG_LEVELS
-from pyfly_hydra.serve import make_plan
+from pyfly_hydra.config.messages import describe
+from pyfly_hydra.config.properties import HTTP_VERSIONS, LOG_LEVELS
+from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
+from pyfly_hydra.runner.serve import make_plan
+from pyfly_hydra.system.bind import check_listener
 from tests.conftest import assert_one_line_error, run_cli
 
 SEED = 20261124
@@ -105,7 +105,7 @@ def _dirs(value: Any) -> bool:
 
 
 # The integer keys' bounds on granian (the fuzzed server), written out here rather than read from
-# pyfly_hydra.properties, so that a bound moved there is a failure here.
+# pyfly_hydra.config.properties, so that a bound moved there is a failure here.
 BOUNDS: dict[str, tuple[int, int]] = {
     "port": (1, 65535),
     "workers": (0, 1024),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pyfly_hydra.cpus import cgroup_cpu_limit, usable_cpus
+from pyfly_hydra.system.cpus import cgroup_cpu_limit, usable_cpus
 
 
 def cgroup_v2(tmp_path: Path, cpu_max: str, own: str = "/") -> tuple[Path, Path]:

@@ -24,7 +24,7 @@ from packaging.version import Version
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request, TextMessage
 
-from pyfly_hydra.servers.uvicorn import WSPROTO_SETTINGS_SINCE
+from pyfly_hydra.servers.uvicorn.adapter import WSPROTO_SETTINGS_SINCE
 from tests.conftest import ROOT, SERVERS, assert_one_line_error, child_env, missing, run_cli
 
 

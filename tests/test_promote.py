@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from pyfly_hydra.bench.summary import load_records, write_summary
+from pyfly_hydra.bench.report.summary import load_records
+from pyfly_hydra.bench.report.sweep import write_summary
 from tests.conftest import child_env, run_cli
 from tests.test_summary_html import record
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pyfly_hydra.errors import ConfigError
-from pyfly_hydra.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
+from pyfly_hydra.worker.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
 
 
 def seen_by_asgi(trusted: str, client: tuple[str, int] | None, headers: list[tuple[bytes, bytes]]) -> tuple[Any, str]:

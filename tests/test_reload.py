@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pyfly_hydra.reload import WatchedSources, watched_sources
-from pyfly_hydra.supervisor import Supervisor
-from pyfly_hydra.worker_control import WorkerControl
+from pyfly_hydra.supervision.reload import WatchedSources, watched_sources
+from pyfly_hydra.supervision.supervisor import Supervisor
+from pyfly_hydra.worker.control import WorkerControl
 from tests.conftest import SERVERS
 
 APP_TEMPLATE = (

@@ -23,7 +23,8 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, RejectConnection, Request
 
-from pyfly_hydra.bench.summary import load_records, write_summary
+from pyfly_hydra.bench.report.summary import load_records
+from pyfly_hydra.bench.report.sweep import write_summary
 from tests.conftest import missing
 
 CHROMIUM = shutil.which("chromium")
@@ -97,7 +98,7 @@ def test_summary_html_is_written_self_contained_and_escaped(sweep_dir: Path) -> 
     assert re.findall(r"\w+://[^\s\"'<]*", page) == ["http://www.w3.org/2000/svg"]  # the SVG namespace, no URL
     assert "failed (job 4): hypercorn is not installed" in page
     # The page needs no matplotlib: the module does not import it.
-    check = "import sys, pyfly_hydra.bench.report_html; assert 'matplotlib' not in sys.modules"
+    check = "import sys, pyfly_hydra.bench.report.html; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
 
 

@@ -2,7 +2,7 @@
 
 Nothing may be lost or left behind: an app that cannot start is a non-zero exit with one error line;
 no worker outlives its runner however the runner dies; every signal a runner may get has one
-behaviour (pyfly_hydra.signals); a server release without an internal pyfly-hydra replaces is refused
+behaviour (pyfly_hydra.supervision.signals); a server release without an internal pyfly-hydra replaces is refused
 before serving.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from pyfly_hydra.bench.process import free_port, worker_pids
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.servers.hooks import Hook
-from pyfly_hydra.servers.uvicorn import UvicornServer
+from pyfly_hydra.servers.uvicorn.adapter import UvicornServer
 from tests.conftest import APPS_DIR, ROOT, SERVERS, assert_one_line_error, child_env, run_cli
 
 QUIET = "server.log_level=warning"
@@ -143,7 +143,7 @@ def test_a_missing_hook_on_the_command_line(tmp_path: Path) -> None:
     (conf / "future.yaml").write_text("_target_: future_adapter.FutureUvicorn\n")
     (tmp_path / "future_adapter.py").write_text(
         "from pyfly_hydra.servers.hooks import Hook\n"
-        "from pyfly_hydra.servers.uvicorn import UvicornServer\n\n\n"
+        "from pyfly_hydra.servers.uvicorn.adapter import UvicornServer\n\n\n"
         "class FutureUvicorn(UvicornServer):\n"
         "    hooks = (*UvicornServer.hooks, Hook('uvicorn.server:Server.gone', 'supervised workers'))\n"
     )
@@ -157,8 +157,8 @@ def test_mode_info_shows_the_tested_range_pyproject_declares() -> None:
     """The ranges come from the installed package's metadata, i.e. pyproject.toml: one fact, shown as is."""
     import tomllib
 
+    from pyfly_hydra.config.versions import declared_range
     from pyfly_hydra.info import render_info
-    from pyfly_hydra.versions import declared_range
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     report = render_info()

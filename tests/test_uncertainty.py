@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from pyfly_hydra.bench.uncertainty import rank_configurations, tie_break_rule
+from pyfly_hydra.bench.report.uncertainty import rank_configurations, tie_break_rule
 
 ROUNDS = 3
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pyfly_hydra.limits import BodyTooLarge, WSGIBodyLimit
+from pyfly_hydra.worker.limits import BodyTooLarge, WSGIBodyLimit
 
 LIMIT = 1000
 

@@ -19,22 +19,21 @@ from omegaconf import DictConfig, OmegaConf
 from pyfly_hydra.bench.capacity import LIMITS, Capacity, find_capacity, step_passes
 from pyfly_hydra.bench.clients.base import KindResult, LoadClient, LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.registry import select_client
+from pyfly_hydra.bench.metrics import METRICS
 from pyfly_hydra.bench.outcome import BenchOutcome, write_record
 from pyfly_hydra.bench.probe import http1_answers, http2_answers
 from pyfly_hydra.bench.process import ServerProcess, Usage, UsageSampler, free_port, parse_cpus, pinned
 from pyfly_hydra.bench.progress import Progress
 from pyfly_hydra.bench.rounds import sweep_rounds
 from pyfly_hydra.bench.workload import Workload, path_workload, workload_from_config
-from pyfly_hydra.config import SCHEMA_NAME
+from pyfly_hydra.config.messages import describe
+from pyfly_hydra.config.schema import SCHEMA_NAME
 from pyfly_hydra.errors import ConfigError
-from pyfly_hydra.machine import fingerprint
-from pyfly_hydra.messages import describe
-from pyfly_hydra.serve import Plan, make_plan
+from pyfly_hydra.runner.machine import fingerprint
+from pyfly_hydra.runner.serve import Plan, make_plan
 
 logger = logging.getLogger("pyfly_hydra")
 
-# What a job returns to Hydra sweepers, and whether bigger is better.
-METRICS: dict[str, bool] = {"rps": True, "p50_ms": False, "p90_ms": False, "p99_ms": False, "capacity": True}
 STOP_MARGIN_SECONDS = 10.0
 DEFAULT_WORKLOAD = "plaintext"  # conf/config.yaml's bench/workload default
 # Overrides that configure the benchmark itself rather than the server it measures.

@@ -16,16 +16,16 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyfly_hydra.config import GranianProperties, NativeOptions, ServerProperties, WebsocketProperties
+from pyfly_hydra.config.properties import non_default, non_default_granian, non_default_websocket
+from pyfly_hydra.config.schema import GranianProperties, NativeOptions, ServerProperties, WebsocketProperties
 from pyfly_hydra.errors import ConfigError
-from pyfly_hydra.properties import non_default, non_default_granian, non_default_websocket
-from pyfly_hydra.recycling import Recycling
 from pyfly_hydra.servers.hooks import Hook, require_hooks
+from pyfly_hydra.supervision.recycling import Recycling
 
 if TYPE_CHECKING:
-    from pyfly_hydra.apps import AppTarget
     from pyfly_hydra.ports import EventLoopPort
-    from pyfly_hydra.reload import WatchedSources
+    from pyfly_hydra.supervision.reload import WatchedSources
+    from pyfly_hydra.worker.apps import AppTarget
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -142,7 +142,7 @@ class ServerAdapter:
 
     def watched_sources(self) -> WatchedSources:
         """What reload watches: as the runner set it, else the reload keys alone."""
-        from pyfly_hydra.reload import watched_sources
+        from pyfly_hydra.supervision.reload import watched_sources
 
         if self.reload_sources is not None:
             return self.reload_sources

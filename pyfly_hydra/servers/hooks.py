@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from importlib import import_module
 
+from pyfly_hydra.config.versions import declared_range
 from pyfly_hydra.errors import ConfigError
-from pyfly_hydra.versions import declared_range
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 
+from pyfly_hydra.config.resolvers import pick
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.registry import SERVER_NAMES
-from pyfly_hydra.resolvers import pick
 
 if TYPE_CHECKING:
     from optuna.trial import Trial

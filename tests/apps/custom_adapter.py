@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pyfly_hydra.servers.uvicorn import UvicornServer
+from pyfly_hydra.servers.uvicorn.adapter import UvicornServer
 
 
 class MyServer(UvicornServer):

@@ -1,0 +1,1 @@
+"""Configuration: the schema, its checks, the ``auto`` resolver and the one-line messages."""

@@ -1,0 +1,170 @@
+"""``mode=serve``: validate everything, say what runs, record it, and hand over to the server."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from pyfly_hydra.config.environment import notice_unused_variables
+from pyfly_hydra.config.properties import validate_properties
+from pyfly_hydra.config.resolvers import SERVER_PRIORITY, is_installed, loop_priority, module_available
+from pyfly_hydra.config.schema import ServerProperties
+from pyfly_hydra.demo import SERVER_ENV
+from pyfly_hydra.errors import ConfigError, ServeError
+from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
+from pyfly_hydra.registry import MOVED_TARGETS
+from pyfly_hydra.runner.logs import job_logging, server_logging
+from pyfly_hydra.runner.server_info import ServerInfo
+from pyfly_hydra.supervision.reload import quiet_watcher, watched_sources
+from pyfly_hydra.supervision.signals import runner_signals
+from pyfly_hydra.system.bind import check_listener
+from pyfly_hydra.worker.app import plan_worker_app
+from pyfly_hydra.worker.apps import AppTarget, load_app_target
+from pyfly_hydra.worker.lifespan import LIFESPAN_MODES
+from pyfly_hydra.worker.log_format import kept_logging
+
+logger = logging.getLogger("pyfly_hydra")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, validated: the server, its loop, the app, and the summary of it."""
+
+    server: ApplicationServerPort
+    loop: EventLoopPort
+    app: AppTarget
+    info: ServerInfo
+
+
+def server_properties(node: DictConfig) -> ServerProperties:
+    """The ``server`` node as validated ServerProperties (``_target_`` left out)."""
+    obj = OmegaConf.to_object(node)
+    return validate_properties(ServerProperties(**{f.name: getattr(obj, f.name) for f in fields(ServerProperties)}))
+
+
+def _require_installed(key: str, name: str, module: str | None, alternatives: tuple[str, ...]) -> None:
+    if module_available(module):
+        return
+    installed = [other for other in alternatives if other != name and is_installed(other)]
+    instead = f"installed: {', '.join(installed)}" if installed else "none of the alternatives is installed either"
+    raise ConfigError(key, name, f"{module} is not installed (pip install 'pyfly-hydra[{name}]'); {instead}")
+
+
+def _instantiate(key: str, node: DictConfig, port: type, **overrides: Any) -> Any:
+    if node._target_ in MOVED_TARGETS:
+        raise ConfigError(f"{key}._target_", node._target_, f"moved: use {MOVED_TARGETS[node._target_]}")
+    adapter = instantiate(node, _convert_="object", **overrides)
+    if not isinstance(adapter, port):
+        raise ConfigError(f"{key}._target_", node._target_, f"does not implement {port.__name__}")
+    return adapter
+
+
+def served_app(
+    app: AppTarget, server: ApplicationServerPort, properties: ServerProperties, *, keep_logging: bool
+) -> AppTarget:
+    """What the server is given: the user's app, or the worker-app factory with the wrappers it needs."""
+    if app.interface == "wsgi" and properties.lifespan == "on":
+        raise ConfigError("server.lifespan", "on", "a WSGI app has no lifespan events; use auto or off")
+    native_lifespan = getattr(server, "native_lifespan", LIFESPAN_MODES)
+    return plan_worker_app(
+        app,
+        native_wsgi=getattr(server, "native_wsgi", False),
+        trusted_proxies=properties.forwarded_allow_ips if properties.proxy_headers else None,
+        lifespan=None if properties.lifespan in native_lifespan else properties.lifespan,
+        max_body_bytes=properties.max_body_bytes,
+        max_header_bytes=properties.max_header_bytes if getattr(server, "head_limit_in_worker", False) else None,
+        body_timeout=properties.body_timeout,
+        access_log=properties.access_log,
+        root_path=properties.root_path or None,
+        keep_logging=keep_logging,
+    )
+
+
+def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
+    """Validate the composed config and build the adapters; raise ConfigError on the first problem."""
+    properties = server_properties(cfg.server)
+    logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
+    notice_unused_variables(cfg)
+    loop: EventLoopPort = _instantiate("loop", cfg.loop, EventLoopPort)
+    _require_installed("loop", loop.name, loop.module, loop_priority(sys.platform))
+    server: ApplicationServerPort = _instantiate(
+        "server", cfg.server, ApplicationServerPort, workers=properties.workers
+    )
+    _require_installed("server", server.name, server.module, SERVER_PRIORITY)
+    server.check(loop=loop)
+    with kept_logging():  # the app's import may configure logging for the whole process
+        user_app = load_app_target(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
+    server.log_config = server_logging(job_logging(), level=properties.log_level)
+    app = served_app(user_app, server, properties, keep_logging=server.log_config is not None)
+    check_native = getattr(server, "check_native", None)  # a server of your own may have no such check
+    if check_native is not None:
+        check_native(app=app, loop=loop)
+    if properties.reload:
+        server.reload_sources = watched_sources(
+            dirs=properties.reload_dirs,
+            includes=properties.reload_includes,
+            excludes=properties.reload_excludes,
+            output_dir=output_dir,
+            app_dir=user_app.directory,
+        )
+        logger.info(server.reload_sources.describe())
+        quiet_watcher()
+    info = ServerInfo(
+        app=cfg.app,
+        interface=user_app.interface,
+        server=server.name,
+        version=server.version(),
+        loop=loop.name,
+        workers=properties.workers,
+        http=server.served_http() if hasattr(server, "served_http") else properties.http,  # yours may not say
+        host=properties.host,
+        port=properties.port,
+        tls=properties.ssl_certfile is not None,
+        uds=properties.uds,
+        fd=properties.fd,
+    )
+    return Plan(server=server, loop=loop, app=app, info=info)
+
+
+def _notice_another_machine(provenance: DictConfig | None) -> None:
+    """One notice line when a promoted environment was measured on a machine unlike this one."""
+    if provenance is None or provenance.get("machine") is None:
+        return
+    from pyfly_hydra.runner.machine import differences, fingerprint  # only environments from pyfly-hydra-promote pay
+
+    changed = differences(OmegaConf.to_container(provenance.machine), fingerprint())  # type: ignore[arg-type]
+    if changed:
+        logger.warning(
+            "notice: this environment was tuned on another machine (%s; sweep %s): its figures may not hold here;"
+            " re-run the sweep on this machine to re-tune",
+            ", ".join(changed),
+            provenance.get("sweep", "-"),
+        )
+
+
+def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
+    """Serve the configured app until SIGINT/SIGTERM; return the exit code."""
+    plan = make_plan(cfg, output_dir)
+    check_listener(host=plan.info.host, port=plan.info.port, uds=plan.info.uds, fd=plan.info.fd)
+    logger.info(plan.info.log_line())
+    _notice_another_machine(cfg.provenance)
+    if output_dir is not None:
+        plan.info.write(output_dir)
+    os.environ[SERVER_ENV] = plan.server.name
+    # Everything allocated so far (Hydra's and OmegaConf's object graphs) lives as long as the process:
+    # keep the garbage collector from walking it on every full collection while requests are served.
+    gc.freeze()
+    with runner_signals():
+        code = plan.server.run(app=plan.app, loop=plan.loop)
+    logger.info("%s stopped (exit code %d)", plan.server.name, code)
+    if code:
+        raise ServeError(f"{plan.server.name} stopped with exit code {code}; its log above says why")
+    return code

@@ -1,0 +1,329 @@
+"""Granian adapter: Rust/tokio HTTP with Python workers, always spawned as processes."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pyfly_hydra.errors import ConfigError, ServeError
+from pyfly_hydra.servers.base import ServerAdapter, Support, logger
+from pyfly_hydra.servers.granian import worker as granian_worker
+from pyfly_hydra.servers.granian.server import granian_server_class
+from pyfly_hydra.servers.hooks import Hook
+from pyfly_hydra.supervision.supervisor import DRAIN_MARGIN_SECONDS
+from pyfly_hydra.system.bind import parse_group, parse_permissions
+
+if TYPE_CHECKING:
+    from pyfly_hydra.ports import EventLoopPort
+    from pyfly_hydra.worker.apps import AppTarget
+
+
+CLEARTEXT_AUTO_NOTE = (
+    "server.http=auto on granian without TLS serves HTTP/1.1 only: granian's auto mode (hyper-util's"
+    " protocol detection) never times out a connection that sends nothing; h2c needs server.http=2"
+)
+
+
+GRANIAN_LOGGER = "_granian"
+GRANIAN_MIN_LIFETIME = 60  # seconds: granian refuses a shorter workers_lifetime
+
+
+class HeldLines(logging.Filter):
+    """Keeps granian's lines of a dry run from the log; its errors are kept to say why it refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            self.errors.append(record.getMessage())
+        return False
+
+
+def dry_run(server: Any) -> Any:
+    """``server`` whose ``serve`` runs granian's checks and stops where it would bind and spawn workers."""
+
+    class DryRun(type(server)):  # type: ignore[misc]
+        def _serve(self, spawn_target: Any, target_loader: Any) -> None:
+            return None
+
+        _serve_with_reloader = _serve
+
+    server.__class__ = DryRun
+    return server
+
+
+def _app_dir(app: AppTarget) -> Path:
+    """Where the app imports from: granian puts it first on sys.path in every worker."""
+    return app.directory or Path(os.getcwd())
+
+
+def served_http(http: str, *, tls: bool) -> str:
+    """granian's ``http`` mode for ``server.http``: ``auto`` in cleartext is HTTP/1.1 (see CLEARTEXT_AUTO_NOTE)."""
+    return "1" if http == "auto" and not tls else http
+
+
+class GranianServer(ServerAdapter):
+    """Runs the app through ``granian.Granian`` with an explicit interface (asgi, asginl or wsgi) and loop."""
+
+    name: ClassVar[str] = "granian"
+    module: ClassVar[str] = "granian"
+    loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop")
+    native_wsgi: ClassVar[bool] = True
+    native_constructor: ClassVar[str] = "granian:Granian"
+    mapped_options: ClassVar[frozenset[str]] = frozenset(
+        [
+            "target",
+            "factory",
+            "address",
+            "port",
+            "interface",
+            "workers",
+            "loop",
+            "http",
+            "backlog",
+            "backpressure",
+            "workers_kill_timeout",
+            "http1_settings",
+            "http2_settings",
+            "ssl_cert",
+            "ssl_key",
+            "runtime_threads",
+            "runtime_mode",
+            "respawn_failed_workers",
+            "reload",
+            "reload_paths",
+            "reload_filter",
+            "reload_ignore_worker_failure",
+            "log_access",
+            "log_level",
+            "log_dictconfig",
+            "log_access_format",
+            "working_dir",
+            "url_path_prefix",
+            "uds",
+            "uds_permissions",
+            "reload_ignore_dirs",
+            "reload_ignore_patterns",
+            "reload_ignore_paths",
+            "workers_lifetime",
+            "workers_max_rss",
+            "rss_sample_interval",
+        ]
+    )
+    hooks: ClassVar[tuple[Hook, ...]] = (
+        Hook("granian.server.mp:WorkerProcess._watcher", "clean stops on a group signal"),
+        Hook("granian:Granian.signal_handler_interrupt", "clean stops on a group signal"),
+        Hook("granian:Granian.main_loop_interrupt", "clean stops on a group signal"),
+        Hook("granian:Granian._spawn_worker", "clean stops on a group signal"),
+        Hook("granian._internal:load_target", "workers that die with their runner and retire without a loss"),
+        Hook("granian.server.mp:WorkerProcess.terminate", "workers replaced without a lost request"),
+        Hook("granian._signals:set_loop_signals", "websockets closed with 1001 when a worker stops"),
+        Hook("granian:Granian.http1_settings", "workers replaced without a lost request"),
+        Hook("granian:Granian.bind_uds", "workers replaced without a lost request"),
+        Hook("granian:Granian._serve", "server.options.granian.* checked before serving"),
+        Hook("granian:Granian._serve_with_reloader", "server.options.granian.* checked before serving"),
+        Hook("granian:Granian._init_shared_socket", "serving an inherited socket", key="fd"),
+        Hook("granian:Granian._init_shared_socket", "the unix socket's group", key="uds_group"),
+        Hook("granian._granian:SocketHolder", "serving an inherited socket", key="fd"),
+    )
+    native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
+    websocket_support: ClassVar[dict[str, Support]] = {
+        key: Support(
+            None, "granian has no websocket settings (only websockets on/off); use server=uvicorn or hypercorn"
+        )
+        for key in ("ping_interval", "ping_timeout", "max_size")
+    }
+    support: ClassVar[dict[str, Support]] = {
+        "host": Support("address"),
+        "port": Support("port"),
+        "workers": Support("workers"),
+        "backlog": Support("backlog", "granian raises a backlog below 128 to 128"),
+        "graceful_timeout": Support("workers_kill_timeout"),
+        "http": Support("http"),
+        "ssl_certfile": Support("ssl_cert"),
+        "ssl_keyfile": Support("ssl_key"),
+        "keep_alive_timeout": Support(
+            "http1_settings.header_read_timeout",
+            "granian has no keep-alive timeout; the HTTP/1 header read timeout is set to it instead",
+        ),
+        "max_concurrent_connections": Support(
+            "backpressure", "granian queues requests beyond the limit (backpressure) instead of answering 503"
+        ),
+        "max_requests_per_worker": Support(
+            None, "granian has no per-worker request limit; use server.worker_max_lifetime or worker_max_rss_mib"
+        ),
+        "worker_max_lifetime": Support(
+            "workers_lifetime",
+            "granian's own: at least 60 s, checked once a minute; expired workers are replaced one at a time,"
+            " the new one 3.5 s before the old one stops (respawn_interval), so they never recycle together",
+        ),
+        "worker_max_rss_mib": Support("workers_max_rss", "granian's own: replaced one at a time, new before old"),
+        "worker_rss_check_interval": Support("rss_sample_interval"),
+        "uds": Support("uds"),
+        "uds_permissions": Support("uds_permissions"),
+        "uds_group": Support("_init_shared_socket"),  # chowned by pyfly-hydra once granian has bound it
+        "fd": Support("SocketHolder"),  # built from the inherited fd in granian's _init_shared_socket hook
+        "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
+        "lifespan": Support("interface"),
+        "max_header_bytes": Support(
+            "http1_settings.max_buffer_size",
+            "and http2_settings.max_headers_size; granian also refuses a request with more than 100 headers",
+        ),
+        "max_body_bytes": Support("BodyLimit"),
+        "body_timeout": Support("BodyTimeout", "not for a WSGI app: granian reads its body itself, with no timer"),
+        "reload": Support("reload"),
+        "reload_dirs": Support("reload_paths"),
+        "reload_includes": Support("reload_filter"),
+        "reload_excludes": Support("reload_filter"),
+        "access_log": Support("AccessLog"),
+        "log_level": Support("log_level"),
+        "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
+        "forwarded_allow_ips": Support("ProxyHeadersMiddleware"),
+    }
+
+    def check(self, *, loop: EventLoopPort) -> None:
+        """Besides the table: granian's shortest lifetime, and one limit for two keys."""
+        lifetime = self.properties.worker_max_lifetime
+        if lifetime is not None and lifetime < GRANIAN_MIN_LIFETIME:
+            raise ConfigError(
+                "server.worker_max_lifetime",
+                lifetime,
+                f"granian recycles workers after at least {GRANIAN_MIN_LIFETIME} s; use {GRANIAN_MIN_LIFETIME} or"
+                " more, or server=uvicorn or server=hypercorn for shorter lifetimes",
+            )
+        super().check(loop=loop)
+        granian = self.properties.granian
+        if granian.backpressure is not None and self.properties.max_concurrent_connections is not None:
+            raise ConfigError(
+                "server.granian.backpressure",
+                granian.backpressure,
+                "granian has one limit; set it or server.max_concurrent_connections, not both",
+            )
+
+    def check_native(self, *, app: AppTarget, loop: EventLoopPort) -> None:
+        """granian checks its options in ``Granian(...)`` and at the start of ``serve``, each failure a logged
+        line and a ``ConfigurationError`` naming the option: both run here, up to where serving would begin,
+        with granian's lines held back and its reason given in one line naming the key."""
+        from granian.errors import ConfigurationError
+
+        held = HeldLines()
+        granian_logger = logging.getLogger(GRANIAN_LOGGER)
+        granian_logger.addFilter(held)
+        try:
+            dry_run(self._granian(app=app, loop=loop)).serve()
+        except ConfigurationError as exc:
+            name = str(exc.args[0]) if exc.args else ""
+            raise self._refused(name, reason=held.errors[-1] if held.errors else f"granian refuses {name}") from None
+        finally:
+            granian_logger.removeFilter(held)
+
+    def _refused(self, name: str, *, reason: str) -> ConfigError:
+        """The key behind granian's option ``name``: the server's own option, or the server.* key that sets it."""
+        options = getattr(self.properties.options, self.name) or {}
+        # granian names an option (blocking_threads) or the family it checks together (static_path_*).
+        named = [option for option in options if option == name or option.startswith(f"{name}_")]
+        if named:
+            return ConfigError(f"server.options.granian.{named[0]}", options[named[0]], f"{reason} (granian)")
+        owner = next((key for key, s in self.key_support().items() if s.option == name), None)
+        if owner is not None:
+            value = getattr(self.properties, owner) if "." not in owner else None
+            return ConfigError(f"server.{owner}", value, f"{reason} (granian)")
+        return ConfigError("server.options.granian", dict(options), f"{reason} (granian's {name})")
+
+    def served_http(self) -> str:
+        """Cleartext ``auto`` is HTTP/1.1 on granian (CLEARTEXT_AUTO_NOTE)."""
+        return served_http(self.properties.http, tls=self.properties.ssl_certfile is not None)
+
+    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+        """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
+        p = self.properties
+        server = self._granian(app=app, loop=loop)
+        if served_http(p.http, tls=p.ssl_certfile is not None) != p.http:
+            logger.info(CLEARTEXT_AUTO_NOTE)
+        # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
+        from granian._internal import load_target
+
+        loader = partial(load_target, app.import_string, wd=_app_dir(app), factory=app.factory)
+        interface_name = "wsgi" if app.interface == "wsgi" else "asgi"
+        in_worker = partial(granian_worker.load, os.getpid(), loader, interface_name, p.graceful_timeout)
+        try:
+            server.serve(target_loader=in_worker, wrap_loader=False)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        except RuntimeError as exc:
+            raise ServeError(f"granian failed to start on {p.host}:{p.port}: {exc}") from None
+        if server.stopped_by_policy is not None:
+            raise ServeError(f"{server.stopped_by_policy}; stopped (its log above says why)")
+        return 0
+
+    def _granian(self, *, app: AppTarget, loop: EventLoopPort) -> Any:
+        """granian's server for ``app``, built from the properties and the native options."""
+        from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
+        from granian.http import HTTP1Settings, HTTP2Settings
+        from granian.log import LogLevels
+
+        p = self.properties
+        http = served_http(p.http, tls=p.ssl_certfile is not None)
+        reload_options: dict[str, Any] = {}
+        if p.reload:
+            # Forked workers would inherit the app module imported (and checked) in this process,
+            # so a reload would serve the old code: spawn fresh interpreters instead.
+            multiprocessing.set_start_method("spawn", force=True)
+            sources = self.watched_sources()
+            # A worker that fails to import the edited code (a syntax error) leaves the server waiting
+            # for the next change instead of stopping it.
+            reload_options = {
+                "reload_paths": list(sources.dirs),
+                "reload_filter": sources.filter_class(),
+                "reload_ignore_worker_failure": True,
+            }
+        http1_limits: dict[str, Any] = {}
+        http2_limits: dict[str, Any] = {}
+        if p.max_header_bytes is not None:
+            http1_limits["max_buffer_size"] = p.max_header_bytes
+            http2_limits["max_headers_size"] = p.max_header_bytes
+        if app.interface == "wsgi":
+            interface = Interfaces.WSGI
+        else:
+            interface = Interfaces.ASGINL if p.lifespan == "off" else Interfaces.ASGI
+        return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(
+            target=app.import_string,
+            factory=app.factory,
+            address=p.host,
+            port=p.port,
+            interface=interface,
+            workers=p.workers,
+            loop=Loops(loop.name),
+            http=HTTPModes(http),
+            backlog=p.backlog,
+            backpressure=p.granian.backpressure or p.max_concurrent_connections,
+            # The workers cancel what still runs at the graceful timeout and run lifespan shutdown (granian_worker);
+            # granian kills one that has not stopped a margin later.
+            workers_kill_timeout=p.graceful_timeout + DRAIN_MARGIN_SECONDS,
+            http1_settings=HTTP1Settings(header_read_timeout=p.keep_alive_timeout * 1000, **http1_limits),
+            http2_settings=HTTP2Settings(**http2_limits),
+            ssl_cert=Path(p.ssl_certfile) if p.ssl_certfile else None,
+            ssl_key=Path(p.ssl_keyfile) if p.ssl_keyfile else None,
+            runtime_threads=p.granian.runtime_threads,
+            runtime_mode=RuntimeModes(p.granian.runtime_mode),
+            respawn_failed_workers=p.granian.respawn_failed_workers,
+            reload=p.reload,
+            **reload_options,
+            log_access=False,  # pyfly-hydra's access log (worker_app), the same on every server
+            log_level=LogLevels(p.log_level),
+            log_dictconfig=self.log_config,
+            url_path_prefix=None,  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
+            uds=Path(p.uds) if p.uds else None,
+            uds_permissions=parse_permissions(p.uds_permissions),
+            workers_lifetime=p.worker_max_lifetime,
+            workers_max_rss=p.worker_max_rss_mib,
+            rss_sample_interval=p.worker_rss_check_interval,
+            working_dir=_app_dir(app),
+            **self.native_options(),
+        )

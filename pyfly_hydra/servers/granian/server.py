@@ -1,0 +1,202 @@
+"""granian's server class, with the hooks pyfly-hydra needs: an inherited socket, group signals, and
+workers that die with their supervisor.
+
+Both replace one method of granian's own supervisor (``granian.server.common``/``mp``), so a granian
+release that renames them breaks only what they add; the tests cover each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from pyfly_hydra.servers.base import bind_address
+from pyfly_hydra.servers.granian import worker as granian_worker
+from pyfly_hydra.servers.granian.worker import RETIRE_SIGNAL
+from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
+from pyfly_hydra.system.bind import inherited_socket
+
+logger = logging.getLogger("pyfly_hydra")
+
+# How long a worker that exited cleanly may wait for the supervisor to take in the stop signal the
+# worker got from the same group SIGTERM (a worker exiting 0 without any signal is respawned after it).
+GROUP_SIGNAL_GRACE = 1.0  # seconds
+SIGNAL_POLL = 0.1  # seconds
+RETIRE_POLL = 0.1  # seconds between looks at a retiring worker's connections
+RETIRE_HOLD_MARGIN = 0.5  # seconds past the keep-alive timeout a retiring worker may keep connections
+
+
+def granian_server_class(*, fd: int | None, uds_group: int | None = None) -> type[Any]:
+    """granian's server class, serving the inherited listening socket ``fd`` when it is given, and
+    giving the unix socket it binds to ``uds_group`` when that is given."""
+    from granian import Granian
+
+    server_class = group_signal_aware(Granian)
+    if uds_group is not None:
+        server_class = with_socket_group(server_class, uds_group)
+    return server_class if fd is None else on_inherited_socket(server_class, fd)
+
+
+def with_socket_group(server_class: type[Any], gid: int) -> type[Any]:
+    """``server_class`` that gives the unix socket file it binds to group ``gid``.
+
+    granian sets the socket's mode itself (``uds_permissions``) but has no option for its group, so a
+    proxy in another group (nginx as www-data) could not connect: the file is chowned right after
+    granian builds the socket in ``_init_shared_socket``, before any worker starts.
+    """
+
+    class SocketGroupGranian(server_class):  # type: ignore[misc, valid-type]
+        def _init_shared_socket(self) -> None:
+            super()._init_shared_socket()
+            os.chown(self.bind_uds, -1, gid)
+
+    return SocketGroupGranian
+
+
+def group_signal_aware(server_class: type[Any]) -> type[Any]:
+    """``server_class`` that takes a worker stopped by the same group signal as itself for a clean stop.
+
+    systemd (``KillMode=control-group``), ``kill -TERM -<pgid>`` and a terminal's Ctrl-C signal every
+    process of the group at once. An idle granian worker handles its own copy and exits within
+    milliseconds; when that happens before the supervisor has run its signal handler, granian logs
+    "Unexpected exit from worker" and ends with exit code 1 after a clean stop. The handler can be
+    late because Python runs it only in the main thread, and when the kernel hands the signal to one
+    of granian's watcher threads, the main thread sleeps on until something else wakes it.
+
+    Here the main thread wakes every ``SIGNAL_POLL`` seconds to run a pending handler, and a worker
+    that exited with code 0 counts as stopped by its parent once the parent has the stop signal too.
+    """
+    from granian.server.mp import WorkerProcess
+
+    class GroupSignalWorker(WorkerProcess):  # type: ignore[misc, valid-type]
+        def terminate(self) -> None:
+            """Retire a worker replaced while the server goes on (``servers.granian.worker``), then stop it."""
+            parent = self.parent
+            if not parent.stop_signal.is_set() and not parent.reload_on_changes and self.inner.is_alive():
+                self._retire()
+            super().terminate()
+
+        def _retire(self) -> None:
+            pid, parent = self.inner.pid, self.parent
+            try:
+                os.kill(pid, RETIRE_SIGNAL)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + parent.retire_hold
+            while time.monotonic() < deadline and not parent.stop_signal.wait(RETIRE_POLL):
+                if not open_connections(pid, uds=parent.bind_uds):
+                    return
+            logger.debug("granian worker pid %s still held connections after %.1f s", pid, parent.retire_hold)
+
+        def _watcher(self) -> None:
+            self.inner.join()
+            parent = self.parent
+            if self.inner.exitcode == 0 and parent.stop_signal.wait(GROUP_SIGNAL_GRACE):
+                self.interrupt_by_parent = True
+            if not self.interrupt_by_parent and parent.respawn_failed_workers and not parent.reload_on_changes:
+                self._apply_crash_policy()
+            super()._watcher()
+
+        def _apply_crash_policy(self) -> None:
+            """pyfly-hydra's crash policy (``pyfly_hydra.supervision.crash_policy``) instead of granian's own, which
+            respawns a worker that fails at once (its crash-loop check forgets each respawn at the next one,
+            so two failing workers respawn each other in a loop) or stops while another worker serves."""
+            parent, slot = self.parent, self.idx
+            others = sum(w.is_alive() and not parent.crashes.failing(w.idx) for w in parent.wrks if w.idx != slot)
+            backoff = parent.crashes.died(slot, lived=time.monotonic() - self.birth, others_serving=others)
+            died = f"granian worker-{slot + 1} (pid {self.inner.pid}) died (exit {self.inner.exitcode})"
+            if backoff is None:
+                parent.stopped_by_policy = f"{died}, failing since its respawn, and no worker serves"
+                self.interrupt_by_parent = True
+                parent.signal_handler_interrupt()
+                return
+            if backoff:
+                soon = f"within {CRASH_LOOP_SECONDS:.0f} s of its respawn"
+                logger.error("%s %s; respawning it in %.0f s", died, soon, backoff)
+                if parent.stop_signal.wait(backoff):
+                    self.interrupt_by_parent = True
+                    return
+                parent.respawned_wrks.pop(slot, None)  # granian's own crash-loop check: the back-off replaces it
+
+    class GroupSignalAwareGranian(server_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.stop_signal = threading.Event()
+            self.main_loop_interrupt = SignalPollingEvent()
+            self.crashes = CrashPolicy(self.workers)
+            # A retiring worker is stopped once it holds no connection, or after this long (see granian_worker).
+            self.retire_hold = RETIRE_HOLD_MARGIN + self.http1_settings.header_read_timeout / 1000
+            self.stopped_by_policy: str | None = None
+            self.main_pid = os.getpid()
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if os.getpid() != self.main_pid:  # a forked worker, before granian's worker handlers are set
+                granian_worker.stop_before_serving()
+                return
+            self.stop_signal.set()
+            super().signal_handler_interrupt(*args, **kwargs)
+
+        def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
+            worker = super()._spawn_worker(*args, **kwargs)
+            if isinstance(worker, WorkerProcess):  # thread workers (free-threaded builds) get no signals
+                worker.__class__ = GroupSignalWorker
+            return worker
+
+    return GroupSignalAwareGranian
+
+
+def open_connections(pid: int, *, uds: Any = None) -> int:
+    """How many client connections process ``pid`` holds (its listening socket not counted)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        tcp = sum(c.status != psutil.CONN_LISTEN for c in process.net_connections("tcp"))
+        unix = sum(c.laddr == str(uds) for c in process.net_connections("unix")) - 1 if uds else 0
+    except psutil.Error:
+        return 0
+    return tcp + max(unix, 0)
+
+
+class SignalPollingEvent(threading.Event):
+    """An event whose endless ``wait`` wakes every ``SIGNAL_POLL`` s: the main thread runs pending signal handlers."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            return super().wait(timeout)
+        while not super().wait(SIGNAL_POLL):
+            pass
+        return True
+
+
+def on_inherited_socket(server_class: type[Any], fd: int) -> type[Any]:
+    """``server_class`` serving the inherited listening socket ``fd`` instead of building one.
+
+    granian (since 2.5) builds a ``SocketHolder`` from its address or unix socket path in
+    ``_init_shared_socket`` and hands it to every worker; the holder also takes a listening fd, so
+    replacing that one hook is all it needs. The socket object is what granian's process workers
+    receive, and granian closes it at shutdown.
+    """
+    from granian._granian import SocketHolder
+
+    class InheritedSocketGranian(server_class):  # type: ignore[misc, valid-type]
+        @property
+        def _bind_addr_fmt(self) -> str:  # granian's "Listening at" line: the socket's own address
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                if sock.family == socket.AF_UNIX:
+                    return f"unix:{sock.getsockname()}"
+                host, port = sock.getsockname()[:2]
+                return bind_address(host, port)
+
+        def _init_shared_socket(self) -> None:
+            sock = inherited_socket(fd)
+            self._ssp = None
+            self._shd = SocketHolder(fd, sock.family == socket.AF_UNIX, self.backlog)
+            self._sfd = fd
+            self._sso = sock
+
+    return InheritedSocketGranian

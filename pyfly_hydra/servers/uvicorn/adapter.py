@@ -1,0 +1,301 @@
+"""Uvicorn adapter: the ecosystem-standard server; one process, or a supervisor with spawned workers."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from packaging.version import Version
+
+from pyfly_hydra.config.properties import non_default_websocket
+from pyfly_hydra.errors import ConfigError, ServeError
+from pyfly_hydra.servers.base import ServerAdapter, Support, logger
+from pyfly_hydra.servers.hooks import Hook
+from pyfly_hydra.system.bind import (
+    inherited_socket,
+    listen_socket,
+    parse_group,
+    parse_permissions,
+    remove_unix_socket,
+    unix_socket,
+)
+
+if TYPE_CHECKING:
+    from pyfly_hydra.ports import EventLoopPort
+    from pyfly_hydra.worker.apps import AppTarget
+
+# The protocol class pyfly-hydra's own (uvicorn_protocol) extends: httptools', else h11's.
+HTTP_PROTOCOL = (
+    "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol"
+    if importlib.util.find_spec("httptools")
+    else "uvicorn.protocols.http.h11_impl:H11Protocol"
+)
+# The first uvicorn whose wsproto websockets honour ws_ping_interval, ws_ping_timeout and ws_max_size.
+WSPROTO_SETTINGS_SINCE = Version("0.46")
+LOOP_FACTORIES_SINCE = Version("0.36")  # before, uvicorn's loop is one of its own names (a loop policy)
+# uvicorn's own names for the loops it sets up itself; any other loop goes in as "module:factory".
+NATIVE_LOOPS = ("uvloop", "asyncio")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _absorb_reraised_signals() -> Iterator[None]:
+    """Uvicorn re-raises SIGINT/SIGTERM after a clean shutdown (exit 143): absorb it, so a stop exits 0."""
+
+    def _ignore(signum: int, frame: FrameType | None) -> None:
+        return None
+
+    previous = {sig: signal.signal(sig, _ignore) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class UvicornServer(ServerAdapter):
+    """Runs the app through ``uvicorn.run`` with an explicit loop and graceful-shutdown timeout."""
+
+    name: ClassVar[str] = "uvicorn"
+    module: ClassVar[str] = "uvicorn"
+    loops: ClassVar[tuple[str, ...]] = NATIVE_LOOPS
+    runs_loop_factories: ClassVar[bool] = True
+    native_lifespan: ClassVar[tuple[str, ...]] = ("auto", "on", "off")
+    native_constructor: ClassVar[str] = "uvicorn:Config"
+    mapped_options: ClassVar[frozenset[str]] = frozenset(
+        [
+            "app",
+            "factory",
+            "host",
+            "port",
+            "workers",
+            "loop",
+            "interface",
+            "http",
+            "backlog",
+            "timeout_graceful_shutdown",
+            "timeout_keep_alive",
+            "limit_concurrency",
+            "limit_max_requests",
+            "h11_max_incomplete_event_size",
+            "ssl_certfile",
+            "ssl_keyfile",
+            "lifespan",
+            "reload",
+            "reload_dirs",
+            "access_log",
+            "log_level",
+            "log_config",
+            "proxy_headers",
+            "forwarded_allow_ips",
+            "root_path",
+            "uds",
+            "fd",
+            "reload_includes",
+            "reload_excludes",
+            "ws_ping_interval",
+            "ws_ping_timeout",
+            "ws_max_size",
+        ]
+    )
+    hooks: ClassVar[tuple[Hook, ...]] = (
+        *(
+            Hook(f"uvicorn.server:Server.{name}", "supervised workers (pyfly_hydra.servers.uvicorn.worker)")
+            for name in ("on_tick", "handle_exit", "started", "server_state")
+        ),
+        Hook("uvicorn.server:ServerState.total_requests", "server.max_requests_per_worker"),
+        *(
+            Hook(f"{HTTP_PROTOCOL}.{name}", "how connections end (pyfly_hydra.servers.uvicorn.protocol)")
+            for name in (
+                "connection_made",
+                "data_received",
+                "on_message_begin",
+                "on_headers_complete",
+                "on_message_complete",
+                "shutdown",
+                "timeout_keep_alive_handler",
+                "timeout_keep_alive_task",
+                "cycle",
+            )
+        ),
+    )
+    websocket_support: ClassVar[dict[str, Support]] = {
+        "ping_interval": Support("ws_ping_interval"),
+        "ping_timeout": Support("ws_ping_timeout"),
+        "max_size": Support("ws_max_size"),
+    }
+    support: ClassVar[dict[str, Support]] = {
+        "host": Support("host"),
+        "port": Support("port"),
+        "workers": Support("workers"),
+        "backlog": Support("backlog"),
+        "graceful_timeout": Support("timeout_graceful_shutdown"),
+        "http": Support("http", "HTTP/1.1 only: server.http=2 is refused"),
+        "ssl_certfile": Support("ssl_certfile"),
+        "ssl_keyfile": Support("ssl_keyfile"),
+        "keep_alive_timeout": Support("timeout_keep_alive"),
+        "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
+        "max_requests_per_worker": Support(
+            "Supervisor (instead of limit_max_requests)",
+            "pyfly-hydra's supervisor, after about N requests (+ up to 10%), new worker before old"
+            " (uvicorn's own limit stops a worker before any replacement is up)",
+        ),
+        "worker_max_lifetime": Support("Supervisor", "pyfly-hydra's supervisor, new worker before old"),
+        "worker_max_rss_mib": Support("Supervisor", "pyfly-hydra's supervisor, new worker before old"),
+        "worker_rss_check_interval": Support("Supervisor"),
+        "uds": Support("uds"),
+        "uds_permissions": Support("uds"),
+        "uds_group": Support("uds"),
+        "fd": Support("fd"),
+        "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
+        "lifespan": Support("lifespan"),
+        "max_header_bytes": Support("h11_max_incomplete_event_size", "with httptools, enforced by pyfly-hydra"),
+        "max_body_bytes": Support("BodyLimit"),
+        "body_timeout": Support("BodyTimeout"),
+        "reload": Support("Supervisor"),
+        "reload_dirs": Support("Supervisor"),
+        "reload_includes": Support("Supervisor"),
+        "reload_excludes": Support("Supervisor"),
+        "access_log": Support("AccessLog"),
+        "log_level": Support("log_level"),
+        "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
+        "forwarded_allow_ips": Support("ProxyHeadersMiddleware"),
+    }
+
+    def check(self, *, loop: EventLoopPort) -> None:
+        """Besides the table: uvicorn serves no HTTP/2, runs other loops (factories) from 0.36, and its wsproto
+        websockets had no settings before 0.46."""
+        if self.properties.http == "2":
+            raise ConfigError(
+                "server.http",
+                "2",
+                "uvicorn serves HTTP/1.1 only; use server=granian or server=hypercorn for HTTP/2, or server.http=1",
+            )
+        super().check(loop=loop)
+        version = self.version()
+        if loop.name not in NATIVE_LOOPS and not self._runs_loop_factories(version):
+            raise ConfigError(
+                "loop", loop.name, f"uvicorn runs loops other than uvloop and asyncio from {LOOP_FACTORIES_SINCE}"
+                f" (a loop factory); this is uvicorn {version}: upgrade it, or loop=uvloop",
+            )  # fmt: skip
+        wsproto = not importlib.util.find_spec("websockets")
+        if self._websocket_options() and wsproto and Version(version) < WSPROTO_SETTINGS_SINCE:
+            key, value = next(iter(non_default_websocket(self.properties).items()))
+            raise ConfigError(
+                f"server.websocket.{key}",
+                value,
+                f"uvicorn {version} serves websockets through wsproto, which it gives no pings or size limit"
+                f" before {WSPROTO_SETTINGS_SINCE}; upgrade uvicorn, or pip install websockets",
+            )
+
+    def served_http(self) -> str:
+        """uvicorn speaks HTTP/1.1 only (``server.http=2`` is refused)."""
+        return "1"
+
+    @staticmethod
+    def _runs_loop_factories(version: str) -> bool:
+        return Version(version) >= LOOP_FACTORIES_SINCE
+
+    def _websocket_options(self) -> dict[str, Any]:
+        """``server.websocket.*`` that are set, under uvicorn's names (the rest keep uvicorn's defaults)."""
+        ws = self.properties.websocket
+        values = {"ws_ping_interval": ws.ping_interval, "ws_ping_timeout": ws.ping_timeout, "ws_max_size": ws.max_size}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def _unix_or_inherited_socket(self) -> socket.socket | None:
+        p = self.properties
+        if p.uds is not None:
+            return unix_socket(p.uds, permissions=parse_permissions(p.uds_permissions), group=parse_group(p.uds_group))
+        if p.fd is not None:
+            return inherited_socket(p.fd)
+        return None
+
+    def check_native(self, *, app: AppTarget, loop: EventLoopPort) -> None:
+        """``uvicorn.Config(...)`` checks what it is given as it is built: built here once, before serving."""
+        self._config(app=app, loop=loop)
+
+    def _config(self, *, app: AppTarget, loop: EventLoopPort) -> Any:
+        """uvicorn's configuration for ``app``, from the properties and the native options."""
+        import uvicorn
+
+        from pyfly_hydra.servers.uvicorn.loops import TLS_LOOP_FACTORIES
+        from pyfly_hydra.servers.uvicorn.protocol import IdleClosingHTTPProtocol
+
+        p = self.properties
+        factories = self._runs_loop_factories(self.version())
+        if p.ssl_certfile is not None and loop.name in TLS_LOOP_FACTORIES and factories:
+            uvicorn_loop = TLS_LOOP_FACTORIES[loop.name]  # the same loop, with a TLS handshake deadline
+        else:
+            uvicorn_loop = loop.name if loop.name in NATIVE_LOOPS else loop.factory
+        return uvicorn.Config(
+            app.import_string,
+            factory=app.factory,
+            host=p.host,
+            port=p.port,
+            loop=uvicorn_loop,
+            interface="asgi3",  # a WSGI app reaches uvicorn already wrapped in a2wsgi (see worker_app)
+            http=IdleClosingHTTPProtocol,
+            backlog=p.backlog,
+            timeout_graceful_shutdown=p.graceful_timeout,
+            timeout_keep_alive=p.keep_alive_timeout,
+            limit_concurrency=p.max_concurrent_connections,
+            h11_max_incomplete_event_size=p.max_header_bytes,
+            ssl_certfile=p.ssl_certfile,
+            ssl_keyfile=p.ssl_keyfile,
+            root_path="",  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
+            lifespan=p.lifespan,
+            access_log=False,  # pyfly-hydra's access log (worker_app), the same on every server
+            log_level=p.log_level,
+            **({"log_config": self.log_config} if self.log_config is not None else {}),
+            proxy_headers=False,  # pyfly-hydra's ProxyHeadersMiddleware (worker_app), the same on every server
+            **self._websocket_options(),
+            **self.native_options(),
+        )
+
+    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+        """Serve in this process (one worker), or under pyfly-hydra's supervisor (``supervision.supervisor``)."""
+        from pyfly_hydra.servers.uvicorn.worker import DrainingServer
+        from pyfly_hydra.servers.uvicorn.worker import serve as serve_supervised
+        from pyfly_hydra.supervision.supervisor import Supervisor
+
+        p = self.properties
+        config = self._config(app=app, loop=loop)
+        if p.ssl_certfile is not None and not self._runs_loop_factories(self.version()):
+            logger.info(
+                "uvicorn %s takes no loop factory: TLS handshakes keep the loop's own 60 s deadline (10 s from"
+                " uvicorn %s)", self.version(), LOOP_FACTORIES_SINCE,
+            )  # fmt: skip
+        recycling = self.recycling()
+        # A lone worker that is recycled (requests, lifetime, memory) or reloaded runs supervised too.
+        supervised = p.workers > 1 or p.reload or p.max_requests_per_worker is not None or recycling.enabled
+        # A unix socket or an inherited fd is always handed over as a socket object uvicorn serves as it is.
+        listener = self._unix_or_inherited_socket()
+        try:
+            if supervised:
+                listeners = [listener or listen_socket(p.host, p.port)]
+                return Supervisor(
+                    partial(serve_supervised, config, listeners),
+                    server=self.name,
+                    listeners=listeners,
+                    workers=p.workers,
+                    graceful_timeout=p.graceful_timeout,
+                    sources=self.watched_sources() if p.reload else None,
+                    recycling=recycling,
+                    max_requests=p.max_requests_per_worker,
+                ).run()
+            server = DrainingServer(config)
+            with _absorb_reraised_signals():
+                server.run(sockets=[listener] if listener else None)
+        except SystemExit as exc:
+            raise ServeError(f"uvicorn failed to start (exit {exc.code}); its log above says why") from None
+        finally:
+            remove_unix_socket(p.uds)
+        if not server.started:
+            raise ServeError("uvicorn failed to start; its log above says why")
+        return 0

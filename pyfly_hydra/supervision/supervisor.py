@@ -1,0 +1,318 @@
+"""pyfly-hydra's supervisor for uvicorn's and hypercorn's worker processes: drain-first, new-before-old.
+
+Neither server's own supervisor does what a production team needs. hypercorn's ``run`` terminates
+every worker once the first one exits (a SIGTERM cuts in-flight requests, a crash is never replaced,
+and the exit code is 0); uvicorn's waits out a 5 s health check before replacing workers that reached
+their request limit (both can be gone at once), exits 0 when the app cannot start, and neither
+replaces a worker by lifetime or memory. This one runs each server's own worker function in spawned
+processes on shared listening sockets:
+
+- on SIGINT, SIGTERM or SIGQUIT it closes the listening sockets (new connections are refused at once) and
+  waits for every worker to drain (up to ``graceful_timeout`` plus a margin); workers ignore the
+  signals themselves, so a group signal (Ctrl-C, systemd) reaches them only as a drain;
+- SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored (``pyfly_hydra.supervision.signals``);
+- every worker dies with the supervisor, however it dies (``WorkerControl.attach``);
+- a worker that exits before it serves at startup means the app cannot start: the others are
+  stopped and ``run`` raises ``StartupFailed``;
+- a worker that dies later is respawned as ``pyfly_hydra.supervision.crash_policy`` says;
+- a worker past its lifetime, over its memory limit or past its request count is replaced: the new
+  one starts and, once it serves, the old one drains; one replacement at a time;
+- with ``sources`` (``server.reload``), a change of the app's sources drains the workers and starts
+  new ones; a worker that then dies (the edit does not import) is reported, and the supervisor waits
+  for the next change.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from pyfly_hydra.errors import ServeError
+from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
+from pyfly_hydra.supervision.recycling import Recycling, ReplacementRetry, WorkerClock
+from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, STOP_SIGNALS, log_ignored
+from pyfly_hydra.worker.control import RequestLimit, WorkerControl
+
+if TYPE_CHECKING:
+    from pyfly_hydra.supervision.reload import WatchedSources
+
+logger = logging.getLogger("pyfly_hydra")
+
+DRAIN_MARGIN_SECONDS = 5.0
+POLL_SECONDS = 0.2
+READY_SECONDS = 30.0  # how long a new worker may take to serve
+WATCHER_STOP_SECONDS = 5.0  # watchfiles checks its stop event every 50 ms
+
+# A worker: called in its own process with its control; a picklable callable (spawn sends it over).
+WorkerTarget = Callable[[WorkerControl], None]
+
+
+class StartupFailed(ServeError):
+    """A worker exited before it served at startup: the app cannot start."""
+
+
+@dataclass
+class Worker:
+    """One worker process and its control."""
+
+    process: BaseProcess
+    control: WorkerControl
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    @property
+    def serving(self) -> bool:
+        return self.control.ready.is_set()
+
+
+@dataclass
+class Slot:
+    """Where one worker runs, and when a failing one is next started."""
+
+    worker: Worker
+    respawn_at: float | None = None
+
+
+class Supervisor:
+    """Runs ``workers`` processes of ``target`` on shared ``listeners`` until a stop signal or a crash loop."""
+
+    def __init__(
+        self,
+        target: WorkerTarget,
+        *,
+        server: str,
+        listeners: list[socket.socket],
+        workers: int,
+        graceful_timeout: float,
+        sources: WatchedSources | None = None,
+        recycling: Recycling | None = None,
+        max_requests: int | None = None,
+    ) -> None:
+        self.target, self.server, self.listeners, self.sources = target, server, listeners, sources
+        self.count = workers
+        self.max_requests = max_requests
+        self.drain_seconds = graceful_timeout + DRAIN_MARGIN_SECONDS
+        self.clock = WorkerClock(recycling) if recycling and recycling.enabled else None
+        self.context = multiprocessing.get_context("spawn")
+        self.slots: list[Slot] = []
+        self.retiring: list[Worker] = []  # replaced workers still draining
+        self.stopping = False
+        self.exit_code = 0
+        self.changed = threading.Event()
+        self.retry = ReplacementRetry()
+        self.crashes = CrashPolicy(workers)
+        self.reported: set[int] = set()  # reload: slots whose failed worker was reported, waiting for a change
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        for worker in self._all_workers():
+            worker.control.shutdown.set()
+
+    def _all_workers(self) -> list[Worker]:
+        return [*(slot.worker for slot in self.slots), *self.retiring]
+
+    def _spawn(self) -> Worker:
+        # Workers start with the stop signals ignored: a group signal reaches them as their shutdown event.
+        limit = None if self.max_requests is None else RequestLimit.drawn(self.max_requests, self.context.Event())
+        events = self.context.Event(), self.context.Event(), self.context.Event()
+        control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit)
+        current = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (*STOP_SIGNALS, *IGNORED_SIGNALS)}
+        try:
+            process = self.context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
+            process.start()
+        finally:
+            for sig, handler in current.items():
+                signal.signal(sig, handler)
+        return Worker(process, control)
+
+    def run(self) -> int:
+        """Serve until a stop signal (drain every worker, exit 0) or a crash loop (exit 1)."""
+        handlers = dict.fromkeys(STOP_SIGNALS, self._on_stop_signal) | dict.fromkeys(IGNORED_SIGNALS, log_ignored)
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        stop_watching = threading.Event()
+        watcher: threading.Thread | None = None
+        try:
+            self.slots = [Slot(self._spawn()) for _ in range(self.count)]
+            self._wait_until_serving()
+            if self.sources is not None:
+                watcher = _watch(self.sources, self.changed, stop_watching)
+            while not self.stopping:
+                self._wait()
+                if self.stopping:
+                    break
+                if self.changed.is_set():
+                    self._reload()
+                    continue
+                self._handle_exits()
+                if not self.stopping:
+                    self._recycle()
+            # Refuse new connections at once: each worker closes its copy when it sees its shutdown event.
+            self._close_listeners()
+            _stop(self._all_workers(), time.monotonic() + self.drain_seconds, self.server)
+        finally:
+            stop_watching.set()
+            if watcher is not None:
+                # watchfiles' Rust loop sees the stop event within one step; a daemon thread still inside it at
+                # interpreter exit is unwound through Rust frames and aborts the process (SIGABRT).
+                watcher.join(timeout=WATCHER_STOP_SECONDS)
+            for worker in self._all_workers():
+                worker.control.shutdown.set()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._close_listeners()
+        return self.exit_code
+
+    def _close_listeners(self) -> None:
+        for sock in self.listeners:
+            sock.close()
+
+    def _wait_until_serving(self) -> None:
+        """Wait for every first worker to serve; one that exits first means the app cannot start.
+
+        Under reload a worker that fails to import the app is reported and the edit awaited instead."""
+        for slot in self.slots:
+            worker = slot.worker
+            while not worker.control.ready.wait(POLL_SECONDS) and not self.stopping:
+                if worker.process.exitcode is None:
+                    continue
+                if self.sources is not None:
+                    break  # _handle_exits reports it and waits for a change
+                _stop(self._all_workers(), time.monotonic() + self.drain_seconds, self.server)
+                raise StartupFailed(
+                    f"the app failed to start: {self.server} worker pid {worker.pid} exited"
+                    f" (exit {worker.process.exitcode}) before serving; its log above says why"
+                )
+
+    def _wait(self) -> None:
+        alive = [w.process.sentinel for w in self._all_workers() if w.process.exitcode is None]
+        if alive:
+            wait(alive, timeout=POLL_SECONDS)
+        else:  # every worker failed (reload, back-off): only time or a change can wake us
+            time.sleep(POLL_SECONDS)
+        for worker in [w for w in self.retiring if w.process.exitcode is not None]:
+            worker.process.join()
+            self.retiring.remove(worker)
+
+    def _reload(self) -> None:
+        self.changed.clear()
+        _stop([slot.worker for slot in self.slots], time.monotonic() + self.drain_seconds, self.server)
+        self.slots = [Slot(self._spawn()) for _ in range(self.count)]
+        self.reported.clear()
+
+    def _handle_exits(self) -> None:
+        now = time.monotonic()
+        for index, slot in enumerate(self.slots):
+            worker = slot.worker
+            if slot.respawn_at is not None:
+                if now >= slot.respawn_at:
+                    slot.worker, slot.respawn_at = self._spawn(), None
+                continue
+            if worker.process.exitcode is None:
+                continue
+            worker.process.join()
+            code = worker.process.exitcode
+            if self.sources is not None:
+                if index not in self.reported:
+                    why = "waiting for a change to reload"
+                    logger.error("%s worker pid %s exited (exit %s); %s", self.server, worker.pid, code, why)
+                    self.reported.add(index)
+                continue
+            backoff = self.crashes.died(
+                index,
+                lived=now - worker.started,
+                served=worker.serving,
+                others_serving=sum(_serves(other) for other in self.slots if other is not slot),
+            )
+            died = f"{self.server} worker pid {worker.pid} died (exit {code})"
+            if backoff is None:
+                logger.error("%s, failing since its respawn, and no worker serves; stopping", died)
+                self.exit_code, self.stopping = 1, True
+                return
+            if backoff == 0:
+                logger.error("%s; respawning it", died)
+                slot.worker = self._spawn()
+                continue
+            soon = f"before serving or within {CRASH_LOOP_SECONDS:.0f} s of its respawn"
+            logger.error("%s %s; respawning it in %.0f s", died, soon, backoff)
+            slot.respawn_at = now + backoff
+
+    def _recycle(self) -> None:
+        """Replace one worker that has served its requests, or is past its lifetime or memory limit."""
+        if not self.retry.allowed:
+            return
+        for index, slot in enumerate(self.slots):
+            limit = slot.worker.control.request_limit
+            if limit is not None and limit.reached.is_set() and slot.respawn_at is None:
+                key = f"server.max_requests_per_worker={self.max_requests}"
+                self._replace(index, f"reached its limit of {limit.requests} requests ({key} + jitter)")
+                return
+        if self.clock is None:
+            return
+        serving = {slot.worker.pid: index for index, slot in enumerate(self.slots) if _serves(slot)}
+        due = self.clock.due(list(serving))
+        if due is not None:
+            pid, why = due
+            self._replace(serving[pid], why)
+
+    def _replace(self, index: int, why: str) -> None:
+        """Start a new worker in slot ``index``; once it serves, the old one drains (the others serve throughout)."""
+        old, new = self.slots[index].worker, self._spawn()
+        deadline = time.monotonic() + READY_SECONDS
+        while not new.control.ready.wait(POLL_SECONDS):
+            if self.stopping or new.process.exitcode is not None or time.monotonic() > deadline:
+                _stop([new], time.monotonic() + self.drain_seconds, self.server)
+                if not self.stopping:
+                    self.retry.failed(f"{self.server} worker pid {new.pid} did not come up", kept_pid=old.pid)
+                return
+        self.slots[index].worker = new
+        logger.info("%s worker pid %s %s; replaced by pid %s", self.server, old.pid, why, new.pid)
+        old.control.retiring.set()
+        old.control.shutdown.set()
+        self.retiring.append(old)
+
+
+def _serves(slot: Slot) -> bool:
+    return slot.respawn_at is None and slot.worker.process.exitcode is None and slot.worker.serving
+
+
+def _stop(workers: list[Worker], deadline: float, server: str) -> None:
+    for worker in workers:
+        worker.control.shutdown.set()
+    for worker in workers:
+        worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.process.is_alive():
+            logger.warning("%s worker pid %s did not drain in time; killing it", server, worker.pid)
+            worker.process.kill()
+            worker.process.join()
+
+
+def _watch(sources: WatchedSources, changed: threading.Event, stop: threading.Event) -> threading.Thread:
+    """A thread that sets ``changed`` whenever the sources change, until ``stop`` is set."""
+    import watchfiles
+
+    def run() -> None:
+        watch_filter = sources.filter_class()()
+        for changes in watchfiles.watch(*sources.dirs, watch_filter=watch_filter, stop_event=stop):
+            files = ", ".join(sorted({path for _, path in changes}))
+            logger.info("changes detected in %s; reloading the workers", files)
+            changed.set()
+
+    thread = threading.Thread(target=run, name="pyfly-hydra-reload", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,1 @@
+"""What the operating system gives a run: listening sockets and usable CPUs."""

@@ -6,15 +6,16 @@ import importlib
 import platform as platform_module
 import sys
 import textwrap
-from dataclasses import fields
 
 from pyfly_hydra import __version__
+from pyfly_hydra.config.properties import key_values
 from pyfly_hydra.config.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, is_installed
-from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
+from pyfly_hydra.config.schema import ServerProperties
 from pyfly_hydra.config.versions import declared_range, is_declared
 from pyfly_hydra.registry import SERVERS
 from pyfly_hydra.runner.machine import installed_version
-from pyfly_hydra.servers.base import PROPERTY_GROUPS, ServerAdapter, Support
+from pyfly_hydra.servers.base import ServerAdapter
+from pyfly_hydra.servers.keys import LAYERS, Support
 
 
 def _adapter_class(target: str) -> type[ServerAdapter]:
@@ -50,34 +51,26 @@ def _why(kind: str, candidates: list[Candidate]) -> str:
 
 def _cell(table: dict[str, Support], key: str) -> str:
     support = table.get(key)
-    if support is None or support.option is None:
-        return "- (refused)"
-    return support.option + (" ~" if support.note else "")
+    return "- (refused)" if support is None else support.describe()
 
 
 def support_matrix() -> list[str]:
-    """Which server honours which ``server.*`` key, and under which of its own options."""
+    """Which server honours which ``server.*`` key: its own options, or the pyfly-hydra layer that does it."""
+    keys = [key for key in key_values(ServerProperties())]
     rows: list[list[str]] = [["key", *(a.name for a in SERVER_ADAPTERS)]]
-    for field in fields(ServerProperties):
-        if field.name not in PROPERTY_GROUPS:  # the groups have rows of their own (options: a section below)
-            rows.append([f"server.{field.name}", *(_cell(a.support, field.name) for a in SERVER_ADAPTERS)])
-    for field in fields(WebsocketProperties):
-        key = f"websocket.{field.name}"
-        rows.append([f"server.{key}", *(_cell(a.key_support(), key) for a in SERVER_ADAPTERS)])
-    for field in fields(GranianProperties):
-        key = f"server.granian.{field.name}"  # granian's own group: the other servers refuse it
-        rows.append([key, *(field.name if a.name == "granian" else "- (refused)" for a in SERVER_ADAPTERS)])
+    rows += [[f"server.{key}", *(_cell(a.support, key) for a in SERVER_ADAPTERS)] for key in keys]
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
     lines = [
         "  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     notes = [
-        f"  {'~' if support.option else '-'} {adapter.name} server.{key}: {support.note}"
+        f"  {'-' if support.refused else '~'} {adapter.name} server.{key}: {support.refused or support.note}"
         for adapter in SERVER_ADAPTERS
-        for key, support in adapter.key_support().items()
-        if support.note
+        for key, support in adapter.support.items()
+        if support.note or support.refused
     ]
-    return [*lines, "", *notes]
+    layers = [f"  {name}: {meaning}" for name, meaning in LAYERS.items()]
+    return [*lines, "", *notes, "", "pyfly-hydra's layers named above:", *layers]
 
 
 def _client_lines() -> list[str]:

@@ -1,17 +1,21 @@
-"""The two ports: what a server adapter and an event-loop adapter must provide.
+"""The two ports: exactly what the runner calls on a server adapter and reads of an event-loop adapter.
 
 Unlike PyFly's ``EventLoopPort.configure()``, which set an asyncio policy in the parent process that
-no worker ever saw, a loop adapter here only *names* the loop; each server adapter hands that name to
-its own per-worker option, so every worker really runs the loop that was asked for.
+no worker ever saw, a loop adapter here only *names* the loop; each server adapter hands that name (or
+its factory) to its own per-worker option, so every worker really runs the loop that was asked for.
+
+A server adapter is built once, from the validated ``server.*`` (``cls(properties=...)``), and never
+changed afterwards: what else a run needs (the app, the loop, the job's logging, what reload watches)
+is an argument of the method that needs it.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pyfly_hydra.config.schema import ServerProperties
+    from pyfly_hydra.supervision.reload import WatchedSources
     from pyfly_hydra.worker.apps import AppTarget
 
 
@@ -23,27 +27,55 @@ class EventLoopPort(Protocol):
     module: ClassVar[str | None]  # what must be importable; None for the standard library
     factory: ClassVar[str]  # import string "module:callable" returning a new event loop
 
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        """Create a new loop of this kind in the calling process."""
-        ...
-
 
 @runtime_checkable
 class ApplicationServerPort(Protocol):
-    """An ASGI server that serves an app, blocking until it has shut down."""
+    """A server that serves an app, blocking until it has shut down (``servers.base.ServerAdapter`` has
+    everything but ``run`` and the tables)."""
 
     name: ClassVar[str]  # "granian", "uvicorn", ...
     module: ClassVar[str]  # what must be importable for the server to run
+    native_wsgi: ClassVar[bool]  # False: a WSGI app is served to it through a2wsgi
     properties: ServerProperties
 
     def check(self, *, loop: EventLoopPort) -> None:
         """Raise ConfigError for any property or loop this server cannot honour."""
         ...
 
+    def layers(self) -> frozenset[str]:
+        """The layers pyfly-hydra adds for this server's keys (``servers.keys.LAYERS``)."""
+        ...
+
     def version(self) -> str:
         """The installed server's version."""
         ...
 
-    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+    def served_http(self) -> str:
+        """The HTTP version it speaks for ``server.http`` (the startup line and the records say it)."""
+        ...
+
+    def connection_request_cap(self) -> tuple[str, int] | None:
+        """The native option and count after which it closes a connection itself (None: never)."""
+        ...
+
+    def check_native(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> None:
+        """Raise ConfigError for a native option the server itself refuses, before anything is bound."""
+        ...
+
+    def run(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> int:
         """Serve ``app`` until SIGINT/SIGTERM, drain, and return the process exit code."""
         ...

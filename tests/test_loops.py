@@ -1,6 +1,8 @@
-"""Loop adapters build the loop they name, and satisfy the port."""
+"""Loop adapters name a factory that builds the loop they name, and satisfy the port."""
 
 from __future__ import annotations
+
+import pkgutil
 
 import pytest
 
@@ -15,7 +17,7 @@ from pyfly_hydra.ports import EventLoopPort
 )
 def test_loop_adapter_builds_its_loop(adapter, expected: str) -> None:
     assert isinstance(adapter, EventLoopPort)
-    loop = adapter.new_event_loop()
+    loop = pkgutil.resolve_name(adapter.factory)()
     try:
         assert f"{type(loop).__module__}.{type(loop).__qualname__}" == expected
         assert loop.run_until_complete(_answer()) == 42

@@ -204,24 +204,20 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     return replace(properties, workers=workers)
 
 
-def _changed(values: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        f.name: getattr(values, f.name)
-        for f in fields(default)
-        if f.name not in skip and getattr(values, f.name) != getattr(default, f.name)
-    }
+def key_values(properties: ServerProperties) -> dict[str, Any]:
+    """``{key: value}`` of every key, named as under ``server.`` (``port``, ``websocket.max_size``,
+    ``granian.runtime_threads``); ``options`` are the server's own, not keys."""
+    values: dict[str, Any] = {}
+    for f in fields(properties):
+        value = getattr(properties, f.name)
+        if f.name in ("granian", "websocket"):
+            values |= {f"{f.name}.{g.name}": getattr(value, g.name) for g in fields(value)}
+        elif f.name != "options":
+            values[f.name] = value
+    return values
 
 
-def non_default(properties: ServerProperties) -> dict[str, Any]:
-    """``{key: value}`` of top-level properties that differ from the default (``granian``, ``options`` excluded)."""
-    return _changed(properties, ServerProperties(), skip=("granian", "options", "websocket"))
-
-
-def non_default_websocket(properties: ServerProperties) -> dict[str, Any]:
-    """``{key: value}`` of ``server.websocket.*`` values that are set (not null)."""
-    return _changed(properties.websocket, WebsocketProperties())
-
-
-def non_default_granian(properties: ServerProperties) -> dict[str, Any]:
-    """``{key: value}`` of ``server.granian.*`` values that differ from the schema default."""
-    return _changed(properties.granian, GranianProperties())
+def keys_set(properties: ServerProperties) -> dict[str, Any]:
+    """``key_values`` that differ from the schema's defaults."""
+    defaults = key_values(ServerProperties())
+    return {key: value for key, value in key_values(properties).items() if value != defaults[key]}

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 from typing import ClassVar
 
 
 class LoopAdapter:
-    """Base of the built-in loop adapters; subclasses only fill the three class attributes."""
+    """Base of the built-in loop adapters; subclasses only fill the three class attributes. The loop is
+    built in each worker, by the server, from ``factory`` (or the server's own name for it): never here."""
 
     name: ClassVar[str]
     module: ClassVar[str | None]  # what must be importable; None for the standard library
     factory: ClassVar[str]  # "module:callable" returning a new event loop
-
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        """A new loop of this kind, imported only now."""
-        module, _, attribute = self.factory.partition(":")
-        loop: asyncio.AbstractEventLoop = getattr(importlib.import_module(module), attribute)()
-        return loop

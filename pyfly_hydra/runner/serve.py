@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import sys
@@ -10,7 +11,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pyfly_hydra.config.environment import notice_unused_variables
@@ -23,12 +23,11 @@ from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
 from pyfly_hydra.registry import MOVED_TARGETS
 from pyfly_hydra.runner.logs import job_logging, server_logging
 from pyfly_hydra.runner.server_info import ServerInfo
-from pyfly_hydra.supervision.reload import quiet_watcher, watched_sources
+from pyfly_hydra.supervision.reload import WatchedSources, quiet_watcher, watched_sources
 from pyfly_hydra.supervision.signals import runner_signals
 from pyfly_hydra.system.bind import check_listener
 from pyfly_hydra.worker.app import plan_worker_app
 from pyfly_hydra.worker.apps import AppTarget, load_app_target
-from pyfly_hydra.worker.lifespan import LIFESPAN_MODES
 from pyfly_hydra.worker.log_format import kept_logging
 
 logger = logging.getLogger("pyfly_hydra")
@@ -36,12 +35,15 @@ logger = logging.getLogger("pyfly_hydra")
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a run needs, validated: the server, its loop, the app, and the summary of it."""
+    """Everything a run needs, validated: the server, its loop, the app, what the server is handed, and the
+    summary of it."""
 
     server: ApplicationServerPort
     loop: EventLoopPort
     app: AppTarget
     info: ServerInfo
+    log_config: dict[str, Any] | None  # the job's logging for the server and its workers
+    reload_sources: WatchedSources | None  # what reload watches (server.reload)
 
 
 def server_properties(node: DictConfig) -> ServerProperties:
@@ -58,32 +60,46 @@ def _require_installed(key: str, name: str, module: str | None, alternatives: tu
     raise ConfigError(key, name, f"{module} is not installed (pip install 'pyfly-hydra[{name}]'); {instead}")
 
 
-def _instantiate(key: str, node: DictConfig, port: type, **overrides: Any) -> Any:
-    if node._target_ in MOVED_TARGETS:
-        raise ConfigError(f"{key}._target_", node._target_, f"moved: use {MOVED_TARGETS[node._target_]}")
-    adapter = instantiate(node, _convert_="object", **overrides)
+def adapter_class(key: str, target: str) -> type[Any]:
+    """The class ``{key}._target_`` names, imported: an adapter is built once, by the runner, from validated
+    properties (never re-read from the raw node)."""
+    if target in MOVED_TARGETS:
+        raise ConfigError(f"{key}._target_", target, f"moved: use {MOVED_TARGETS[target]}")
+    module_name, _, name = target.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name) if module_name else None
+    except ImportError as error:
+        raise ConfigError(f"{key}._target_", target, f"cannot import {module_name}: {error}") from None
+    if not isinstance(found, type):
+        raise ConfigError(f"{key}._target_", target, "names no class (module.Class)")
+    return found
+
+
+def _checked(key: str, target: str, adapter: Any, port: type) -> Any:
     if not isinstance(adapter, port):
-        raise ConfigError(f"{key}._target_", node._target_, f"does not implement {port.__name__}")
+        raise ConfigError(f"{key}._target_", target, f"does not implement {port.__name__}")
     return adapter
 
 
-def served_app(
-    app: AppTarget, server: ApplicationServerPort, properties: ServerProperties, *, keep_logging: bool
-) -> AppTarget:
-    """What the server is given: the user's app, or the worker-app factory with the wrappers it needs."""
+def served_app(app: AppTarget, server: ApplicationServerPort, *, keep_logging: bool) -> AppTarget:
+    """What the server is given: the user's app, or the worker-app factory with the layers its key table asks."""
+    properties, layers = server.properties, server.layers()
     if app.interface == "wsgi" and properties.lifespan == "on":
         raise ConfigError("server.lifespan", "on", "a WSGI app has no lifespan events; use auto or off")
-    native_lifespan = getattr(server, "native_lifespan", LIFESPAN_MODES)
+
+    def through(layer: str, value: Any) -> Any:
+        return value if layer in layers else None
+
     return plan_worker_app(
         app,
-        native_wsgi=getattr(server, "native_wsgi", False),
-        trusted_proxies=properties.forwarded_allow_ips if properties.proxy_headers else None,
-        lifespan=None if properties.lifespan in native_lifespan else properties.lifespan,
-        max_body_bytes=properties.max_body_bytes,
-        max_header_bytes=properties.max_header_bytes if getattr(server, "head_limit_in_worker", False) else None,
-        body_timeout=properties.body_timeout,
-        access_log=properties.access_log,
-        root_path=properties.root_path or None,
+        native_wsgi=server.native_wsgi,
+        trusted_proxies=through("ProxyHeaders", properties.forwarded_allow_ips if properties.proxy_headers else None),
+        lifespan=through("LifespanGuard", properties.lifespan),
+        max_body_bytes=through("BodyLimit", properties.max_body_bytes),
+        max_header_bytes=through("HeadLimit", properties.max_header_bytes),
+        body_timeout=through("BodyTimeout", properties.body_timeout),
+        access_log="AccessLog" in layers and properties.access_log,
+        root_path=through("RootPath", properties.root_path or None),
         keep_logging=keep_logging,
     )
 
@@ -93,30 +109,30 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     properties = server_properties(cfg.server)
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
     notice_unused_variables(cfg)
-    loop: EventLoopPort = _instantiate("loop", cfg.loop, EventLoopPort)
+    loop: EventLoopPort = _checked("loop", cfg.loop._target_, adapter_class("loop", cfg.loop._target_)(), EventLoopPort)
     _require_installed("loop", loop.name, loop.module, loop_priority(sys.platform))
-    server: ApplicationServerPort = _instantiate(
-        "server", cfg.server, ApplicationServerPort, workers=properties.workers
+    server_class = adapter_class("server", cfg.server._target_)
+    server: ApplicationServerPort = _checked(
+        "server", cfg.server._target_, server_class(properties=properties), ApplicationServerPort
     )
     _require_installed("server", server.name, server.module, SERVER_PRIORITY)
     server.check(loop=loop)
     with kept_logging():  # the app's import may configure logging for the whole process
         user_app = load_app_target(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
-    server.log_config = server_logging(job_logging(), level=properties.log_level)
-    app = served_app(user_app, server, properties, keep_logging=server.log_config is not None)
-    check_native = getattr(server, "check_native", None)  # a server of your own may have no such check
-    if check_native is not None:
-        check_native(app=app, loop=loop)
+    log_config = server_logging(job_logging(), level=properties.log_level)
+    app = served_app(user_app, server, keep_logging=log_config is not None)
+    reload_sources = None
     if properties.reload:
-        server.reload_sources = watched_sources(
+        reload_sources = watched_sources(
             dirs=properties.reload_dirs,
             includes=properties.reload_includes,
             excludes=properties.reload_excludes,
             output_dir=output_dir,
             app_dir=user_app.directory,
         )
-        logger.info(server.reload_sources.describe())
+        logger.info(reload_sources.describe())
         quiet_watcher()
+    server.check_native(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
     info = ServerInfo(
         app=cfg.app,
         interface=user_app.interface,
@@ -124,14 +140,14 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
         version=server.version(),
         loop=loop.name,
         workers=properties.workers,
-        http=server.served_http() if hasattr(server, "served_http") else properties.http,  # yours may not say
+        http=server.served_http(),
         host=properties.host,
         port=properties.port,
         tls=properties.ssl_certfile is not None,
         uds=properties.uds,
         fd=properties.fd,
     )
-    return Plan(server=server, loop=loop, app=app, info=info)
+    return Plan(server=server, loop=loop, app=app, info=info, log_config=log_config, reload_sources=reload_sources)
 
 
 def _notice_another_machine(provenance: DictConfig | None) -> None:
@@ -163,7 +179,9 @@ def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     # keep the garbage collector from walking it on every full collection while requests are served.
     gc.freeze()
     with runner_signals():
-        code = plan.server.run(app=plan.app, loop=plan.loop)
+        code = plan.server.run(
+            app=plan.app, loop=plan.loop, log_config=plan.log_config, reload_sources=plan.reload_sources
+        )
     logger.info("%s stopped (exit code %d)", plan.server.name, code)
     if code:
         raise ServeError(f"{plan.server.name} stopped with exit code {code}; its log above says why")

@@ -11,15 +11,15 @@ import logging
 import re
 import types
 import typing
-from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyfly_hydra.config.properties import non_default, non_default_granian, non_default_websocket
+from pyfly_hydra.config.properties import key_values, keys_set
 from pyfly_hydra.config.schema import GranianProperties, NativeOptions, ServerProperties, WebsocketProperties
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.servers.hooks import Hook, require_hooks
+from pyfly_hydra.servers.keys import Support, layers_asked, option_names, owner_of, refused
 from pyfly_hydra.supervision.recycling import Recycling
 
 if TYPE_CHECKING:
@@ -37,40 +37,21 @@ PROPERTY_GROUPS: dict[str, type[Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class Support:
-    """How a server honours one ``server.*`` key: its own option, or ``None`` when it cannot.
-
-    ``note`` explains a refusal, or an approximation that is logged once when the key is set.
-    """
-
-    option: str | None
-    note: str = ""
-
-
 class ServerAdapter:
     """Base of the built-in adapters: subclasses fill the tables and implement ``run``."""
 
     name: ClassVar[str]
     module: ClassVar[str]
-    support: ClassVar[dict[str, Support]]
-    websocket_support: ClassVar[dict[str, Support]] = {}  # server.websocket.* keys, as ``support``
+    support: ClassVar[dict[str, Support]]  # every server.* key (``websocket.max_size``): see servers.keys
+    reserved_options: ClassVar[dict[str, str | None]] = {}  # native options pyfly-hydra sets -> the key deciding
     loops: ClassVar[tuple[str, ...]]  # the loop names this server can run in its workers
     runs_loop_factories: ClassVar[bool] = False  # True: also runs any other loop from its factory string
     native_wsgi: ClassVar[bool] = False  # False: a WSGI app is served through a2wsgi
-    head_limit_in_worker: ClassVar[bool] = False  # True: server.max_header_bytes checked again on parsed heads
-    native_lifespan: ClassVar[tuple[str, ...]] = ()  # server.lifespan values the server's own switch honours
-    reload_sources: WatchedSources | None = None  # what reload watches; set by the runner (serve.make_plan)
-    log_config: dict[str, Any] | None = None  # the job's logging dictionary for the server; set by the runner
     native_constructor: ClassVar[str]  # "module:Name" whose keywords server.options.<name>.* may set
-    mapped_options: ClassVar[frozenset[str]] = frozenset()  # the constructor's names pyfly-hydra sets itself
     hooks: ClassVar[tuple[Hook, ...]] = ()  # the server's private internals pyfly-hydra replaces
 
-    def __init__(self, **properties: Any) -> None:
-        for name, group in PROPERTY_GROUPS.items():  # nested groups may arrive as mappings
-            value = properties.get(name) or group()
-            properties[name] = value if isinstance(value, group) else group(**dict(value))
-        self.properties = ServerProperties(**properties)
+    def __init__(self, *, properties: ServerProperties) -> None:
+        self.properties = properties
 
     def version(self) -> str:
         """The installed server's version: its ``__version__`` (it is imported to serve anyway), else metadata."""
@@ -83,35 +64,32 @@ class ServerAdapter:
 
     def check(self, *, loop: EventLoopPort) -> None:
         """Refuse what this server cannot honour, naming the key; log documented approximations."""
-        require_hooks(self.name, self.version(), self.hooks, keys_set=set(non_default(self.properties)))
+        keys = keys_set(self.properties)
+        require_hooks(self.name, self.version(), self.hooks, keys_set=set(keys))
         self.native_options()
         if loop.name not in self.loops and not self.runs_loop_factories:
             raise ConfigError("loop", loop.name, f"{self.name} cannot run this loop; it runs {', '.join(self.loops)}")
-        for key, value in non_default(self.properties).items():
-            support = self.support.get(key, Support(None, "no equivalent option"))
-            if support.option is None:
-                raise ConfigError(f"server.{key}", value, f"{self.name} cannot honour it: {support.note}")
+        for key, value in keys.items():
+            support = self.support.get(key) or refused(_no_option(key))
+            if support.refused is not None:
+                raise ConfigError(f"server.{key}", value, f"{self.name} cannot honour it: {support.refused}")
             if support.note:
                 logger.info("server.%s on %s: %s", key, self.name, support.note)
-        for key, value in non_default_websocket(self.properties).items():
-            support = self.websocket_support.get(key, Support(None, "no equivalent option"))
-            if support.option is None:
-                raise ConfigError(f"server.websocket.{key}", value, f"{self.name} cannot honour it: {support.note}")
-        if self.name != "granian":
-            for key, value in non_default_granian(self.properties).items():
-                raise ConfigError(
-                    f"server.granian.{key}", value, f"only granian reads server.granian.*; the server is {self.name}"
-                )
+
+    def layers(self) -> frozenset[str]:
+        """The layers of pyfly-hydra (``servers.keys.LAYERS``) that honour this server's keys at their values."""
+        return layers_asked(self.support, key_values(self.properties).items())
 
     @classmethod
-    def key_support(cls) -> dict[str, Support]:
-        """``support`` and ``websocket_support`` in one table, keyed as under ``server.`` (``websocket.max_size``)."""
-        return {**cls.support, **{f"websocket.{key}": s for key, s in cls.websocket_support.items()}}
+    def mapped_options(cls) -> frozenset[str]:
+        """The server's own options pyfly-hydra sets: from the key table, and the ones it keeps for itself."""
+        return option_names(cls.support) | frozenset(cls.reserved_options)
 
     @classmethod
     def native_option_names(cls) -> list[str]:
         """Every name ``server.options.<name>.*`` accepts: the constructor's keywords pyfly-hydra leaves alone."""
-        return [name for name in constructor_keywords(cls.native_constructor) if name not in cls.mapped_options]
+        mapped = cls.mapped_options()
+        return [name for name in constructor_keywords(cls.native_constructor) if name not in mapped]
 
     def native_options(self) -> dict[str, Any]:
         """``server.options.<name>``, checked: every name a keyword of the server, none that the runner sets."""
@@ -122,10 +100,9 @@ class ServerAdapter:
         constructor = self.native_constructor.replace(":", ".")
         for name, value in options.items():
             key = f"server.options.{self.name}.{name}"
-            if name in self.mapped_options:
-                owners = self.key_support().items()
-                owner = next((f"server.{k}" for k, s in owners if s.option and name in s.option), None)
-                instead = f"set {owner} instead" if owner else "pyfly-hydra sets it itself"
+            if name in self.mapped_options():
+                owner = owner_of(self.support, self.reserved_options, name)
+                instead = f"set server.{owner} instead" if owner else "pyfly-hydra sets it itself"
                 raise ConfigError(key, value, f"{constructor} gets this from pyfly-hydra; {instead}")
             if name not in keywords:
                 close = difflib.get_close_matches(name, list(keywords), n=1)
@@ -139,17 +116,6 @@ class ServerAdapter:
                 key = f"server.options.{self.name}.{name}"
                 raise ConfigError(key, options[name], f"{constructor} takes {expected} here")
         return values
-
-    def watched_sources(self) -> WatchedSources:
-        """What reload watches: as the runner set it, else the reload keys alone."""
-        from pyfly_hydra.supervision.reload import watched_sources
-
-        if self.reload_sources is not None:
-            return self.reload_sources
-        p = self.properties
-        return watched_sources(
-            dirs=p.reload_dirs, includes=p.reload_includes, excludes=p.reload_excludes, output_dir=None
-        )
 
     def recycling(self) -> Recycling:
         """When workers are replaced: ``server.worker_max_lifetime`` and ``server.worker_max_rss_mib``."""
@@ -169,7 +135,24 @@ class ServerAdapter:
         (None: it never does). A load client that does not reconnect loses that connection for good."""
         return None
 
-    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+    def check_native(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> None:
+        """Let the server check its own options as it would when serving (by default: nothing more to check)."""
+
+    def run(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> int:
         """Serve ``app`` until SIGINT/SIGTERM and return the exit code."""
         raise NotImplementedError
 
@@ -250,6 +233,14 @@ def as_annotated(value: Any, annotation: str) -> Any:
         items = [value] if isinstance(value, str) else value
         return [Path(item) for item in items]
     return Path(value) if isinstance(value, str) else value
+
+
+def _no_option(key: str) -> str:
+    """Why a key missing from a server's table is refused: another server's own group, or no option."""
+    group = key.partition(".")[0] if "." in key else None
+    if group in PROPERTY_GROUPS and group != "websocket":
+        return f"only {group} reads server.{group}.*"
+    return "no equivalent option"
 
 
 def bind_address(host: str, port: int) -> str:

@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.errors import ConfigError, ServeError
-from pyfly_hydra.servers.base import ServerAdapter, Support, logger
+from pyfly_hydra.servers.base import ServerAdapter, logger
 from pyfly_hydra.servers.granian import worker as granian_worker
 from pyfly_hydra.servers.granian.server import granian_server_class
 from pyfly_hydra.servers.hooks import Hook
+from pyfly_hydra.servers.keys import PROXY_HEADERS_NOTE, ROOT_PATH_NOTE, Support, native, owner_of, pyfly, refused
 from pyfly_hydra.supervision.supervisor import DRAIN_MARGIN_SECONDS
 from pyfly_hydra.system.bind import parse_group, parse_permissions
 
 if TYPE_CHECKING:
     from pyfly_hydra.ports import EventLoopPort
+    from pyfly_hydra.supervision.reload import WatchedSources
     from pyfly_hydra.worker.apps import AppTarget
 
 
@@ -76,46 +78,22 @@ class GranianServer(ServerAdapter):
     loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop")
     native_wsgi: ClassVar[bool] = True
     native_constructor: ClassVar[str] = "granian:Granian"
-    mapped_options: ClassVar[frozenset[str]] = frozenset(
-        [
-            "target",
-            "factory",
-            "address",
-            "port",
-            "interface",
-            "workers",
-            "loop",
-            "http",
-            "backlog",
-            "backpressure",
-            "workers_kill_timeout",
-            "http1_settings",
-            "http2_settings",
-            "ssl_cert",
-            "ssl_key",
-            "runtime_threads",
-            "runtime_mode",
-            "respawn_failed_workers",
-            "reload",
-            "reload_paths",
-            "reload_filter",
-            "reload_ignore_worker_failure",
-            "log_access",
-            "log_level",
-            "log_dictconfig",
-            "log_access_format",
-            "working_dir",
-            "url_path_prefix",
-            "uds",
-            "uds_permissions",
-            "reload_ignore_dirs",
-            "reload_ignore_patterns",
-            "reload_ignore_paths",
-            "workers_lifetime",
-            "workers_max_rss",
-            "rss_sample_interval",
-        ]
-    )
+    # granian.Granian's options pyfly-hydra keeps for itself, each with the key that decides it (None: no key).
+    reserved_options: ClassVar[dict[str, str | None]] = {
+        "target": None,
+        "factory": None,
+        "interface": "lifespan",
+        "loop": None,
+        "working_dir": None,
+        "log_dictconfig": None,
+        "log_access": "access_log",
+        "log_access_format": "access_log",
+        "url_path_prefix": "root_path",
+        "http2_settings": "max_header_bytes",
+        "reload_ignore_dirs": "reload_excludes",
+        "reload_ignore_patterns": "reload_excludes",
+        "reload_ignore_paths": "reload_excludes",
+    }
     hooks: ClassVar[tuple[Hook, ...]] = (
         Hook("granian.server.mp:WorkerProcess._watcher", "clean stops on a group signal"),
         Hook("granian:Granian.signal_handler_interrupt", "clean stops on a group signal"),
@@ -132,59 +110,64 @@ class GranianServer(ServerAdapter):
         Hook("granian:Granian._init_shared_socket", "the unix socket's group", key="uds_group"),
         Hook("granian._granian:SocketHolder", "serving an inherited socket", key="fd"),
     )
-    native_lifespan: ClassVar[tuple[str, ...]] = ("off",)  # interface asginl; auto and on go through the guard
-    websocket_support: ClassVar[dict[str, Support]] = {
-        key: Support(
-            None, "granian has no websocket settings (only websockets on/off); use server=uvicorn or hypercorn"
-        )
-        for key in ("ping_interval", "ping_timeout", "max_size")
-    }
     support: ClassVar[dict[str, Support]] = {
-        "host": Support("address"),
-        "port": Support("port"),
-        "workers": Support("workers"),
-        "backlog": Support("backlog", "granian raises a backlog below 128 to 128"),
-        "graceful_timeout": Support("workers_kill_timeout"),
-        "http": Support("http"),
-        "ssl_certfile": Support("ssl_cert"),
-        "ssl_keyfile": Support("ssl_key"),
-        "keep_alive_timeout": Support(
+        "host": native("address"),
+        "port": native("port"),
+        "workers": native("workers"),
+        "backlog": native("backlog", note="granian raises a backlog below 128 to 128"),
+        "graceful_timeout": native("workers_kill_timeout"),
+        "http": native("http"),
+        "ssl_certfile": native("ssl_cert"),
+        "ssl_keyfile": native("ssl_key"),
+        "keep_alive_timeout": native(
             "http1_settings.header_read_timeout",
-            "granian has no keep-alive timeout; the HTTP/1 header read timeout is set to it instead",
+            note="granian has no keep-alive timeout; the HTTP/1 header read timeout is set to it instead",
         ),
-        "max_concurrent_connections": Support(
-            "backpressure", "granian queues requests beyond the limit (backpressure) instead of answering 503"
+        "max_concurrent_connections": native(
+            "backpressure", note="granian queues requests beyond the limit (backpressure) instead of answering 503"
         ),
-        "max_requests_per_worker": Support(
-            None, "granian has no per-worker request limit; use server.worker_max_lifetime or worker_max_rss_mib"
+        "max_requests_per_worker": refused(
+            "granian has no per-worker request limit; use server.worker_max_lifetime or worker_max_rss_mib"
         ),
-        "worker_max_lifetime": Support(
+        "worker_max_lifetime": native(
             "workers_lifetime",
-            "granian's own: at least 60 s, checked once a minute; expired workers are replaced one at a time,"
+            note="granian's own: at least 60 s, checked once a minute; expired workers are replaced one at a time,"
             " the new one 3.5 s before the old one stops (respawn_interval), so they never recycle together",
         ),
-        "worker_max_rss_mib": Support("workers_max_rss", "granian's own: replaced one at a time, new before old"),
-        "worker_rss_check_interval": Support("rss_sample_interval"),
-        "uds": Support("uds"),
-        "uds_permissions": Support("uds_permissions"),
-        "uds_group": Support("_init_shared_socket"),  # chowned by pyfly-hydra once granian has bound it
-        "fd": Support("SocketHolder"),  # built from the inherited fd in granian's _init_shared_socket hook
-        "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
-        "lifespan": Support("interface"),
-        "max_header_bytes": Support(
+        "worker_max_rss_mib": native("workers_max_rss", note="granian's own: replaced one at a time, new before old"),
+        "worker_rss_check_interval": native("rss_sample_interval"),
+        "uds": native("uds"),
+        "uds_permissions": native("uds_permissions"),
+        "uds_group": pyfly("ServerHook"),  # chowned once granian has bound it (_init_shared_socket)
+        "fd": pyfly("ServerHook"),  # a SocketHolder built from the inherited fd (_init_shared_socket)
+        "root_path": pyfly("RootPath", note=ROOT_PATH_NOTE),
+        # interface asginl for off; auto and on go through the guard
+        "lifespan": native("interface", layer="LifespanGuard", native_values=("off",)),
+        "max_header_bytes": native(
             "http1_settings.max_buffer_size",
-            "and http2_settings.max_headers_size; granian also refuses a request with more than 100 headers",
+            "http2_settings.max_headers_size",
+            note="granian also refuses a request with more than 100 headers",
         ),
-        "max_body_bytes": Support("BodyLimit"),
-        "body_timeout": Support("BodyTimeout", "not for a WSGI app: granian reads its body itself, with no timer"),
-        "reload": Support("reload"),
-        "reload_dirs": Support("reload_paths"),
-        "reload_includes": Support("reload_filter"),
-        "reload_excludes": Support("reload_filter"),
-        "access_log": Support("AccessLog"),
-        "log_level": Support("log_level"),
-        "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
-        "forwarded_allow_ips": Support("ProxyHeadersMiddleware"),
+        "max_body_bytes": pyfly("BodyLimit"),
+        "body_timeout": pyfly("BodyTimeout", note="not for a WSGI app: granian reads its body itself, with no timer"),
+        "reload": native("reload", "reload_paths", "reload_filter", "reload_ignore_worker_failure"),
+        "reload_dirs": native("reload_paths"),
+        "reload_includes": native("reload_filter"),
+        "reload_excludes": native("reload_filter"),
+        "access_log": pyfly("AccessLog"),
+        "log_level": native("log_level"),
+        "proxy_headers": pyfly("ProxyHeaders", note=PROXY_HEADERS_NOTE),
+        "forwarded_allow_ips": pyfly("ProxyHeaders"),
+        **{
+            f"websocket.{key}": refused(
+                "granian has no websocket settings (only websockets on/off); use server=uvicorn or hypercorn"
+            )
+            for key in ("ping_interval", "ping_timeout", "max_size")
+        },
+        "granian.runtime_threads": native("runtime_threads"),
+        "granian.runtime_mode": native("runtime_mode"),
+        "granian.backpressure": native("backpressure"),
+        "granian.respawn_failed_workers": native("respawn_failed_workers"),
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
@@ -206,7 +189,14 @@ class GranianServer(ServerAdapter):
                 "granian has one limit; set it or server.max_concurrent_connections, not both",
             )
 
-    def check_native(self, *, app: AppTarget, loop: EventLoopPort) -> None:
+    def check_native(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> None:
         """granian checks its options in ``Granian(...)`` and at the start of ``serve``, each failure a logged
         line and a ``ConfigurationError`` naming the option: both run here, up to where serving would begin,
         with granian's lines held back and its reason given in one line naming the key."""
@@ -216,7 +206,8 @@ class GranianServer(ServerAdapter):
         granian_logger = logging.getLogger(GRANIAN_LOGGER)
         granian_logger.addFilter(held)
         try:
-            dry_run(self._granian(app=app, loop=loop)).serve()
+            server = self._granian(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
+            dry_run(server).serve()
         except ConfigurationError as exc:
             name = str(exc.args[0]) if exc.args else ""
             raise self._refused(name, reason=held.errors[-1] if held.errors else f"granian refuses {name}") from None
@@ -230,7 +221,7 @@ class GranianServer(ServerAdapter):
         named = [option for option in options if option == name or option.startswith(f"{name}_")]
         if named:
             return ConfigError(f"server.options.granian.{named[0]}", options[named[0]], f"{reason} (granian)")
-        owner = next((key for key, s in self.key_support().items() if s.option == name), None)
+        owner = owner_of(self.support, self.reserved_options, name)
         if owner is not None:
             value = getattr(self.properties, owner) if "." not in owner else None
             return ConfigError(f"server.{owner}", value, f"{reason} (granian)")
@@ -240,10 +231,17 @@ class GranianServer(ServerAdapter):
         """Cleartext ``auto`` is HTTP/1.1 on granian (CLEARTEXT_AUTO_NOTE)."""
         return served_http(self.properties.http, tls=self.properties.ssl_certfile is not None)
 
-    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+    def run(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> int:
         """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
         p = self.properties
-        server = self._granian(app=app, loop=loop)
+        server = self._granian(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
         if served_http(p.http, tls=p.ssl_certfile is not None) != p.http:
             logger.info(CLEARTEXT_AUTO_NOTE)
         # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
@@ -262,8 +260,28 @@ class GranianServer(ServerAdapter):
             raise ServeError(f"{server.stopped_by_policy}; stopped (its log above says why)")
         return 0
 
-    def _granian(self, *, app: AppTarget, loop: EventLoopPort) -> Any:
-        """granian's server for ``app``, built from the properties and the native options."""
+    def _granian(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> Any:
+        """granian's server for ``app``."""
+        p = self.properties
+        settings = self.native_settings(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
+        return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(**settings)
+
+    def native_settings(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> dict[str, Any]:
+        """``granian.Granian``'s keywords: from the properties (its key table) and the native options."""
         from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
         from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
@@ -275,7 +293,9 @@ class GranianServer(ServerAdapter):
             # Forked workers would inherit the app module imported (and checked) in this process,
             # so a reload would serve the old code: spawn fresh interpreters instead.
             multiprocessing.set_start_method("spawn", force=True)
-            sources = self.watched_sources()
+            if reload_sources is None:
+                raise ValueError("server.reload=true: the runner hands over what to watch (reload_sources)")
+            sources = reload_sources
             # A worker that fails to import the edited code (a syntax error) leaves the server waiting
             # for the next change instead of stopping it.
             reload_options = {
@@ -292,7 +312,7 @@ class GranianServer(ServerAdapter):
             interface = Interfaces.WSGI
         else:
             interface = Interfaces.ASGINL if p.lifespan == "off" else Interfaces.ASGI
-        return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(
+        return dict(
             target=app.import_string,
             factory=app.factory,
             address=p.host,
@@ -317,7 +337,7 @@ class GranianServer(ServerAdapter):
             **reload_options,
             log_access=False,  # pyfly-hydra's access log (worker_app), the same on every server
             log_level=LogLevels(p.log_level),
-            log_dictconfig=self.log_config,
+            log_dictconfig=log_config,
             url_path_prefix=None,  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
             uds=Path(p.uds) if p.uds else None,
             uds_permissions=parse_permissions(p.uds_permissions),

@@ -69,8 +69,13 @@ def _tell_drain_on_stop(graceful_timeout: float) -> None:
 
     def going_away_first(loop: Any) -> Any:
         event = WorkerSignal()
+        stopping = False
 
-        def stop(*_: Any) -> None:
+        def stop() -> None:
+            nonlocal stopping
+            if stopping:
+                return
+            stopping = True
             drain.started()
             deadline = loop.time() + GOING_AWAY_SECONDS
 
@@ -83,11 +88,12 @@ def _tell_drain_on_stop(graceful_timeout: float) -> None:
             loop.call_soon(when_closed)
             loop.call_later(graceful_timeout, _cancel_requests)
 
+        # A Python-level handler, not ``loop.add_signal_handler``: granian sets its handlers before its loop
+        # runs, and uvloop drops a signal that arrives between ``add_signal_handler`` and the loop's start
+        # (a group SIGTERM while the worker starts: it went on serving). Handled here, the signal is queued
+        # for the loop whenever it comes, and one that came earlier went to the inherited handler.
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop)
-            except NotImplementedError:  # Windows loops: granian's own fallback
-                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop))
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop))
         if _stop_before_serving:
             loop.call_soon(stop)
         return event

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from packaging.version import Version
 
-from pyfly_hydra.config.properties import non_default_websocket
+from pyfly_hydra.config.properties import keys_set
 from pyfly_hydra.errors import ConfigError, ServeError
-from pyfly_hydra.servers.base import ServerAdapter, Support, logger
+from pyfly_hydra.servers.base import ServerAdapter, logger
 from pyfly_hydra.servers.hooks import Hook
+from pyfly_hydra.servers.keys import NEW_BEFORE_OLD, PROXY_HEADERS_NOTE, ROOT_PATH_NOTE, Support, native, pyfly
 from pyfly_hydra.system.bind import (
     inherited_socket,
     listen_socket,
@@ -28,6 +29,7 @@ from pyfly_hydra.system.bind import (
 
 if TYPE_CHECKING:
     from pyfly_hydra.ports import EventLoopPort
+    from pyfly_hydra.supervision.reload import WatchedSources
     from pyfly_hydra.worker.apps import AppTarget
 
 # The protocol class pyfly-hydra's own (uvicorn_protocol) extends: httptools', else h11's.
@@ -68,42 +70,26 @@ class UvicornServer(ServerAdapter):
     runs_loop_factories: ClassVar[bool] = True
     native_lifespan: ClassVar[tuple[str, ...]] = ("auto", "on", "off")
     native_constructor: ClassVar[str] = "uvicorn:Config"
-    mapped_options: ClassVar[frozenset[str]] = frozenset(
-        [
-            "app",
-            "factory",
-            "host",
-            "port",
-            "workers",
-            "loop",
-            "interface",
-            "http",
-            "backlog",
-            "timeout_graceful_shutdown",
-            "timeout_keep_alive",
-            "limit_concurrency",
-            "limit_max_requests",
-            "h11_max_incomplete_event_size",
-            "ssl_certfile",
-            "ssl_keyfile",
-            "lifespan",
-            "reload",
-            "reload_dirs",
-            "access_log",
-            "log_level",
-            "log_config",
-            "proxy_headers",
-            "forwarded_allow_ips",
-            "root_path",
-            "uds",
-            "fd",
-            "reload_includes",
-            "reload_excludes",
-            "ws_ping_interval",
-            "ws_ping_timeout",
-            "ws_max_size",
-        ]
-    )
+    # uvicorn.Config's options pyfly-hydra keeps for itself, each with the key that decides it (None: no key).
+    reserved_options: ClassVar[dict[str, str | None]] = {
+        "app": None,
+        "factory": None,
+        "loop": None,
+        "interface": None,
+        "log_config": None,
+        "workers": "workers",
+        "limit_max_requests": "max_requests_per_worker",
+        "reload": "reload",
+        "reload_dirs": "reload_dirs",
+        "reload_includes": "reload_includes",
+        "reload_excludes": "reload_excludes",
+        "uds": "uds",
+        "fd": "fd",
+        "access_log": "access_log",
+        "proxy_headers": "proxy_headers",
+        "forwarded_allow_ips": "forwarded_allow_ips",
+        "root_path": "root_path",
+    }
     hooks: ClassVar[tuple[Hook, ...]] = (
         *(
             Hook(f"uvicorn.server:Server.{name}", "supervised workers (pyfly_hydra.servers.uvicorn.worker)")
@@ -125,47 +111,47 @@ class UvicornServer(ServerAdapter):
             )
         ),
     )
-    websocket_support: ClassVar[dict[str, Support]] = {
-        "ping_interval": Support("ws_ping_interval"),
-        "ping_timeout": Support("ws_ping_timeout"),
-        "max_size": Support("ws_max_size"),
-    }
     support: ClassVar[dict[str, Support]] = {
-        "host": Support("host"),
-        "port": Support("port"),
-        "workers": Support("workers"),
-        "backlog": Support("backlog"),
-        "graceful_timeout": Support("timeout_graceful_shutdown"),
-        "http": Support("http", "HTTP/1.1 only: server.http=2 is refused"),
-        "ssl_certfile": Support("ssl_certfile"),
-        "ssl_keyfile": Support("ssl_keyfile"),
-        "keep_alive_timeout": Support("timeout_keep_alive"),
-        "max_concurrent_connections": Support("limit_concurrency", "uvicorn answers 503 beyond the limit"),
-        "max_requests_per_worker": Support(
-            "Supervisor (instead of limit_max_requests)",
-            "pyfly-hydra's supervisor, after about N requests (+ up to 10%), new worker before old"
-            " (uvicorn's own limit stops a worker before any replacement is up)",
+        "host": native("host"),
+        "port": native("port"),
+        "workers": pyfly("Supervisor"),
+        "backlog": native("backlog"),
+        "graceful_timeout": native("timeout_graceful_shutdown"),
+        "http": native("http", note="HTTP/1.1 only (pyfly-hydra's protocol class): server.http=2 is refused"),
+        "ssl_certfile": native("ssl_certfile"),
+        "ssl_keyfile": native("ssl_keyfile"),
+        "keep_alive_timeout": native("timeout_keep_alive"),
+        "max_concurrent_connections": native("limit_concurrency", note="uvicorn answers 503 beyond the limit"),
+        "max_requests_per_worker": pyfly(
+            "Supervisor",
+            note="pyfly-hydra's supervisor, after about N requests (+ up to 10%), new worker before old"
+            " (uvicorn's own limit_max_requests stops a worker before any replacement is up)",
         ),
-        "worker_max_lifetime": Support("Supervisor", "pyfly-hydra's supervisor, new worker before old"),
-        "worker_max_rss_mib": Support("Supervisor", "pyfly-hydra's supervisor, new worker before old"),
-        "worker_rss_check_interval": Support("Supervisor"),
-        "uds": Support("uds"),
-        "uds_permissions": Support("uds"),
-        "uds_group": Support("uds"),
-        "fd": Support("fd"),
-        "root_path": Support("RootPath", "pyfly-hydra's wrapper: the proxy strips the prefix, the app's path has it"),
-        "lifespan": Support("lifespan"),
-        "max_header_bytes": Support("h11_max_incomplete_event_size", "with httptools, enforced by pyfly-hydra"),
-        "max_body_bytes": Support("BodyLimit"),
-        "body_timeout": Support("BodyTimeout"),
-        "reload": Support("Supervisor"),
-        "reload_dirs": Support("Supervisor"),
-        "reload_includes": Support("Supervisor"),
-        "reload_excludes": Support("Supervisor"),
-        "access_log": Support("AccessLog"),
-        "log_level": Support("log_level"),
-        "proxy_headers": Support("ProxyHeadersMiddleware", "X-Forwarded-* applied by pyfly-hydra's ASGI middleware"),
-        "forwarded_allow_ips": Support("ProxyHeadersMiddleware"),
+        "worker_max_lifetime": pyfly("Supervisor", note=NEW_BEFORE_OLD),
+        "worker_max_rss_mib": pyfly("Supervisor", note=NEW_BEFORE_OLD),
+        "worker_rss_check_interval": pyfly("Supervisor"),
+        "uds": pyfly("Listener"),
+        "uds_permissions": pyfly("Listener"),
+        "uds_group": pyfly("Listener"),
+        "fd": pyfly("Listener"),
+        "root_path": pyfly("RootPath", note=ROOT_PATH_NOTE),
+        "lifespan": native("lifespan"),
+        "max_header_bytes": native(
+            "h11_max_incomplete_event_size", note="with httptools, counted by pyfly-hydra's protocol class"
+        ),
+        "max_body_bytes": pyfly("BodyLimit"),
+        "body_timeout": pyfly("BodyTimeout"),
+        "reload": pyfly("Supervisor"),
+        "reload_dirs": pyfly("Supervisor"),
+        "reload_includes": pyfly("Supervisor"),
+        "reload_excludes": pyfly("Supervisor"),
+        "access_log": pyfly("AccessLog"),
+        "log_level": native("log_level"),
+        "proxy_headers": pyfly("ProxyHeaders", note=PROXY_HEADERS_NOTE),
+        "forwarded_allow_ips": pyfly("ProxyHeaders"),
+        "websocket.ping_interval": native("ws_ping_interval"),
+        "websocket.ping_timeout": native("ws_ping_timeout"),
+        "websocket.max_size": native("ws_max_size"),
     }
 
     def check(self, *, loop: EventLoopPort) -> None:
@@ -186,9 +172,9 @@ class UvicornServer(ServerAdapter):
             )  # fmt: skip
         wsproto = not importlib.util.find_spec("websockets")
         if self._websocket_options() and wsproto and Version(version) < WSPROTO_SETTINGS_SINCE:
-            key, value = next(iter(non_default_websocket(self.properties).items()))
+            key, value = next((k, v) for k, v in keys_set(self.properties).items() if k.startswith("websocket."))
             raise ConfigError(
-                f"server.websocket.{key}",
+                f"server.{key}",
                 value,
                 f"uvicorn {version} serves websockets through wsproto, which it gives no pings or size limit"
                 f" before {WSPROTO_SETTINGS_SINCE}; upgrade uvicorn, or pip install websockets",
@@ -216,14 +202,33 @@ class UvicornServer(ServerAdapter):
             return inherited_socket(p.fd)
         return None
 
-    def check_native(self, *, app: AppTarget, loop: EventLoopPort) -> None:
+    def check_native(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> None:
         """``uvicorn.Config(...)`` checks what it is given as it is built: built here once, before serving."""
-        self._config(app=app, loop=loop)
+        self._config(app=app, loop=loop, log_config=log_config)
 
-    def _config(self, *, app: AppTarget, loop: EventLoopPort) -> Any:
-        """uvicorn's configuration for ``app``, from the properties and the native options."""
+    def _config(self, *, app: AppTarget, loop: EventLoopPort, log_config: dict[str, Any] | None) -> Any:
+        """uvicorn's configuration for ``app``."""
         import uvicorn
 
+        return uvicorn.Config(**self.native_settings(app=app, loop=loop, log_config=log_config, reload_sources=None))
+
+    def native_settings(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> dict[str, Any]:
+        """``uvicorn.Config``'s keywords: from the properties (its key table) and the native options; reload
+        is pyfly-hydra's supervisor's, so ``reload_sources`` gives uvicorn nothing."""
         from pyfly_hydra.servers.uvicorn.loops import TLS_LOOP_FACTORIES
         from pyfly_hydra.servers.uvicorn.protocol import IdleClosingHTTPProtocol
 
@@ -233,8 +238,8 @@ class UvicornServer(ServerAdapter):
             uvicorn_loop = TLS_LOOP_FACTORIES[loop.name]  # the same loop, with a TLS handshake deadline
         else:
             uvicorn_loop = loop.name if loop.name in NATIVE_LOOPS else loop.factory
-        return uvicorn.Config(
-            app.import_string,
+        return dict(
+            app=app.import_string,
             factory=app.factory,
             host=p.host,
             port=p.port,
@@ -252,20 +257,27 @@ class UvicornServer(ServerAdapter):
             lifespan=p.lifespan,
             access_log=False,  # pyfly-hydra's access log (worker_app), the same on every server
             log_level=p.log_level,
-            **({"log_config": self.log_config} if self.log_config is not None else {}),
+            **({"log_config": log_config} if log_config is not None else {}),
             proxy_headers=False,  # pyfly-hydra's ProxyHeadersMiddleware (worker_app), the same on every server
             **self._websocket_options(),
             **self.native_options(),
         )
 
-    def run(self, *, app: AppTarget, loop: EventLoopPort) -> int:
+    def run(
+        self,
+        *,
+        app: AppTarget,
+        loop: EventLoopPort,
+        log_config: dict[str, Any] | None,
+        reload_sources: WatchedSources | None,
+    ) -> int:
         """Serve in this process (one worker), or under pyfly-hydra's supervisor (``supervision.supervisor``)."""
         from pyfly_hydra.servers.uvicorn.worker import DrainingServer
         from pyfly_hydra.servers.uvicorn.worker import serve as serve_supervised
         from pyfly_hydra.supervision.supervisor import Supervisor
 
         p = self.properties
-        config = self._config(app=app, loop=loop)
+        config = self._config(app=app, loop=loop, log_config=log_config)
         if p.ssl_certfile is not None and not self._runs_loop_factories(self.version()):
             logger.info(
                 "uvicorn %s takes no loop factory: TLS handshakes keep the loop's own 60 s deadline (10 s from"
@@ -285,7 +297,7 @@ class UvicornServer(ServerAdapter):
                     listeners=listeners,
                     workers=p.workers,
                     graceful_timeout=p.graceful_timeout,
-                    sources=self.watched_sources() if p.reload else None,
+                    sources=reload_sources,
                     recycling=recycling,
                     max_requests=p.max_requests_per_worker,
                 ).run()

@@ -15,7 +15,7 @@ from pyfly_hydra.config.versions import declared_range, is_declared
 from pyfly_hydra.registry import SERVERS
 from pyfly_hydra.runner.machine import installed_version
 from pyfly_hydra.servers.base import ServerAdapter
-from pyfly_hydra.servers.keys import LAYERS, Support
+from pyfly_hydra.servers.keys import LAYERS
 
 
 def _adapter_class(target: str) -> type[ServerAdapter]:
@@ -49,16 +49,11 @@ def _why(kind: str, candidates: list[Candidate]) -> str:
     return f"auto {kind} = {chosen.name}{reason}"
 
 
-def _cell(table: dict[str, Support], key: str) -> str:
-    support = table.get(key)
-    return "- (refused)" if support is None else support.describe()
-
-
 def support_matrix() -> list[str]:
     """Which server honours which ``server.*`` key: its own options, or the pyfly-hydra layer that does it."""
     keys = [key for key in key_values(ServerProperties())]
     rows: list[list[str]] = [["key", *(a.name for a in SERVER_ADAPTERS)]]
-    rows += [[f"server.{key}", *(_cell(a.support, key) for a in SERVER_ADAPTERS)] for key in keys]
+    rows += [[f"server.{key}", *(a.key_support(key).describe() for a in SERVER_ADAPTERS)] for key in keys]
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
     lines = [
         "  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows

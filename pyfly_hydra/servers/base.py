@@ -70,11 +70,16 @@ class ServerAdapter:
         if loop.name not in self.loops and not self.runs_loop_factories:
             raise ConfigError("loop", loop.name, f"{self.name} cannot run this loop; it runs {', '.join(self.loops)}")
         for key, value in keys.items():
-            support = self.support.get(key) or refused(_no_option(key))
+            support = self.key_support(key)
             if support.refused is not None:
                 raise ConfigError(f"server.{key}", value, f"{self.name} cannot honour it: {support.refused}")
             if support.note:
                 logger.info("server.%s on %s: %s", key, self.name, support.note)
+
+    @classmethod
+    def key_support(cls, key: str) -> Support:
+        """How this server honours ``key``: its row, or refused (another server's own group, or no row)."""
+        return cls.support.get(key) or refused(_no_option(key))
 
     def layers(self) -> frozenset[str]:
         """The layers of pyfly-hydra (``servers.keys.LAYERS``) that honour this server's keys at their values."""

@@ -14,6 +14,7 @@ filtered out, the writes of the run's own log among them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterable
@@ -75,6 +76,7 @@ class WatchedSources:
         ignored = ", ".join(str(p) for p in self.ignored) or "nothing"
         return f"reload watches {dirs} for {', '.join(self.includes)}; ignoring {ignored}"
 
+    @functools.cache  # noqa: B019 (frozen, hashable, few): the same rule is the same class
     def filter_class(self) -> type[watchfiles.BaseFilter]:
         """A watchfiles filter class applying this rule (granian instantiates the class itself)."""
         import watchfiles

@@ -82,14 +82,12 @@ class GranianServer(ServerAdapter):
     reserved_options: ClassVar[dict[str, str | None]] = {
         "target": None,
         "factory": None,
-        "interface": "lifespan",
         "loop": None,
         "working_dir": None,
         "log_dictconfig": None,
         "log_access": "access_log",
         "log_access_format": "access_log",
         "url_path_prefix": "root_path",
-        "http2_settings": "max_header_bytes",
         "reload_ignore_dirs": "reload_excludes",
         "reload_ignore_patterns": "reload_excludes",
         "reload_ignore_paths": "reload_excludes",
@@ -117,7 +115,7 @@ class GranianServer(ServerAdapter):
         "backlog": native("backlog", note="granian raises a backlog below 128 to 128"),
         "graceful_timeout": native("workers_kill_timeout"),
         "http": native("http"),
-        "ssl_certfile": native("ssl_cert"),
+        "ssl_certfile": native("ssl_cert", "http"),  # http=auto is HTTP/1.1 in cleartext only
         "ssl_keyfile": native("ssl_key"),
         "keep_alive_timeout": native(
             "http1_settings.header_read_timeout",
@@ -151,7 +149,7 @@ class GranianServer(ServerAdapter):
         "max_body_bytes": pyfly("BodyLimit"),
         "body_timeout": pyfly("BodyTimeout", note="not for a WSGI app: granian reads its body itself, with no timer"),
         "reload": native("reload", "reload_paths", "reload_filter", "reload_ignore_worker_failure"),
-        "reload_dirs": native("reload_paths"),
+        "reload_dirs": native("reload_paths", "reload_filter"),
         "reload_includes": native("reload_filter"),
         "reload_excludes": native("reload_filter"),
         "access_log": pyfly("AccessLog"),
@@ -270,6 +268,10 @@ class GranianServer(ServerAdapter):
     ) -> Any:
         """granian's server for ``app``."""
         p = self.properties
+        if p.reload:
+            # Forked workers would inherit the app module imported (and checked) in this process,
+            # so a reload would serve the old code: spawn fresh interpreters instead.
+            multiprocessing.set_start_method("spawn", force=True)
         settings = self.native_settings(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
         return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(**settings)
 
@@ -290,9 +292,6 @@ class GranianServer(ServerAdapter):
         http = served_http(p.http, tls=p.ssl_certfile is not None)
         reload_options: dict[str, Any] = {}
         if p.reload:
-            # Forked workers would inherit the app module imported (and checked) in this process,
-            # so a reload would serve the old code: spawn fresh interpreters instead.
-            multiprocessing.set_start_method("spawn", force=True)
             if reload_sources is None:
                 raise ValueError("server.reload=true: the runner hands over what to watch (reload_sources)")
             sources = reload_sources

@@ -38,9 +38,10 @@ BROKEN_PIPE_EXIT_CODE = 141  # 128 + SIGPIPE: what the shell reports for a tool 
 
 
 def _info(cfg: DictConfig, output_dir: Path | None) -> int:
+    from pyfly_hydra.config.own_servers import own_server_targets
     from pyfly_hydra.info import render_info
 
-    print(render_info())
+    print(render_info(own_servers=own_server_targets()))
     return 0
 
 

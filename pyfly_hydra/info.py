@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-import importlib
 import platform as platform_module
 import sys
 import textwrap
+from collections.abc import Mapping, Sequence
 
 from pyfly_hydra import __version__
 from pyfly_hydra.config.properties import key_values
-from pyfly_hydra.config.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, is_installed
+from pyfly_hydra.config.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, module_available
 from pyfly_hydra.config.schema import ServerProperties
 from pyfly_hydra.config.versions import declared_range, is_declared
+from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.registry import SERVERS
 from pyfly_hydra.runner.machine import installed_version
+from pyfly_hydra.runner.serve import adapter_class
 from pyfly_hydra.servers.base import ServerAdapter
 from pyfly_hydra.servers.keys import LAYERS
 
-
-def _adapter_class(target: str) -> type[ServerAdapter]:
-    module, _, name = target.rpartition(".")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+SERVER_ADAPTERS: tuple[type[ServerAdapter], ...] = tuple(adapter_class("server", s.target) for s in SERVERS)
 
 
-SERVER_ADAPTERS: tuple[type[ServerAdapter], ...] = tuple(_adapter_class(server.target) for server in SERVERS)
+def own_server_lines(targets: Mapping[str, str]) -> tuple[list[str], list[type[ServerAdapter]]]:
+    """The user's own servers (``server/<name>.yaml`` of their config dirs): a line each, and the adapters
+    the matrix and the native options show (those built on ``servers.base.ServerAdapter``)."""
+    lines, adapters = ["Your own servers (server=<name>, from your config directories):"], []
+    for name, target in targets.items():
+        try:
+            found = adapter_class("server", target)
+        except ConfigError as error:
+            lines.append(f"  {name:<10} {error}")
+            continue
+        if not isinstance(found, type) or not issubclass(found, ServerAdapter):
+            lines.append(f"  {name:<10} {target} (not built on pyfly_hydra.servers.base.ServerAdapter: no key table)")
+            continue
+        state = "installed" if module_available(found.module) else "not installed"
+        lines.append(f"  {name:<10} {installed_version(found.module):<28} {state:<14} {target}")
+        adapters.append(found)
+    return (lines if targets else []), adapters
 
 
 def _cascade_lines(candidates: list[Candidate]) -> list[str]:
@@ -49,18 +64,18 @@ def _why(kind: str, candidates: list[Candidate]) -> str:
     return f"auto {kind} = {chosen.name}{reason}"
 
 
-def support_matrix() -> list[str]:
+def support_matrix(adapters: Sequence[type[ServerAdapter]] = SERVER_ADAPTERS) -> list[str]:
     """Which server honours which ``server.*`` key: its own options, or the pyfly-hydra layer that does it."""
-    keys = [key for key in key_values(ServerProperties())]
-    rows: list[list[str]] = [["key", *(a.name for a in SERVER_ADAPTERS)]]
-    rows += [[f"server.{key}", *(a.key_support(key).describe() for a in SERVER_ADAPTERS)] for key in keys]
+    keys = list(key_values(ServerProperties()))
+    rows: list[list[str]] = [["key", *(a.name for a in adapters)]]
+    rows += [[f"server.{key}", *(a.key_support(key).describe() for a in adapters)] for key in keys]
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
     lines = [
         "  " + "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     notes = [
         f"  {'-' if support.refused else '~'} {adapter.name} server.{key}: {support.refused or support.note}"
-        for adapter in SERVER_ADAPTERS
+        for adapter in adapters
         for key, support in adapter.support.items()
         if support.note or support.refused
     ]
@@ -78,14 +93,14 @@ def _client_lines() -> list[str]:
     return lines
 
 
-def native_option_lines(width: int = 100) -> list[str]:
+def native_option_lines(adapters: Sequence[type[ServerAdapter]] = SERVER_ADAPTERS, width: int = 100) -> list[str]:
     """Per installed server, the names ``+server.options.<server>.NAME=...`` accepts."""
     lines = [
         "Each server's own options (+server.options.<server>.NAME=VALUE; the ones pyfly-hydra sets from",
         "server.* keys are left out):",
     ]
-    for adapter in SERVER_ADAPTERS:
-        if not is_installed(adapter.name):
+    for adapter in adapters:
+        if not module_available(adapter.module):
             lines.append(f"  {adapter.name}: not installed")
             continue
         names = textwrap.wrap(", ".join(adapter.native_option_names()), width=width - 4)
@@ -93,9 +108,11 @@ def native_option_lines(width: int = 100) -> list[str]:
     return lines
 
 
-def render_info(platform: str | None = None) -> str:
-    """The whole ``mode=info`` report."""
+def render_info(platform: str | None = None, own_servers: Mapping[str, str] | None = None) -> str:
+    """The whole ``mode=info`` report; ``own_servers``: the user's own, name -> ``_target_``."""
     platform = platform or sys.platform
+    own_lines, own_adapters = own_server_lines(own_servers or {})
+    adapters = [*SERVER_ADAPTERS, *own_adapters]
     servers = cascade("server")
     loops = cascade("loop", platform)
     other_loops = [name for name in LOOP_TARGETS if name not in {c.name for c in loops}]
@@ -104,6 +121,7 @@ def render_info(platform: str | None = None) -> str:
         "",
         "Servers, in auto's priority order:",
         *_cascade_lines(servers),
+        *own_lines,
         "",
         f"Event loops on {platform}, in auto's priority order:",
         *_cascade_lines(loops),
@@ -119,8 +137,8 @@ def render_info(platform: str | None = None) -> str:
         "",
         "Property support: the server's own option for each key; '- (refused)' fails with an error,",
         "'~' marks an approximation that is logged when the key is set.",
-        *support_matrix(),
+        *support_matrix(adapters),
         "",
-        *native_option_lines(),
+        *native_option_lines(adapters),
     ]
     return "\n".join(lines)

@@ -51,6 +51,7 @@ class TuneSweeper(Sweeper):
         from optuna.trial import TrialState
 
         from pyfly_hydra.bench.task import METRICS
+        from pyfly_hydra.config.own_servers import server_names
         from pyfly_hydra.errors import ConfigError
         from pyfly_hydra.tune.space import parse_space
         from pyfly_hydra.tune.study import (
@@ -77,6 +78,7 @@ class TuneSweeper(Sweeper):
             spaces=_plain(self.spaces),
             parser=OverridesParser.create(config_loader=self.hydra_context.config_loader),
             default_server=self.config.hydra.runtime.choices.get("server", "auto"),
+            servers=server_names(),
         )
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

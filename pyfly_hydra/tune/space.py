@@ -9,7 +9,7 @@ granian-only keys are never set on uvicorn. A plain value is fixed for every tri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,6 @@ from pyfly_hydra.registry import SERVER_NAMES
 if TYPE_CHECKING:
     from optuna.trial import Trial
 
-SERVERS = SERVER_NAMES
 ROUND_KEY = "bench.round"  # a configuration measured again, not a dimension (see pyfly_hydra.bench.rounds)
 
 
@@ -110,13 +109,15 @@ def parse_space(
     spaces: Mapping[str, Mapping[str, Any]],
     parser: OverridesParser,
     default_server: str,
+    servers: Sequence[str] = SERVER_NAMES,
 ) -> SearchSpace:
-    """The search space from ``hydra.sweeper.params``, the command line and ``hydra.sweeper.spaces``."""
+    """The search space from ``hydra.sweeper.params``, the command line and ``hydra.sweeper.spaces``
+    (``servers``: every server a run may choose, the user's own included)."""
     space = _parse([f"{key}={value}" for key, value in params.items()] + arguments, parser)
     space.default_server = default_server
     for server, keys in spaces.items():
-        if server not in SERVERS:
-            raise ConfigError("hydra.sweeper.spaces", server, f"must name a server: {', '.join(SERVERS)}")
+        if server not in servers:
+            raise ConfigError("hydra.sweeper.spaces", server, f"must name a server: {', '.join(servers)}")
         own = _parse([f"{key}={value}" for key, value in (keys or {}).items()], parser)
         if any(d.key == ROUND_KEY for d in own.dimensions) or own.rounds != ["1"]:
             raise ConfigError(f"hydra.sweeper.spaces.{server}", ROUND_KEY, "rounds are set by bench.rounds")

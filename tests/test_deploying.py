@@ -86,7 +86,8 @@ def test_a_native_granian_option_takes_effect(start_server, tmp_path: Path) -> N
         (["server=uvicorn", "+server.options.uvicorn.server_headr=false"], ["did you mean", "server_header"]),
         (["server=granian", "+server.options.granian.blocking_thread=4"], ["did you mean", "blocking_threads"]),
         (["server=uvicorn", "+server.options.uvicorn.backlog=10"], ["set server.backlog instead"]),
-        (["server=granian", "+server.options.granian.url_path_prefix=/x"], ["pyfly-hydra sets it itself"]),
+        (["server=granian", "+server.options.granian.url_path_prefix=/x"], ["set server.root_path instead"]),
+        (["server=granian", "+server.options.granian.working_dir=/x"], ["pyfly-hydra sets it itself"]),
         (
             ["server=hypercorn", "+server.options.hypercorn.max_requests=5"],
             ["set server.max_requests_per_worker instead"],

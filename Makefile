@@ -1,15 +1,17 @@
-# `make run` serves the demo app; `make test` runs ruff and the test suite.
-# Both build the virtualenv (.venv) from pyproject.toml on first use: `run` installs only what serving
-# needs (RUN_EXTRAS: the three servers and uvloop), `test` and the bench targets the whole `dev` extra.
+# `make run` serves the demo app; `make test` runs ruff and the test suite; `make docs` builds the manual.
+# They build the virtualenv (.venv) from pyproject.toml on first use: `run` installs only what serving
+# needs (RUN_EXTRAS: the three servers and uvloop), `docs` that and the `docs` extra, `test` and the bench
+# targets the whole `dev` extra.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
 RUN_STAMP := $(VENV)/.run-stamp
+DOCS_STAMP := $(VENV)/.docs-stamp
 RUN_EXTRAS := granian,uvicorn,hypercorn,uvloop
 
-.PHONY: run test test-oldest lint clean bench-compare bench-reliability bytecode
+.PHONY: run test test-oldest lint docs clean bench-compare bench-reliability bytecode
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit("pyfly-hydra needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -18,6 +20,10 @@ $(PY):
 $(RUN_STAMP): pyproject.toml | $(PY)
 	$(PIP) -e '.[$(RUN_EXTRAS)]'
 	touch $(RUN_STAMP)
+
+$(DOCS_STAMP): pyproject.toml | $(PY)
+	$(PIP) -e '.[docs,$(RUN_EXTRAS)]'
+	touch $(DOCS_STAMP)
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) -e '.[dev]'
@@ -30,6 +36,12 @@ bytecode: $(RUN_STAMP)
 
 run: bytecode
 	$(PY) -m pyfly_hydra $(ARGS)
+
+# The manual (docs/, mkdocs.yml) into site/, strict: a broken link or anchor, a page left out of the navigation,
+# or a schema key without a description fails it. Its configuration reference is generated as it builds
+# (docs/hooks/reference.py), from the schema and the servers installed here: hence the RUN_EXTRAS.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -70,4 +82,4 @@ bench-reliability: $(STAMP) bytecode
 	$(PY) benchmarks/reliability.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .ruff_cache site

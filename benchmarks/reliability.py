@@ -1,4 +1,4 @@
-"""The long reliability runs behind the README's "Reliability" figures (about 3 minutes on 2 CPUs).
+"""The long reliability runs behind the manual's figures (docs/reliability.md; about 3 minutes on 2 CPUs).
 
     .venv/bin/python benchmarks/reliability.py [--duration 20] [--servers granian,uvicorn,hypercorn]
 

@@ -145,17 +145,17 @@ def test_compare_reports_every_pair_start_up_against_the_floor_and_the_goals() -
     assert_goals_follow_from_the_figures(report)
 
 
-def test_the_readme_throughput_table_is_the_pool_of_the_committed_rounds() -> None:
+def test_the_manuals_throughput_table_is_the_pool_of_the_committed_rounds() -> None:
     rounds = sorted((ROOT / "docs" / "compare-2026-11-24").glob("*-rounds.txt"))
     done = run_compare("--pool", *map(str, rounds), timeout=60)
     assert done.returncode == 0, done.stderr
-    readme = (ROOT / "README.md").read_text()
+    performance = (ROOT / "docs" / "performance.md").read_text()
     pooled = re.findall(r"^\| (\w+)/(\w+) \| (\d+) \| ([\d.]+x) \| ([\d.-]+) \| (\d+) \|$", done.stdout, re.M)
     assert {(server, loop) for server, loop, *_ in pooled} == {
         (server, loop) for server in ("granian", "uvicorn", "hypercorn") for loop in ("uvloop", "asyncio")
     }
     for server, loop, count, median, middle_half, slower in pooled:
-        assert f"| {server} | {loop} | {count} | {median} | {middle_half} | {slower} |" in readme
+        assert f"| {server} | {loop} | {count} | {median} | {middle_half} | {slower} |" in performance
 
 
 def test_a_verdict_that_does_not_follow_from_the_figures_is_caught(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""Django's static files outside ``runserver``: the ways the README gives, served for real.
+"""Django's static files outside ``runserver``: the ways the manual gives (docs/guides/apps.md), served for real.
 
 Django serves no static file itself when ``DEBUG`` is off, on any server (404). WhiteNoise (in the app)
 works on every server, over WSGI and ASGI; granian can also serve the collected files itself.

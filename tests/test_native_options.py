@@ -1,4 +1,4 @@
-"""``server.options.<server>.*``: the README's examples work as written; a bad value is one line naming the key."""
+"""``server.options.<server>.*``: the manual's examples work as written; a bad value is one line naming the key."""
 
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ import pytest
 
 from tests.conftest import ROOT, assert_one_line_error, run_cli
 
-README_EXAMPLE = re.compile(r"^python -m pyfly_hydra (server=\w+ \+server\.options\..*)$", re.MULTILINE)
+DEPLOYING = ROOT / "docs" / "guides" / "deploying.md"  # the manual's page "A server's own options"
+EXAMPLE = re.compile(r"^python -m pyfly_hydra (server=\w+ \+server\.options\..*)$", re.MULTILINE)
 
 
-def _readme_examples() -> list[list[str]]:
-    return [shlex.split(line) for line in README_EXAMPLE.findall((ROOT / "README.md").read_text())]
+def _examples() -> list[list[str]]:
+    return [shlex.split(line) for line in EXAMPLE.findall(DEPLOYING.read_text())]
 
 
-def test_the_readme_lists_one_example_per_server() -> None:
-    assert [command[0] for command in _readme_examples()] == ["server=granian", "server=uvicorn", "server=hypercorn"]
+def test_the_manual_lists_one_example_per_server() -> None:
+    assert [command[0] for command in _examples()] == ["server=granian", "server=uvicorn", "server=hypercorn"]
 
 
-@pytest.mark.parametrize("command", _readme_examples(), ids=lambda command: command[0])
-def test_the_readmes_native_option_examples_work_as_written(start_server, tmp_path: Path, command: list[str]) -> None:
-    """From a project directory with a ./static, as the README's sentence below the examples says."""
+@pytest.mark.parametrize("command", _examples(), ids=lambda command: command[0])
+def test_the_manuals_native_option_examples_work_as_written(start_server, tmp_path: Path, command: list[str]) -> None:
+    """From a project directory with a ./static, as the manual's sentence below the examples says."""
     (tmp_path / "static").mkdir()
     (tmp_path / "static" / "hello.txt").write_text("static hello")
     running = start_server(*command, cwd=tmp_path, users_defaults=True)

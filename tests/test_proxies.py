@@ -146,7 +146,7 @@ def test_the_recipe_serves_the_real_client_under_the_prefix(
         assert websocket_echo(port, "/api/ws") == "echo: hello"
 
 
-def test_the_readme_prints_the_recipes_that_are_tested() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert f"```nginx\n{(RECIPES / 'nginx.conf').read_text()}```" in readme
-    assert f"```haproxy\n{(RECIPES / 'haproxy.cfg').read_text()}```" in readme
+def test_the_manual_prints_the_recipes_that_are_tested() -> None:
+    deploying = (ROOT / "docs" / "guides" / "deploying.md").read_text()
+    assert f"```nginx\n{(RECIPES / 'nginx.conf').read_text()}```" in deploying
+    assert f"```haproxy\n{(RECIPES / 'haproxy.cfg').read_text()}```" in deploying

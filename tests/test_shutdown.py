@@ -90,7 +90,7 @@ def test_sigterm_completes_in_flight_request(start_server, tmp_path: Path, serve
 
 @pytest.mark.parametrize("server", SERVERS)
 def test_sigint_drains_like_sigterm(start_server, tmp_path: Path, server: str) -> None:
-    """Ctrl-C (the README's signal table): the request in flight completes, lifespan shutdown runs in
+    """Ctrl-C (docs/guides/shutdown.md, Signals): the request in flight completes, lifespan shutdown runs in
     every worker, and the runner exits 0 without a KeyboardInterrupt traceback."""
     lifespan_log = tmp_path / "lifespan.log"
     running = _serving_lifespan_app(start_server, lifespan_log, server, workers=2, graceful_timeout=10)
@@ -228,7 +228,7 @@ def test_a_request_on_an_idle_connection_of_a_worker_being_replaced_is_answered(
     """uvicorn and hypercorn close idle keep-alive connections the moment a worker stops, racing a client
     sending its next request on one; a worker pyfly-hydra replaces (here by lifetime) keeps them until
     their keep-alive timeout instead, and answers one more request with ``Connection: close``. (granian
-    closes them in Rust, hyper's graceful shutdown: README, Shutdown.)"""
+    closes them in Rust, hyper's graceful shutdown: docs/guides/shutdown.md.)"""
     running = start_server(
         f"server={server}", f"server.workers={workers}", "server.worker_max_lifetime=2", "server.keep_alive_timeout=5"
     )

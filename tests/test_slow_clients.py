@@ -2,7 +2,7 @@
 
 200 connections trickle a request head one byte every 0.5 s and 50 stall half way through a POST
 body, for 4 s, while one client sends normal keep-alive requests. What each server does with a
-stalled body is reported, not asserted: the README's Reliability section has the figures.
+stalled body is reported, not asserted: the manual's Reliability page (docs/reliability.md) has the figures.
 """
 
 from __future__ import annotations

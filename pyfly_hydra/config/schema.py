@@ -2,6 +2,11 @@
 
 Registered in Hydra's ConfigStore as ``pyfly_hydra_schema`` and named first in ``conf/config.yaml``'s
 defaults, so a value of the wrong type or a misspelled key fails at compose time, naming the key.
+
+Each key's one-line description is written here once, as a comment: the comment at the end of the
+key's line, or, when the line has no room for it, ``#:`` comment lines directly above the key. The
+manual's configuration reference (``docs/hooks/reference.py``, built by ``make docs``) reads them with
+``tokenize``, and its build fails on a key without one.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from omegaconf import MISSING
 class GranianProperties:
     """Granian-only tuning (``server.granian.*``); a non-default value on another server is an error."""
 
-    runtime_threads: int = 1
-    runtime_mode: str = "auto"  # auto | st | mt
-    backpressure: int | None = None
-    respawn_failed_workers: bool = True
+    runtime_threads: int = 1  # threads of granian's Rust runtime in each worker
+    runtime_mode: str = "auto"  # auto | st (single-threaded runtime) | mt (multi-threaded)
+    backpressure: int | None = None  # requests a worker queues at most; exclusive with max_concurrent_connections
+    respawn_failed_workers: bool = True  # replace a worker that dies (false: any worker death stops granian)
 
 
 @dataclass
@@ -40,30 +45,30 @@ class NativeOptions:
     (``mode=info`` lists the names) and refused when pyfly-hydra sets it from a ``server.*`` key.
     """
 
-    granian: dict[str, Any] = field(default_factory=dict)  # granian.Granian(...)
-    uvicorn: dict[str, Any] = field(default_factory=dict)  # uvicorn.Config(...)
-    hypercorn: dict[str, Any] = field(default_factory=dict)  # hypercorn.config.Config attributes
+    granian: dict[str, Any] = field(default_factory=dict)  # keywords of granian.Granian(...), when server=granian
+    uvicorn: dict[str, Any] = field(default_factory=dict)  # keywords of uvicorn.Config(...), when server=uvicorn
+    hypercorn: dict[str, Any] = field(default_factory=dict)  # hypercorn.config.Config attributes, when server=hypercorn
 
 
 @dataclass
 class ServerProperties:
     """What every server adapter is built from (``server.*``)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1  # 0 = one per usable CPU
+    host: str = "127.0.0.1"  # the address to listen on; only env=prod sets 0.0.0.0
+    port: int = 8000  # the TCP port; one already in use is refused before the server starts
+    workers: int = 1  # worker processes; 0 = one per usable CPU (a container's CPU quota counts)
     uds: str | None = None  # listen on this unix domain socket path instead of host:port
     uds_permissions: str | None = None  # octal mode of the socket file, e.g. "660"; null: the umask decides
     uds_group: str | None = None  # the socket file's group (name or gid), e.g. www-data for nginx; null: ours
     fd: int | None = None  # serve on this inherited listening socket (systemd socket activation: 3)
-    backlog: int = 1024
-    graceful_timeout: int = 30
-    http: str = "auto"  # auto | 1 | 2
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    keep_alive_timeout: int = 5
-    max_concurrent_connections: int | None = None
-    max_requests_per_worker: int | None = None
+    backlog: int = 1024  # the listen queue's length
+    graceful_timeout: int = 30  # seconds in-flight requests get to finish after SIGINT/SIGTERM
+    http: str = "auto"  # auto | 1 | 2: the HTTP version(s) served (uvicorn: 1 only)
+    ssl_certfile: str | None = None  # PEM certificate (chain) file: TLS on; needs ssl_keyfile
+    ssl_keyfile: str | None = None  # PEM private key file; needs ssl_certfile
+    keep_alive_timeout: int = 5  # seconds an idle connection is kept open, and a request head may take
+    max_concurrent_connections: int | None = None  # beyond it uvicorn answers 503, granian queues; null: no limit
+    max_requests_per_worker: int | None = None  # a worker is replaced after about this many requests; null: never
     worker_max_lifetime: int | None = None  # seconds; a worker is replaced after this (+ up to 10% jitter)
     worker_max_rss_mib: int | None = None  # a worker whose resident memory exceeds this many MiB is replaced
     worker_rss_check_interval: int = 30  # seconds between memory checks (with worker_max_rss_mib)
@@ -72,12 +77,12 @@ class ServerProperties:
     body_timeout: int | None = 60  # seconds a request body may go without a byte (408); null: forever
     root_path: str = ""  # the path prefix a proxy mounts the app under, e.g. /api (the app sees scope["root_path"])
     lifespan: str = "auto"  # auto | on | off (ASGI lifespan events; auto: run them if the app speaks them)
-    reload: bool = False
+    reload: bool = False  # restart the workers when the app's sources change (needs workers=1)
     reload_dirs: list[str] = field(default_factory=list)  # what reload watches; empty = the current dir and app_dir
     reload_includes: list[str] = field(default_factory=lambda: ["*.py"])  # file-name patterns that trigger it
     reload_excludes: list[str] = field(default_factory=list)  # file or directory name patterns it ignores
-    access_log: bool = False  # off, as granian and hypercorn ship: a line per request costs throughput
-    log_level: str = "info"  # critical | error | warning | info | debug
+    access_log: bool = False  # one line per request (off, as granian and hypercorn ship: it costs throughput)
+    log_level: str = "info"  # critical | error | warning | info | debug, for pyfly-hydra's and the server's loggers
     proxy_headers: bool = False  # trust X-Forwarded-For/-Proto, only from forwarded_allow_ips
     forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses, networks, unix: (a unix socket peer), or "*"
     granian: GranianProperties = field(default_factory=GranianProperties)
@@ -89,14 +94,14 @@ class ServerProperties:
 class ServerConfig(ServerProperties):
     """``server``: the adapter class to instantiate plus its properties."""
 
-    _target_: str = MISSING
+    _target_: str = MISSING  # the adapter class, set by the server group (server=auto: ${auto:server})
 
 
 @dataclass
 class LoopConfig:
     """``loop``: the event-loop adapter class to instantiate."""
 
-    _target_: str = MISSING
+    _target_: str = MISSING  # the loop adapter class, set by the loop group (loop=auto: ${auto:loop})
 
 
 @dataclass
@@ -104,9 +109,9 @@ class WorkloadRequest:
     """One kind of request of a workload (``bench.workload.requests[i]``)."""
 
     name: str = MISSING  # how the kind is reported in bench.json
-    method: str = "GET"
+    method: str = "GET"  # the HTTP method
     path: str = MISSING  # with an optional ?query
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # request headers, name: value
     body: str | None = None  # the body as text
     body_file: str | None = None  # or read from this file (relative to the directory you run from)
     body_size: int | None = None  # or this many bytes of filler
@@ -118,7 +123,8 @@ class WorkloadRequest:
 class WorkloadConfig:
     """``bench.workload``: what the load client sends (the ``bench/workload`` group, or your own file)."""
 
-    name: str = "plaintext"
+    name: str = "plaintext"  # the workload's name, as bench.json and the summaries report it
+    #: the kinds of request, drawn by weight (see bench.workload.requests[].*)
     requests: list[WorkloadRequest] = field(default_factory=lambda: [WorkloadRequest(name="plaintext", path="/")])
 
 
@@ -144,7 +150,7 @@ class BenchConfig:
     rate: float | None = None  # open loop: send this many requests/s on a schedule (builtin client); null: closed
     slo_p99_ms: float | None = None  # find the highest rate whose p99 stays within this (bench.json "capacity")
     capacity: CapacitySearch = field(default_factory=CapacitySearch)
-    client: str = "auto"  # auto | wrk | h2load | builtin
+    client: str = "auto"  # auto | wrk | h2load | builtin: the load generator
     metric: str = "rps"  # what the job returns to sweepers: rps | p50_ms | p90_ms | p99_ms | capacity
     server_cpus: str | None = None  # pin the server to these CPUs, e.g. "0" or "0-1"
     client_cpus: str | None = None  # pin the load client to these CPUs, e.g. "1"
@@ -157,15 +163,15 @@ class BenchConfig:
 class Config:
     """The whole configuration."""
 
-    app: str = "pyfly_hydra.demo:app"
+    app: str = "pyfly_hydra.demo:app"  # the app as an import string module:attribute, imported from app_dir first
     app_dir: str = "."  # put first on sys.path to import the app (uvicorn's --app-dir); src for a src/ layout
-    app_factory: bool = False
-    interface: str = "auto"  # auto | asgi | wsgi
-    mode: str = "serve"
+    app_factory: bool = False  # true: the attribute is a callable that returns the app
+    interface: str = "auto"  # auto | asgi | wsgi (auto: told from the app object)
+    mode: str = "serve"  # serve | info | bench, set by the mode group
     server: ServerConfig = field(default_factory=ServerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
-    # Set by a promoted environment (pyfly-hydra-promote): where its settings were measured, and on what machine.
+    #: set by a promoted environment (pyfly-hydra-promote): where its settings were measured, and on what machine
     provenance: dict[str, Any] | None = None
 
 

@@ -1,4 +1,4 @@
-"""A user's own server adapter, as the README shows: implements ApplicationServerPort by reusing uvicorn."""
+"""A user's own server adapter (docs/guides/environments.md): implements ApplicationServerPort by reusing uvicorn."""
 
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ from pyfly_hydra.bench.clients.wrk import WrkClient
 from pyfly_hydra.bench.probe import http1_answers
 from pyfly_hydra.bench.process import ServerProcess, free_port, pinned
 from pyfly_hydra.config.resolvers import pick
+from pyfly_hydra.info import SERVER_ADAPTERS
 from pyfly_hydra.registry import SERVER_NAMES
 
 APP = "pyfly_hydra.demo:app"
@@ -58,18 +59,10 @@ def runner(*overrides: str) -> Command:
     return command
 
 
-RAW: dict[str, Callable[[str], Command]] = {
-    "granian": lambda loop: lambda port, _: [
-        str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1", "--loop", loop, "--no-access-log", APP,
-    ],
-    "uvicorn": lambda loop: lambda port, _: [
-        str(BIN / "uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port), "--loop", loop, "--no-access-log",
-    ],
-    "hypercorn": lambda loop: lambda port, _: [
-        str(BIN / "hypercorn"), f"asgi:{APP}", "--bind", f"127.0.0.1:{port}", "--worker-class", loop,
-    ],
-}  # fmt: skip
+def raw(server: str, loop: str) -> Command:
+    """The server's own command line (its adapter's ``raw_command``), serving what the runner serves."""
+    adapter = SERVER_ADAPTERS[SERVER_NAMES.index(server)]
+    return lambda port, _: adapter.raw_command(app=APP, port=port, loop=loop)
 
 
 @dataclass(frozen=True)
@@ -235,7 +228,7 @@ def main() -> None:
         for loop in LOOPS:
             through = runner(f"server={server}", f"loop={loop}", "server.access_log=false")
             pair = compare(
-                f"{server}/{loop}", through, RAW[server](loop),
+                f"{server}/{loop}", through, raw(server, loop),
                 rounds=args.rounds, start_rounds=args.start_rounds, duration=args.duration, cpus=cpus,
             )  # fmt: skip
             pairs.append((server, loop, pair))

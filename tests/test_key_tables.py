@@ -165,7 +165,7 @@ def test_every_layer_is_named_by_some_row_and_means_something() -> None:
 def test_a_reserved_option_names_the_key_that_decides_it(tmp_path: Path) -> None:
     """``+server.options.uvicorn.limit_max_requests``: the owner is found from the table, not from free text."""
     adapter_class = ADAPTERS["uvicorn"]
-    options = replace(ServerProperties().options, uvicorn={"limit_max_requests": 5})
+    options = {"uvicorn": {"limit_max_requests": 5}}
     adapter = adapter_class(properties=replace(ServerProperties(), options=options))
     with pytest.raises(ConfigError, match=r"set server\.max_requests_per_worker instead"):
         adapter.native_options()

@@ -52,7 +52,8 @@ class TinyServer(ServerAdapter):
         return dict(
             app=app.import_string, factory=app.factory, interface="asgi3", loop=loop.name,
             host=p.host, port=p.port, backlog=p.backlog, timeout_graceful_shutdown=p.graceful_timeout,
-            log_level=p.log_level, lifespan=p.lifespan, access_log=False, **({"log_config": log_config} if log_config else {}),
+            log_level=p.log_level, lifespan=p.lifespan, access_log=False,
+            **({"log_config": log_config} if log_config else {}),
             **self.native_options(),
         )
 

@@ -218,7 +218,7 @@ def _uncapped_for(client: LoadClient, plan: Plan, cfg: DictConfig) -> DictConfig
         return cfg
     option, requests = cap
     key = f"server.options.{plan.info.server}.{option}"
-    if option in (getattr(plan.server.properties.options, plan.info.server, None) or {}):
+    if option in (plan.server.properties.options.get(plan.info.server) or {}):
         raise ConfigError(
             key, requests, f"{client.name} does not reconnect, so it cannot measure connections closed after"
             f" {requests} requests; leave it unset (the bench lifts {plan.info.server}'s default) or use HTTP/1.1",

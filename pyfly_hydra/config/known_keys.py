@@ -56,6 +56,8 @@ def key_named(leaf: str) -> str | None:
 def unknown_key_message(full_key: str) -> str:
     """``key: unknown key; did you mean ...? allowed keys: ...`` for a key the schema lacks."""
     *parents, leaf = full_key.split(".")
+    if parents == ["server", "options"]:  # server.options.<server>: a map the override adds to
+        return f"{full_key}.*: a server's own option is added with a +: +{full_key}.NAME=VALUE"
     if parents[:2] == ["server", "options"] and len(parents) == 3:
         return f"{full_key}: a server's own option is added with a +: +{full_key}=..."
     node = schema_node(parents)

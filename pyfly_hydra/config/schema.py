@@ -38,19 +38,6 @@ class WebsocketProperties:
 
 
 @dataclass
-class NativeOptions:
-    """``server.options.<server>.*``: any keyword of that server's own constructor, passed as it is.
-
-    Only the chosen server's options are used; each is checked against its constructor's signature
-    (``mode=info`` lists the names) and refused when pyfly-hydra sets it from a ``server.*`` key.
-    """
-
-    granian: dict[str, Any] = field(default_factory=dict)  # keywords of granian.Granian(...), when server=granian
-    uvicorn: dict[str, Any] = field(default_factory=dict)  # keywords of uvicorn.Config(...), when server=uvicorn
-    hypercorn: dict[str, Any] = field(default_factory=dict)  # hypercorn.config.Config attributes, when server=hypercorn
-
-
-@dataclass
 class ServerProperties:
     """What every server adapter is built from (``server.*``)."""
 
@@ -87,7 +74,9 @@ class ServerProperties:
     forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses, networks, unix: (a unix socket peer), or "*"
     granian: GranianProperties = field(default_factory=GranianProperties)
     websocket: WebsocketProperties = field(default_factory=WebsocketProperties)
-    options: NativeOptions = field(default_factory=NativeOptions)
+    #: server.options.<server>.NAME: any keyword of the chosen server's own constructor (granian.Granian,
+    #: uvicorn.Config, hypercorn's Config, your own adapter's), added with a +; mode=info lists the names
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

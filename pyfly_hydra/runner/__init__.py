@@ -1,1 +1,1 @@
-"""The parent side of a run: plan, serve, bind, reload, supervise, log and record."""
+"""The parent side of a run: the plan (validated once), serve, the job's logging, the run's record."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.config.properties import key_values, keys_set
-from pyfly_hydra.config.schema import GranianProperties, NativeOptions, ServerProperties, WebsocketProperties
+from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.servers.hooks import Hook, require_hooks
 from pyfly_hydra.servers.keys import Support, layers_asked, option_names, owner_of, refused
@@ -33,7 +33,6 @@ logger = logging.getLogger("pyfly_hydra")
 PROPERTY_GROUPS: dict[str, type[Any]] = {
     "granian": GranianProperties,
     "websocket": WebsocketProperties,
-    "options": NativeOptions,
 }
 
 
@@ -98,7 +97,7 @@ class ServerAdapter:
 
     def native_options(self) -> dict[str, Any]:
         """``server.options.<name>``, checked: every name a keyword of the server, none that the runner sets."""
-        options = dict(getattr(self.properties.options, self.name, None) or {})
+        options = dict(self.properties.options.get(self.name) or {})
         if not options:
             return {}
         keywords = constructor_keywords(self.native_constructor)
@@ -130,6 +129,12 @@ class ServerAdapter:
             max_rss_mib=p.worker_max_rss_mib,
             rss_check_interval=p.worker_rss_check_interval,
         )
+
+    @staticmethod
+    def raw_command(*, app: str, port: int, loop: str) -> list[str]:
+        """The server's own command line serving ``app`` with one worker on 127.0.0.1:``port`` (what
+        ``benchmarks/compare.py`` measures the runner against); none for a server without one."""
+        raise NotImplementedError("this server has no command line of its own")
 
     def served_http(self) -> str:
         """The HTTP version the server speaks for ``server.http`` (what the startup line and records say)."""

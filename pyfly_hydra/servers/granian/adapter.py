@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -168,6 +169,15 @@ class GranianServer(ServerAdapter):
         "granian.respawn_failed_workers": native("respawn_failed_workers"),
     }
 
+    @staticmethod
+    def raw_command(*, app: str, port: int, loop: str) -> list[str]:
+        """granian's own command line serving ``app`` as the runner does (one worker, no access log): the
+        yardstick ``benchmarks/compare.py`` measures the runner against."""
+        return [
+            str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1", "--loop", loop, "--no-access-log", app,
+        ]  # fmt: skip
+
     def check(self, *, loop: EventLoopPort) -> None:
         """Besides the table: granian's shortest lifetime, and one limit for two keys."""
         lifetime = self.properties.worker_max_lifetime
@@ -214,7 +224,7 @@ class GranianServer(ServerAdapter):
 
     def _refused(self, name: str, *, reason: str) -> ConfigError:
         """The key behind granian's option ``name``: the server's own option, or the server.* key that sets it."""
-        options = getattr(self.properties.options, self.name) or {}
+        options = self.properties.options.get(self.name) or {}
         # granian names an option (blocking_threads) or the family it checks together (static_path_*).
         named = [option for option in options if option == name or option.startswith(f"{name}_")]
         if named:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.errors import ServeError
@@ -119,6 +121,13 @@ class HypercornServer(ServerAdapter):
         ),
         "websocket.max_size": native("websocket_max_message_size"),
     }
+
+    @staticmethod
+    def raw_command(*, app: str, port: int, loop: str) -> list[str]:
+        """hypercorn's own command line serving ``app`` as the runner does (one worker): the yardstick
+        ``benchmarks/compare.py`` measures the runner against."""
+        hypercorn = str(Path(sys.executable).parent / "hypercorn")
+        return [hypercorn, f"asgi:{app}", "--bind", f"127.0.0.1:{port}", "--worker-class", loop]
 
     def check_native(
         self,

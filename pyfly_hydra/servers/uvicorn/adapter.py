@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -153,6 +155,13 @@ class UvicornServer(ServerAdapter):
         "websocket.ping_timeout": native("ws_ping_timeout"),
         "websocket.max_size": native("ws_max_size"),
     }
+
+    @staticmethod
+    def raw_command(*, app: str, port: int, loop: str) -> list[str]:
+        """uvicorn's own command line serving ``app`` as the runner does (one worker, no access log): the
+        yardstick ``benchmarks/compare.py`` measures the runner against."""
+        uvicorn = str(Path(sys.executable).parent / "uvicorn")
+        return [uvicorn, app, "--host", "127.0.0.1", "--port", str(port), "--loop", loop, "--no-access-log"]
 
     def check(self, *, loop: EventLoopPort) -> None:
         """Besides the table: uvicorn serves no HTTP/2, runs other loops (factories) from 0.36, and its wsproto

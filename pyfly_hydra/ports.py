@@ -11,6 +11,7 @@ is an argument of the method that needs it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -26,6 +27,17 @@ class EventLoopPort(Protocol):
     name: ClassVar[str]  # "uvloop", "asyncio", ...
     module: ClassVar[str | None]  # what must be importable; None for the standard library
     factory: ClassVar[str]  # import string "module:callable" returning a new event loop
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the runner hands a server adapter to serve: the app (or the worker-app factory wrapping it), the
+    loop its workers run, the job's logging for the server (None: the server's own), what reload watches."""
+
+    app: AppTarget
+    loop: EventLoopPort
+    log_config: dict[str, Any] | None = None
+    reload_sources: WatchedSources | None = None
 
 
 @runtime_checkable
@@ -58,24 +70,10 @@ class ApplicationServerPort(Protocol):
         """The native option and count after which it closes a connection itself (None: never)."""
         ...
 
-    def check_native(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> None:
+    def check_native(self, serving: Serving) -> None:
         """Raise ConfigError for a native option the server itself refuses, before anything is bound."""
         ...
 
-    def run(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> int:
-        """Serve ``app`` until SIGINT/SIGTERM, drain, and return the process exit code."""
+    def run(self, serving: Serving) -> int:
+        """Serve ``serving.app`` until SIGINT/SIGTERM, drain, and return the process exit code."""
         ...

@@ -20,6 +20,7 @@ from pyfly_hydra.config.schema import GranianProperties, ServerProperties, Webso
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.info import SERVER_ADAPTERS
 from pyfly_hydra.loops.uvloop import UvloopLoop
+from pyfly_hydra.ports import Serving
 from pyfly_hydra.servers.base import ServerAdapter, constructor_keywords
 from pyfly_hydra.servers.keys import LAYERS, option_names
 from pyfly_hydra.supervision.reload import watched_sources
@@ -97,9 +98,7 @@ def _settings(adapter: ServerAdapter) -> dict[str, Any]:
         sources = watched_sources(
             dirs=p.reload_dirs, includes=p.reload_includes, excludes=p.reload_excludes, output_dir=None
         )
-    settings: dict[str, Any] = adapter.native_settings(  # type: ignore[attr-defined]
-        app=APP, loop=LOOP, log_config=None, reload_sources=sources
-    )
+    settings: dict[str, Any] = adapter.native_settings(Serving(app=APP, loop=LOOP, reload_sources=sources))
     return settings
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import signal
 from typing import Any, ClassVar
 
+from pyfly_hydra.ports import Serving
 from pyfly_hydra.servers.base import ServerAdapter
 from pyfly_hydra.servers.keys import native, pyfly
 
@@ -47,8 +48,8 @@ class TinyServer(ServerAdapter):
         "forwarded_allow_ips": pyfly("ProxyHeaders"),
     }
 
-    def native_settings(self, *, app: Any, loop: Any, log_config: Any, reload_sources: Any) -> dict[str, Any]:
-        p = self.properties
+    def native_settings(self, serving: Serving) -> dict[str, Any]:
+        p, app, loop, log_config = self.properties, serving.app, serving.loop, serving.log_config
         return dict(
             app=app.import_string, factory=app.factory, interface="asgi3", loop=loop.name,
             host=p.host, port=p.port, backlog=p.backlog, timeout_graceful_shutdown=p.graceful_timeout,
@@ -57,10 +58,10 @@ class TinyServer(ServerAdapter):
             **self.native_options(),
         )
 
-    def run(self, *, app: Any, loop: Any, log_config: Any, reload_sources: Any) -> int:
+    def run(self, serving: Serving) -> int:
         import uvicorn
 
-        config = uvicorn.Config(**self.native_settings(app=app, loop=loop, log_config=log_config, reload_sources=None))
+        config = uvicorn.Config(**self.native_settings(serving))
         server = uvicorn.Server(config)
         # uvicorn raises a stop signal again once it has stopped: a no-op handler makes that a clean exit.
         previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -19,11 +19,11 @@ from pyfly_hydra.config.resolvers import SERVER_PRIORITY, is_installed, loop_pri
 from pyfly_hydra.config.schema import ServerProperties
 from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.errors import ConfigError, ServeError
-from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort
+from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort, Serving
 from pyfly_hydra.registry import MOVED_TARGETS
 from pyfly_hydra.runner.logs import job_logging, server_logging
 from pyfly_hydra.runner.server_info import ServerInfo
-from pyfly_hydra.supervision.reload import WatchedSources, quiet_watcher, watched_sources
+from pyfly_hydra.supervision.reload import quiet_watcher, watched_sources
 from pyfly_hydra.supervision.signals import runner_signals
 from pyfly_hydra.system.bind import check_listener
 from pyfly_hydra.worker.app import plan_worker_app
@@ -35,15 +35,11 @@ logger = logging.getLogger("pyfly_hydra")
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a run needs, validated: the server, its loop, the app, what the server is handed, and the
-    summary of it."""
+    """Everything a run needs, validated: the server, what it is handed to serve, and the summary of it."""
 
     server: ApplicationServerPort
-    loop: EventLoopPort
-    app: AppTarget
+    serving: Serving
     info: ServerInfo
-    log_config: dict[str, Any] | None  # the job's logging for the server and its workers
-    reload_sources: WatchedSources | None  # what reload watches (server.reload)
 
 
 def server_properties(node: DictConfig) -> ServerProperties:
@@ -132,7 +128,8 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
         )
         logger.info(reload_sources.describe())
         quiet_watcher()
-    server.check_native(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
+    serving = Serving(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
+    server.check_native(serving)
     info = ServerInfo(
         app=cfg.app,
         interface=user_app.interface,
@@ -147,7 +144,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
         uds=properties.uds,
         fd=properties.fd,
     )
-    return Plan(server=server, loop=loop, app=app, info=info, log_config=log_config, reload_sources=reload_sources)
+    return Plan(server=server, serving=serving, info=info)
 
 
 def _notice_another_machine(provenance: DictConfig | None) -> None:
@@ -179,9 +176,7 @@ def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     # keep the garbage collector from walking it on every full collection while requests are served.
     gc.freeze()
     with runner_signals():
-        code = plan.server.run(
-            app=plan.app, loop=plan.loop, log_config=plan.log_config, reload_sources=plan.reload_sources
-        )
+        code = plan.server.run(plan.serving)
     logger.info("%s stopped (exit code %d)", plan.server.name, code)
     if code:
         raise ServeError(f"{plan.server.name} stopped with exit code {code}; its log above says why")

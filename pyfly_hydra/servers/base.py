@@ -23,9 +23,7 @@ from pyfly_hydra.servers.keys import Support, layers_asked, option_names, owner_
 from pyfly_hydra.supervision.recycling import Recycling
 
 if TYPE_CHECKING:
-    from pyfly_hydra.ports import EventLoopPort
-    from pyfly_hydra.supervision.reload import WatchedSources
-    from pyfly_hydra.worker.apps import AppTarget
+    from pyfly_hydra.ports import EventLoopPort, Serving
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -145,24 +143,10 @@ class ServerAdapter:
         (None: it never does). A load client that does not reconnect loses that connection for good."""
         return None
 
-    def check_native(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> None:
+    def check_native(self, serving: Serving) -> None:
         """Let the server check its own options as it would when serving (by default: nothing more to check)."""
 
-    def run(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> int:
+    def run(self, serving: Serving) -> int:
         """Serve ``app`` until SIGINT/SIGTERM and return the exit code."""
         raise NotImplementedError
 

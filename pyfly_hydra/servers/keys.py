@@ -106,3 +106,29 @@ def layers_asked(table: Mapping[str, Support], values: Iterable[tuple[str, Any]]
         for key, value in values
         if (support := table.get(key)) is not None and support.through_layer(value)
     )
+
+
+def in_every_worker() -> dict[str, Support]:
+    """The rows every built-in server shares: what pyfly-hydra's worker layers do the same way everywhere."""
+    return {
+        "root_path": pyfly("RootPath", note=ROOT_PATH_NOTE),
+        "access_log": pyfly("AccessLog"),
+        "proxy_headers": pyfly("ProxyHeaders", note=PROXY_HEADERS_NOTE),
+        "forwarded_allow_ips": pyfly("ProxyHeaders"),
+    }
+
+
+def supervised(own_limit: str) -> dict[str, Support]:
+    """The rows of a server whose workers pyfly-hydra's supervisor runs (uvicorn's, hypercorn's): recycling and
+    reload are the supervisor's; ``own_limit`` names the server's own request limit it replaces."""
+    return {
+        "max_requests_per_worker": pyfly(
+            "Supervisor",
+            note="pyfly-hydra's supervisor, after about N requests (+ up to 10%), new worker before old"
+            f" ({own_limit} stops a worker before any replacement is up)",
+        ),
+        "worker_max_lifetime": pyfly("Supervisor", note=NEW_BEFORE_OLD),
+        "worker_max_rss_mib": pyfly("Supervisor", note=NEW_BEFORE_OLD),
+        "worker_rss_check_interval": pyfly("Supervisor"),
+        **{key: pyfly("Supervisor") for key in ("reload", "reload_dirs", "reload_includes", "reload_excludes")},
+    }

@@ -15,13 +15,12 @@ from pyfly_hydra.servers.base import ServerAdapter, logger
 from pyfly_hydra.servers.granian import worker as granian_worker
 from pyfly_hydra.servers.granian.server import granian_server_class
 from pyfly_hydra.servers.hooks import Hook
-from pyfly_hydra.servers.keys import PROXY_HEADERS_NOTE, ROOT_PATH_NOTE, Support, native, owner_of, pyfly, refused
+from pyfly_hydra.servers.keys import Support, in_every_worker, native, owner_of, pyfly, refused
 from pyfly_hydra.supervision.supervisor import DRAIN_MARGIN_SECONDS
 from pyfly_hydra.system.bind import parse_group, parse_permissions
 
 if TYPE_CHECKING:
-    from pyfly_hydra.ports import EventLoopPort
-    from pyfly_hydra.supervision.reload import WatchedSources
+    from pyfly_hydra.ports import EventLoopPort, Serving
     from pyfly_hydra.worker.apps import AppTarget
 
 
@@ -110,6 +109,7 @@ class GranianServer(ServerAdapter):
         Hook("granian._granian:SocketHolder", "serving an inherited socket", key="fd"),
     )
     support: ClassVar[dict[str, Support]] = {
+        **in_every_worker(),
         "host": native("address"),
         "port": native("port"),
         "workers": native("workers"),
@@ -139,7 +139,6 @@ class GranianServer(ServerAdapter):
         "uds_permissions": native("uds_permissions"),
         "uds_group": pyfly("ServerHook"),  # chowned once granian has bound it (_init_shared_socket)
         "fd": pyfly("ServerHook"),  # a SocketHolder built from the inherited fd (_init_shared_socket)
-        "root_path": pyfly("RootPath", note=ROOT_PATH_NOTE),
         # interface asginl for off; auto and on go through the guard
         "lifespan": native("interface", layer="LifespanGuard", native_values=("off",)),
         "max_header_bytes": native(
@@ -153,10 +152,7 @@ class GranianServer(ServerAdapter):
         "reload_dirs": native("reload_paths", "reload_filter"),
         "reload_includes": native("reload_filter"),
         "reload_excludes": native("reload_filter"),
-        "access_log": pyfly("AccessLog"),
         "log_level": native("log_level"),
-        "proxy_headers": pyfly("ProxyHeaders", note=PROXY_HEADERS_NOTE),
-        "forwarded_allow_ips": pyfly("ProxyHeaders"),
         **{
             f"websocket.{key}": refused(
                 "granian has no websocket settings (only websockets on/off); use server=uvicorn or hypercorn"
@@ -197,14 +193,7 @@ class GranianServer(ServerAdapter):
                 "granian has one limit; set it or server.max_concurrent_connections, not both",
             )
 
-    def check_native(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> None:
+    def check_native(self, serving: Serving) -> None:
         """granian checks its options in ``Granian(...)`` and at the start of ``serve``, each failure a logged
         line and a ``ConfigurationError`` naming the option: both run here, up to where serving would begin,
         with granian's lines held back and its reason given in one line naming the key."""
@@ -214,8 +203,7 @@ class GranianServer(ServerAdapter):
         granian_logger = logging.getLogger(GRANIAN_LOGGER)
         granian_logger.addFilter(held)
         try:
-            server = self._granian(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
-            dry_run(server).serve()
+            dry_run(self._granian(serving)).serve()
         except ConfigurationError as exc:
             name = str(exc.args[0]) if exc.args else ""
             raise self._refused(name, reason=held.errors[-1] if held.errors else f"granian refuses {name}") from None
@@ -239,17 +227,10 @@ class GranianServer(ServerAdapter):
         """Cleartext ``auto`` is HTTP/1.1 on granian (CLEARTEXT_AUTO_NOTE)."""
         return served_http(self.properties.http, tls=self.properties.ssl_certfile is not None)
 
-    def run(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> int:
-        """Serve with granian's own supervisor; its workers set up ``loop`` themselves."""
-        p = self.properties
-        server = self._granian(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
+    def run(self, serving: Serving) -> int:
+        """Serve with granian's own supervisor; its workers set up the loop themselves."""
+        p, app = self.properties, serving.app
+        server = self._granian(serving)
         if served_http(p.http, tls=p.ssl_certfile is not None) != p.http:
             logger.info(CLEARTEXT_AUTO_NOTE)
         # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
@@ -268,43 +249,28 @@ class GranianServer(ServerAdapter):
             raise ServeError(f"{server.stopped_by_policy}; stopped (its log above says why)")
         return 0
 
-    def _granian(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> Any:
-        """granian's server for ``app``."""
+    def _granian(self, serving: Serving) -> Any:
+        """granian's server for ``serving``."""
         p = self.properties
         if p.reload:
             # Forked workers would inherit the app module imported (and checked) in this process,
             # so a reload would serve the old code: spawn fresh interpreters instead.
             multiprocessing.set_start_method("spawn", force=True)
-        settings = self.native_settings(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
-        return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(**settings)
+        return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(**self.native_settings(serving))
 
-    def native_settings(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> dict[str, Any]:
+    def native_settings(self, serving: Serving) -> dict[str, Any]:
         """``granian.Granian``'s keywords: from the properties (its key table) and the native options."""
         from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
         from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
 
-        p = self.properties
+        p, app = self.properties, serving.app
         http = served_http(p.http, tls=p.ssl_certfile is not None)
         reload_options: dict[str, Any] = {}
         if p.reload:
-            if reload_sources is None:
+            sources = serving.reload_sources
+            if sources is None:
                 raise ValueError("server.reload=true: the runner hands over what to watch (reload_sources)")
-            sources = reload_sources
             # A worker that fails to import the edited code (a syntax error) leaves the server waiting
             # for the next change instead of stopping it.
             reload_options = {
@@ -328,7 +294,7 @@ class GranianServer(ServerAdapter):
             port=p.port,
             interface=interface,
             workers=p.workers,
-            loop=Loops(loop.name),
+            loop=Loops(serving.loop.name),
             http=HTTPModes(http),
             backlog=p.backlog,
             backpressure=p.granian.backpressure or p.max_concurrent_connections,
@@ -346,7 +312,7 @@ class GranianServer(ServerAdapter):
             **reload_options,
             log_access=False,  # pyfly-hydra's access log (worker_app), the same on every server
             log_level=LogLevels(p.log_level),
-            log_dictconfig=log_config,
+            log_dictconfig=serving.log_config,
             url_path_prefix=None,  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
             uds=Path(p.uds) if p.uds else None,
             uds_permissions=parse_permissions(p.uds_permissions),

@@ -11,15 +11,13 @@ from pyfly_hydra.errors import ServeError
 from pyfly_hydra.servers import TLS_HANDSHAKE_SECONDS
 from pyfly_hydra.servers.base import ServerAdapter, bind_address
 from pyfly_hydra.servers.hooks import Hook
-from pyfly_hydra.servers.keys import NEW_BEFORE_OLD, PROXY_HEADERS_NOTE, ROOT_PATH_NOTE, Support, native, pyfly, refused
+from pyfly_hydra.servers.keys import Support, in_every_worker, native, pyfly, refused, supervised
 from pyfly_hydra.system.bind import parse_group, parse_permissions, remove_unix_socket, set_socket_access
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
 
-    from pyfly_hydra.ports import EventLoopPort
-    from pyfly_hydra.supervision.reload import WatchedSources
-    from pyfly_hydra.worker.apps import AppTarget
+    from pyfly_hydra.ports import Serving
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -63,6 +61,8 @@ class HypercornServer(ServerAdapter):
         Hook("hypercorn.asyncio.run:uvloop_worker", "supervised workers"),
     )
     support: ClassVar[dict[str, Support]] = {
+        **in_every_worker(),
+        **supervised("hypercorn's own count"),
         "host": native("bind"),
         "port": native("bind"),
         "workers": native(
@@ -79,19 +79,10 @@ class HypercornServer(ServerAdapter):
         "ssl_keyfile": native("keyfile"),
         "keep_alive_timeout": native("keep_alive_timeout"),
         "max_concurrent_connections": refused("hypercorn has no connection limit"),
-        "max_requests_per_worker": pyfly(
-            "Supervisor",
-            note="pyfly-hydra's supervisor, after about N requests (+ up to 10%), new worker before old"
-            " (hypercorn's own count stops a worker before any replacement is up)",
-        ),
-        "worker_max_lifetime": pyfly("Supervisor", note=NEW_BEFORE_OLD),
-        "worker_max_rss_mib": pyfly("Supervisor", note=NEW_BEFORE_OLD),
-        "worker_rss_check_interval": pyfly("Supervisor"),
         "uds": native("bind"),
         "uds_permissions": pyfly("Listener"),
         "uds_group": pyfly("Listener"),
         "fd": native("bind"),
-        "root_path": pyfly("RootPath", note=ROOT_PATH_NOTE),
         "lifespan": pyfly("LifespanGuard"),
         "max_header_bytes": native(
             "h11_max_incomplete_size",
@@ -107,14 +98,7 @@ class HypercornServer(ServerAdapter):
         "body_timeout": pyfly(
             "BodyTimeout", note="a WSGI app: hypercorn reads its body itself; read_timeout closes a stalled one"
         ),
-        "reload": pyfly("Supervisor"),
-        "reload_dirs": pyfly("Supervisor"),
-        "reload_includes": pyfly("Supervisor"),
-        "reload_excludes": pyfly("Supervisor"),
-        "access_log": pyfly("AccessLog"),
         "log_level": native("loglevel"),
-        "proxy_headers": pyfly("ProxyHeaders", note=PROXY_HEADERS_NOTE),
-        "forwarded_allow_ips": pyfly("ProxyHeaders"),
         "websocket.ping_interval": native("websocket_ping_interval"),
         "websocket.ping_timeout": refused(
             "hypercorn sends pings but never times out a missing pong; use server=uvicorn"
@@ -129,39 +113,24 @@ class HypercornServer(ServerAdapter):
         hypercorn = str(Path(sys.executable).parent / "hypercorn")
         return [hypercorn, f"asgi:{app}", "--bind", f"127.0.0.1:{port}", "--worker-class", loop]
 
-    def check_native(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> None:
+    def check_native(self, serving: Serving) -> None:
         """hypercorn's options are attributes of its ``Config``, checked as they are set (``native_options``)."""
-        self.build_config(app=app, loop=loop, log_config=log_config)
+        self.build_config(serving)
 
-    def build_config(self, *, app: AppTarget, loop: EventLoopPort, log_config: dict[str, Any] | None) -> Config:
-        """Hypercorn's Config for these properties."""
+    def build_config(self, serving: Serving) -> Config:
+        """Hypercorn's Config for ``serving``."""
         from hypercorn.config import Config
 
         config = Config()
-        settings = self.native_settings(app=app, loop=loop, log_config=log_config, reload_sources=None)
-        for name, value in settings.items():
+        for name, value in self.native_settings(serving).items():
             setattr(config, name, value)
         return config
 
-    def native_settings(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> dict[str, Any]:
+    def native_settings(self, serving: Serving) -> dict[str, Any]:
         """hypercorn ``Config``'s attributes, in the order they are set: from the properties (its key table),
         then the native options, then the logging pyfly-hydra keeps; ``asgi:``/``wsgi:`` so hypercorn never
         guesses. Reload is pyfly-hydra's supervisor's: ``reload_sources`` gives hypercorn nothing."""
-        p = self.properties
+        p, app, log_config = self.properties, serving.app, serving.log_config
         if p.uds is not None:
             bind = [f"unix:{p.uds}"]
         elif p.fd is not None:
@@ -171,7 +140,7 @@ class HypercornServer(ServerAdapter):
         settings: dict[str, Any] = {
             "application_path": f"{app.interface}:{app.import_string}{'()' if app.factory else ''}",
             "bind": bind,
-            "worker_class": loop.name,
+            "worker_class": serving.loop.name,
             "workers": p.workers,
             "backlog": p.backlog,
             "graceful_timeout": float(p.graceful_timeout),
@@ -222,14 +191,7 @@ class HypercornServer(ServerAdapter):
         p = self.properties
         return p.workers == 1 and not p.reload and not self.recycling().enabled and p.max_requests_per_worker is None
 
-    def run(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> int:
+    def run(self, serving: Serving) -> int:
         """One worker serves in this process; more, reload or recycling run under pyfly-hydra's supervisor."""
         from functools import partial
 
@@ -238,7 +200,7 @@ class HypercornServer(ServerAdapter):
         from pyfly_hydra.servers.hypercorn.idle import serve_in_process, serve_supervised
         from pyfly_hydra.supervision.supervisor import Supervisor
 
-        config = self.build_config(app=app, loop=loop, log_config=log_config)
+        config, loop = self.build_config(serving), serving.loop
         p = self.properties
         where = p.uds or (f"fd {p.fd}" if p.fd is not None else bind_address(p.host, p.port))
         try:
@@ -256,7 +218,7 @@ class HypercornServer(ServerAdapter):
                 listeners=[*sockets.secure_sockets, *sockets.insecure_sockets],
                 workers=p.workers,
                 graceful_timeout=p.graceful_timeout,
-                sources=reload_sources,
+                sources=serving.reload_sources,
                 recycling=self.recycling(),
                 max_requests=p.max_requests_per_worker,
             )

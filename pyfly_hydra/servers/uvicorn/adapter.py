@@ -19,7 +19,7 @@ from pyfly_hydra.config.properties import keys_set
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers.base import ServerAdapter, logger
 from pyfly_hydra.servers.hooks import Hook
-from pyfly_hydra.servers.keys import NEW_BEFORE_OLD, PROXY_HEADERS_NOTE, ROOT_PATH_NOTE, Support, native, pyfly
+from pyfly_hydra.servers.keys import Support, in_every_worker, native, pyfly, supervised
 from pyfly_hydra.system.bind import (
     inherited_socket,
     listen_socket,
@@ -30,9 +30,7 @@ from pyfly_hydra.system.bind import (
 )
 
 if TYPE_CHECKING:
-    from pyfly_hydra.ports import EventLoopPort
-    from pyfly_hydra.supervision.reload import WatchedSources
-    from pyfly_hydra.worker.apps import AppTarget
+    from pyfly_hydra.ports import EventLoopPort, Serving
 
 # The protocol class pyfly-hydra's own (uvicorn_protocol) extends: httptools', else h11's.
 HTTP_PROTOCOL = (
@@ -114,6 +112,8 @@ class UvicornServer(ServerAdapter):
         ),
     )
     support: ClassVar[dict[str, Support]] = {
+        **in_every_worker(),
+        **supervised("uvicorn's own limit_max_requests"),
         "host": native("host"),
         "port": native("port"),
         "workers": pyfly("Supervisor"),
@@ -124,33 +124,17 @@ class UvicornServer(ServerAdapter):
         "ssl_keyfile": native("ssl_keyfile"),
         "keep_alive_timeout": native("timeout_keep_alive"),
         "max_concurrent_connections": native("limit_concurrency", note="uvicorn answers 503 beyond the limit"),
-        "max_requests_per_worker": pyfly(
-            "Supervisor",
-            note="pyfly-hydra's supervisor, after about N requests (+ up to 10%), new worker before old"
-            " (uvicorn's own limit_max_requests stops a worker before any replacement is up)",
-        ),
-        "worker_max_lifetime": pyfly("Supervisor", note=NEW_BEFORE_OLD),
-        "worker_max_rss_mib": pyfly("Supervisor", note=NEW_BEFORE_OLD),
-        "worker_rss_check_interval": pyfly("Supervisor"),
         "uds": pyfly("Listener"),
         "uds_permissions": pyfly("Listener"),
         "uds_group": pyfly("Listener"),
         "fd": pyfly("Listener"),
-        "root_path": pyfly("RootPath", note=ROOT_PATH_NOTE),
         "lifespan": native("lifespan"),
         "max_header_bytes": native(
             "h11_max_incomplete_event_size", note="with httptools, counted by pyfly-hydra's protocol class"
         ),
         "max_body_bytes": pyfly("BodyLimit"),
         "body_timeout": pyfly("BodyTimeout"),
-        "reload": pyfly("Supervisor"),
-        "reload_dirs": pyfly("Supervisor"),
-        "reload_includes": pyfly("Supervisor"),
-        "reload_excludes": pyfly("Supervisor"),
-        "access_log": pyfly("AccessLog"),
         "log_level": native("log_level"),
-        "proxy_headers": pyfly("ProxyHeaders", note=PROXY_HEADERS_NOTE),
-        "forwarded_allow_ips": pyfly("ProxyHeaders"),
         "websocket.ping_interval": native("ws_ping_interval"),
         "websocket.ping_timeout": native("ws_ping_timeout"),
         "websocket.max_size": native("ws_max_size"),
@@ -211,37 +195,23 @@ class UvicornServer(ServerAdapter):
             return inherited_socket(p.fd)
         return None
 
-    def check_native(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> None:
+    def check_native(self, serving: Serving) -> None:
         """``uvicorn.Config(...)`` checks what it is given as it is built: built here once, before serving."""
-        self._config(app=app, loop=loop, log_config=log_config)
+        self._config(serving)
 
-    def _config(self, *, app: AppTarget, loop: EventLoopPort, log_config: dict[str, Any] | None) -> Any:
-        """uvicorn's configuration for ``app``."""
+    def _config(self, serving: Serving) -> Any:
+        """uvicorn's configuration for ``serving``."""
         import uvicorn
 
-        return uvicorn.Config(**self.native_settings(app=app, loop=loop, log_config=log_config, reload_sources=None))
+        return uvicorn.Config(**self.native_settings(serving))
 
-    def native_settings(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> dict[str, Any]:
+    def native_settings(self, serving: Serving) -> dict[str, Any]:
         """``uvicorn.Config``'s keywords: from the properties (its key table) and the native options; reload
         is pyfly-hydra's supervisor's, so ``reload_sources`` gives uvicorn nothing."""
         from pyfly_hydra.servers.uvicorn.loops import TLS_LOOP_FACTORIES
         from pyfly_hydra.servers.uvicorn.protocol import IdleClosingHTTPProtocol
 
-        p = self.properties
+        p, app, loop = self.properties, serving.app, serving.loop
         factories = self._runs_loop_factories(self.version())
         if p.ssl_certfile is not None and loop.name in TLS_LOOP_FACTORIES and factories:
             uvicorn_loop = TLS_LOOP_FACTORIES[loop.name]  # the same loop, with a TLS handshake deadline
@@ -266,27 +236,20 @@ class UvicornServer(ServerAdapter):
             lifespan=p.lifespan,
             access_log=False,  # pyfly-hydra's access log (worker_app), the same on every server
             log_level=p.log_level,
-            **({"log_config": log_config} if log_config is not None else {}),
+            **({"log_config": serving.log_config} if serving.log_config is not None else {}),
             proxy_headers=False,  # pyfly-hydra's ProxyHeadersMiddleware (worker_app), the same on every server
             **self._websocket_options(),
             **self.native_options(),
         )
 
-    def run(
-        self,
-        *,
-        app: AppTarget,
-        loop: EventLoopPort,
-        log_config: dict[str, Any] | None,
-        reload_sources: WatchedSources | None,
-    ) -> int:
+    def run(self, serving: Serving) -> int:
         """Serve in this process (one worker), or under pyfly-hydra's supervisor (``supervision.supervisor``)."""
         from pyfly_hydra.servers.uvicorn.worker import DrainingServer
         from pyfly_hydra.servers.uvicorn.worker import serve as serve_supervised
         from pyfly_hydra.supervision.supervisor import Supervisor
 
         p = self.properties
-        config = self._config(app=app, loop=loop, log_config=log_config)
+        config = self._config(serving)
         if p.ssl_certfile is not None and not self._runs_loop_factories(self.version()):
             logger.info(
                 "uvicorn %s takes no loop factory: TLS handshakes keep the loop's own 60 s deadline (10 s from"
@@ -306,7 +269,7 @@ class UvicornServer(ServerAdapter):
                     listeners=listeners,
                     workers=p.workers,
                     graceful_timeout=p.graceful_timeout,
-                    sources=reload_sources,
+                    sources=serving.reload_sources,
                     recycling=recycling,
                     max_requests=p.max_requests_per_worker,
                 ).run()

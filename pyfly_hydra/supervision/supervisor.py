@@ -24,6 +24,7 @@ processes on shared listening sockets:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -117,11 +118,16 @@ class Supervisor:
         self.retry = ReplacementRetry()
         self.crashes = CrashPolicy(workers)
         self.reported: set[int] = set()  # reload: slots whose failed worker was reported, waiting for a change
+        # The stop signal's handler writes here, so the main loop wakes at once (see _on_stop_signal).
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        os.set_blocking(self._wakeup_w, False)
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Takes no lock: the main thread it interrupts may be inside a worker's ``shutdown.set()`` (a
+        multiprocessing lock, not reentrant). The main loop, woken through the pipe, stops the workers."""
         self.stopping = True
-        for worker in self._all_workers():
-            worker.control.shutdown.set()
+        with contextlib.suppress(BlockingIOError):  # a byte already waits there
+            os.write(self._wakeup_w, b"\0")
 
     def _all_workers(self) -> list[Worker]:
         return [*(slot.worker for slot in self.slots), *self.retiring]
@@ -175,6 +181,8 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._close_listeners()
+            os.close(self._wakeup_r)
+            os.close(self._wakeup_w)
         return self.exit_code
 
     def _close_listeners(self) -> None:
@@ -199,11 +207,9 @@ class Supervisor:
                 )
 
     def _wait(self) -> None:
+        """Until a worker exits, the stop signal comes, or ``POLL_SECONDS`` (a change, a recycling check)."""
         alive = [w.process.sentinel for w in self._all_workers() if w.process.exitcode is None]
-        if alive:
-            wait(alive, timeout=POLL_SECONDS)
-        else:  # every worker failed (reload, back-off): only time or a change can wake us
-            time.sleep(POLL_SECONDS)
+        wait([*alive, self._wakeup_r], timeout=POLL_SECONDS)
         for worker in [w for w in self.retiring if w.process.exitcode is not None]:
             worker.process.join()
             self.retiring.remove(worker)

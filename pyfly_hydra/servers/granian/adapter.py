@@ -95,6 +95,7 @@ class GranianServer(ServerAdapter):
     hooks: ClassVar[tuple[Hook, ...]] = (
         Hook("granian.server.mp:WorkerProcess._watcher", "clean stops on a group signal"),
         Hook("granian:Granian.signal_handler_interrupt", "clean stops on a group signal"),
+        Hook("granian:Granian.signal_handler_reload", "SIGHUP taken without a lock"),
         Hook("granian:Granian.main_loop_interrupt", "clean stops on a group signal"),
         Hook("granian:Granian._spawn_worker", "clean stops on a group signal"),
         Hook("granian._internal:load_target", "workers that die with their runner and retire without a loss"),

@@ -69,6 +69,8 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
 
     Here the main thread wakes every ``SIGNAL_POLL`` seconds to run a pending handler, and a worker
     that exited with code 0 counts as stopped by its parent once the parent has the stop signal too.
+    The handlers take no lock (``SignalSafeEvent.set_from_signal``): granian's own set the event the
+    interrupted main thread may be inside of, and ``threading.Event``'s lock is not reentrant.
     """
     from granian.server.mp import WorkerProcess
 
@@ -125,8 +127,8 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
     class GroupSignalAwareGranian(server_class):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.stop_signal = threading.Event()
-            self.main_loop_interrupt = SignalPollingEvent()
+            self.stop_signal = SignalSafeEvent()
+            self.main_loop_interrupt = SignalSafeEvent()
             self.crashes = CrashPolicy(self.workers)
             # A retiring worker is stopped once it holds no connection, or after this long (see granian_worker).
             self.retire_hold = RETIRE_HOLD_MARGIN + self.http1_settings.header_read_timeout / 1000
@@ -137,8 +139,15 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             if os.getpid() != self.main_pid:  # a forked worker, before granian's worker handlers are set
                 granian_worker.stop_before_serving()
                 return
-            self.stop_signal.set()
-            super().signal_handler_interrupt(*args, **kwargs)
+            # granian's own handler: ``interrupt_signal = True`` and ``main_loop_interrupt.set()``, whose lock
+            # the main thread holds whenever the signal lands inside its wait (a stop that never came, CI17).
+            self.interrupt_signal = True
+            self.stop_signal.set_from_signal()
+            self.main_loop_interrupt.set_from_signal()
+
+        def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
+            self.reload_signal = True  # granian's own, without its lock (see signal_handler_interrupt)
+            self.main_loop_interrupt.set_from_signal()
 
         def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
             worker = super()._spawn_worker(*args, **kwargs)
@@ -162,14 +171,36 @@ def open_connections(pid: int, *, uds: Any = None) -> int:
     return tcp + max(unix, 0)
 
 
-class SignalPollingEvent(threading.Event):
-    """An event whose endless ``wait`` wakes every ``SIGNAL_POLL`` s: the main thread runs pending signal handlers."""
+class SignalSafeEvent(threading.Event):
+    """An event a signal handler sets without a lock, every wait of which wakes within ``SIGNAL_POLL``.
+
+    A Python signal handler runs in the main thread between two bytecodes, possibly inside this very
+    event's ``wait`` or ``set`` (pure Python, holding its non-reentrant lock): ``set`` there would wait
+    for itself forever. ``set_from_signal`` only stores a flag, which every wait and ``is_set`` look at;
+    waking every ``SIGNAL_POLL`` also lets the main thread run a handler whose signal a thread took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._signalled = False
+
+    def set_from_signal(self) -> None:
+        self._signalled = True
+
+    def is_set(self) -> bool:
+        return self._signalled or super().is_set()
+
+    def clear(self) -> None:
+        self._signalled = False
+        super().clear()
 
     def wait(self, timeout: float | None = None) -> bool:
-        if timeout is not None:
-            return super().wait(timeout)
-        while not super().wait(SIGNAL_POLL):
-            pass
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._signalled:
+            remaining = SIGNAL_POLL if deadline is None else min(SIGNAL_POLL, deadline - time.monotonic())
+            if remaining <= 0:
+                return self.is_set()
+            if super().wait(remaining):
+                return True
         return True
 
 

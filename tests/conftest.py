@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -220,7 +221,18 @@ def process_states(pid: int) -> str:
             signals = {key: status.get(key) for key in ("SigPnd", "ShdPnd", "SigBlk")}
             name, state = status.get("Name"), status.get("State")
             lines.append(f"  pid {process.pid} tid {task.name} {name}: {state} wchan={wchan} {signals}")
+        lines.append(_python_stacks(process.pid))
     return "process states:\n" + "\n".join(lines)
+
+
+def _python_stacks(pid: int) -> str:
+    """Every thread's Python stack in ``pid`` (py-spy, from the dev extra): where it waits, and for what."""
+    spy = Path(sys.executable).parent / "py-spy"
+    try:
+        result = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"  (no Python stacks of pid {pid}: {error})"
+    return textwrap.indent(result.stdout or result.stderr, "    ")
 
 
 def launch_server(

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from pyfly_hydra.bench.process import free_port, worker_pids
+from pyfly_hydra.config.schema import ServerProperties
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.servers.hooks import Hook
 from pyfly_hydra.servers.uvicorn.adapter import UvicornServer
@@ -128,7 +129,7 @@ def test_a_missing_hook_is_refused_in_one_line(tmp_path: Path) -> None:
     from pyfly_hydra.loops.asyncio import AsyncioLoop
 
     with pytest.raises(ConfigError) as raised:
-        FutureUvicorn().check(loop=AsyncioLoop())
+        FutureUvicorn(properties=ServerProperties()).check(loop=AsyncioLoop())
     message = str(raised.value)
     assert message.startswith("server=uvicorn: uvicorn "), message
     assert "has no uvicorn.server:Server.renamed_in_a_future_release" in message, message

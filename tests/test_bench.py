@@ -244,4 +244,6 @@ def test_the_six_job_server_by_loop_sweep(tmp_path: Path) -> None:
     }
     assert all(row["status"] == "ok" and float(row["rps"]) > 0 and row["errors"] == "0" for row in rows)
     assert (sweep_dir / "summary.png").stat().st_size > 10_000
-    assert "override /server:" in (sweep_dir / "best.yaml").read_text()
+    best = yaml.safe_load((sweep_dir / "best.yaml").read_text())  # the winner: summary.csv's first row
+    assert rows[0]["rank"] == "1", rows
+    assert best["defaults"] == [{"override /server": rows[0]["server"]}, {"override /loop": rows[0]["loop"]}], best

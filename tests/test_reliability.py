@@ -157,6 +157,83 @@ def test_worker_killed_under_load_keeps_serving(start_server, server: str) -> No
     assert running.stop() == 0, running.log()
 
 
+CRASH_LOOP = 5.0  # seconds: a worker dying again within this long of its respawn is failing (docs/guides/shutdown.md)
+BACK_OFF_LINE = "of its respawn; respawning it in"  # the log line of a failing worker's delayed respawn
+STOPPED_LINE = "failing since its respawn, and no worker serves"
+
+
+def serving_workers(running, count: int, *, not_in: set[int], timeout: float = 30) -> set[int]:
+    """The pids of ``count`` workers, none of them in ``not_in``, once each has answered a request."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert running.process.poll() is None, f"the runner exited ({running.process.returncode}):\n{running.log()}"
+        with suppress(httpx.HTTPError):
+            seen |= serving_pids(running.url, attempts=8) - not_in
+        seen &= set(worker_pids(running.process.pid))
+        if len(seen) >= count:
+            return seen
+        time.sleep(0.1)
+    pytest.fail(f"{count} new workers did not serve within {timeout} s (saw {seen}):\n{running.log()}")
+
+
+def age(pid: int) -> float:
+    """Seconds since process ``pid`` was forked, on the kernel's clock since boot (psutil's ``create_time`` is
+    wall-clock time from a boot time rounded to the second: up to a second off)."""
+    start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+    return float(Path("/proc/uptime").read_text().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def kill_at_age(pids: set[int], seconds: float, *, all_older: bool) -> None:
+    """SIGKILL every worker in ``pids`` once it is ``seconds`` old: every one at least that old with
+    ``all_older``, else every one at most that old."""
+    ages = [age(pid) for pid in pids]
+    wait = seconds - (min(ages) if all_older else max(ages))
+    assert wait > 0, f"the workers took {seconds - wait:.1f} s to serve: too late to kill them at {seconds} s old"
+    time.sleep(wait)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_workers_dying_again_within_5_s_of_their_respawn_stop_the_runner_with_exit_1(start_server, server: str) -> None:
+    """The crash policy end to end, 2 workers, each killed (SIGKILL) three times: first after serving
+    (respawned at once), then 5.5 s after that respawn (not within 5 s: respawned at once, no back-off, still
+    serving), then 4 s after the next (within 5 s, and no worker left serving: the runner stops with exit 1).
+    uvicorn and hypercorn through pyfly-hydra's supervisor, granian through its worker watcher."""
+    running = start_server(f"server={server}", "server.workers=2", QUIET)
+    first = serving_workers(running, 2, not_in=set())
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    respawned = serving_workers(running, 2, not_in=first)
+    kill_at_age(respawned, CRASH_LOOP + 0.25, all_older=True)
+    again = serving_workers(running, 2, not_in=first | respawned)
+    assert BACK_OFF_LINE not in running.log() and running.process.poll() is None, running.log()
+    kill_at_age(again, CRASH_LOOP - 1.0, all_older=False)
+    code = running.wait_exit(timeout=20, after="its workers died within 5 s of their respawn")
+    log = running.log()
+    assert code == 1, log
+    assert STOPPED_LINE in log, log
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_one_worker_dying_again_within_5_s_is_respawned_later_while_the_other_serves(start_server, server: str) -> None:
+    """2 workers; one dies, and again 4 s after its respawn: the other serves on, the runner with it, and the
+    failing worker's slot is respawned after a back-off of 1 s (one log line) instead of at once."""
+    running = start_server(f"server={server}", "server.workers=2", QUIET)
+    workers = serving_workers(running, 2, not_in=set())
+    victim, survivor = sorted(workers)
+    os.kill(victim, signal.SIGKILL)
+    (respawned,) = serving_workers(running, 2, not_in={victim}) - {survivor}
+    kill_at_age({respawned}, CRASH_LOOP - 1.0, all_older=False)
+    assert serving_pids(running.url, attempts=8) == {survivor}, running.log()  # during the back-off
+    serving_workers(running, 2, not_in={victim, respawned})
+    log = running.log()
+    assert log.count(BACK_OFF_LINE) == 1 and f"{BACK_OFF_LINE} 1 s" in log, log
+    assert running.process.poll() is None, log
+    assert running.stop() == 0, log
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
 def test_max_requests_recycles_workers_under_load(start_server, server: str, workers: int) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+
+import pytest
 
 from pyfly_hydra.bench.report.uncertainty import rank_configurations, tie_break_rule
 
@@ -32,6 +35,23 @@ def test_identical_distributions_are_a_tie_in_nearly_every_draw() -> None:
         ties += "tie" in _verdicts(a, b).values()
     # Three rounds each: the only way out of a tie is all of one below all of the other, 1 in 10 by chance.
     assert ties / trials >= 0.85, ties
+
+
+@pytest.mark.parametrize("spacing", [1.0, 1_000.0], ids=["0.01% apart", "10% apart"])
+def test_three_rounds_escape_a_tie_in_exactly_1_of_10_orders(spacing: float) -> None:
+    """Two identical setups, three rounds each: the six rounds' order is any of the C(6,3) = 20 ways to pick
+    which three are A's, all equally likely. A tie is escaped in exactly two of them, all of A's rounds below
+    all of B's or above, so 1 time in 10 (sweeps.md), whatever the spacing: another rule escapes in 0 or at
+    least 4 of the 20 (the two sides mirror each other), 1 in 5 or more."""
+    escaped = []
+    for ranks in itertools.combinations(range(1, 7), ROUNDS):
+        a = [10_000 + spacing * rank for rank in ranks]
+        b = [10_000 + spacing * rank for rank in range(1, 7) if rank not in ranks]
+        verdicts = _verdicts(a, b)
+        if "tie" not in verdicts.values():
+            assert sorted(verdicts.values()) == ["best", "worse"], verdicts
+            escaped.append(ranks)
+    assert escaped == [(1, 2, 3), (4, 5, 6)]
 
 
 def test_a_thirty_percent_difference_with_tight_spread_is_not_a_tie() -> None:

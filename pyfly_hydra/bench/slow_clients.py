@@ -25,7 +25,7 @@ POST_BODY_BYTES = 64 * 1024
 class SlowFigures:
     """What the server did with one kind of slow connection."""
 
-    opened: int
+    opened: int  # connections the server accepted (one refused at connect is not held, nor closed)
     closed: int  # closed by the server before the drill ended
     median_seconds: float | None  # from connect to the server's close, over the closed ones
     max_seconds: float | None
@@ -62,7 +62,14 @@ class DrillResult:
 
 
 async def _hold(
-    host: str, port: int, first: bytes, trickle: bytes, every: float, until: float, closes: list[float]
+    host: str,
+    port: int,
+    first: bytes,
+    trickle: bytes,
+    every: float,
+    until: float,
+    opened: list[float],
+    closes: list[float],
 ) -> None:
     """Send ``first``, then ``trickle`` every ``every`` seconds (never, if empty) until the server closes."""
     started = time.monotonic()
@@ -70,6 +77,7 @@ async def _hold(
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
         return
+    opened.append(started)
     try:
         writer.write(first)
         await writer.drain()
@@ -146,7 +154,9 @@ async def _drill(
 ) -> DrillResult:
     calm = await _normal(host, port, time.monotonic() + baseline)
     until = time.monotonic() + duration
+    loris_opened: list[float] = []
     loris_closes: list[float] = []
+    post_opened: list[float] = []
     post_closes: list[float] = []
     post_head = (
         b"POST /upload HTTP/1.1\r\nHost: drill\r\nContent-Type: application/octet-stream\r\n"
@@ -154,16 +164,16 @@ async def _drill(
         + b"x" * (POST_BODY_BYTES // 2)
     )
     tasks = [
-        *(_hold(host, port, HEAD, b"X", trickle, until, loris_closes) for _ in range(slowloris)),
-        *(_hold(host, port, post_head, b"", trickle, until, post_closes) for _ in range(slow_posts)),
+        *(_hold(host, port, HEAD, b"X", trickle, until, loris_opened, loris_closes) for _ in range(slowloris)),
+        *(_hold(host, port, post_head, b"", trickle, until, post_opened, post_closes) for _ in range(slow_posts)),
     ]
     slow = asyncio.gather(*tasks)
     await asyncio.sleep(min(0.5, duration / 4))  # let the slow connections pile up first
     during = await _normal(host, port, until)
     await slow
     return DrillResult(
-        slowloris=_figures(slowloris, loris_closes),
-        slow_post=_figures(slow_posts, post_closes),
+        slowloris=_figures(len(loris_opened), loris_closes),
+        slow_post=_figures(len(post_opened), post_closes),
         baseline=calm,
         during=during,
     )

@@ -122,7 +122,9 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
                 if parent.stop_signal.wait(backoff):
                     self.interrupt_by_parent = True
                     return
-                parent.respawned_wrks.pop(slot, None)  # granian's own crash-loop check: the back-off replaces it
+            # granian's own crash-loop check (a death within 5.5 s of a respawn stops the server, even while
+            # another worker serves) never decides: this policy does, also for a death 5 to 5.5 s after one.
+            parent.respawned_wrks.pop(slot, None)
 
     class GroupSignalAwareGranian(server_class):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:

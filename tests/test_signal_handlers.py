@@ -14,6 +14,8 @@ import subprocess
 import sys
 import textwrap
 
+from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, STOP_SIGNALS
+from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS
 from tests.conftest import ROOT, child_env
 
 GRANIAN = """
@@ -54,6 +56,28 @@ SUPERVISOR = """
 """
 
 
+SPAWNING = """
+    import multiprocessing, os, signal
+    from multiprocessing.process import BaseProcess
+    from pyfly_hydra.supervision.supervisor import Supervisor
+
+    supervisor = Supervisor(id, server="uvicorn", listeners=[], workers=1, graceful_timeout=1.0)
+    signal.signal(signal.SIGTERM, supervisor._on_stop_signal)
+    start = BaseProcess.start
+
+    def start_during_a_stop(process):  # the stop signal lands while the supervisor starts a worker
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(10_000))
+        start(process)
+
+    BaseProcess.start = start_during_a_stop
+    worker = supervisor._spawn()
+    sum(range(10_000))
+    worker.process.join(10)
+    print("stopped" if supervisor.stopping else "lost")
+"""
+
+
 def _child(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
@@ -81,3 +105,13 @@ def test_the_supervisors_stop_signal_is_taken_inside_a_workers_shutdown_set() ->
     except subprocess.TimeoutExpired:
         raise AssertionError("the handler deadlocked inside a worker's shutdown lock") from None
     assert result.stdout.strip() == "stopped", result.stderr
+
+
+def test_a_stop_signal_while_the_supervisor_starts_a_worker_is_not_lost() -> None:
+    """It was set to SIG_IGN around the start (so the worker inherited it ignored): CI20's runner, stopped
+    while it replaced a recycled worker, served on. Now blocked around the start, and delivered after."""
+    assert _child(SPAWNING).stdout.strip() == "stopped"
+
+
+def test_the_workers_leave_exactly_the_runners_signals_to_their_supervisor() -> None:
+    assert set(SUPERVISOR_SIGNALS) == {*STOP_SIGNALS, *IGNORED_SIGNALS}

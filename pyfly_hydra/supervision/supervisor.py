@@ -43,7 +43,7 @@ from pyfly_hydra.errors import ServeError
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
 from pyfly_hydra.supervision.recycling import Recycling, ReplacementRetry, WorkerClock
 from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, STOP_SIGNALS, log_ignored
-from pyfly_hydra.worker.control import RequestLimit, WorkerControl
+from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS, RequestLimit, WorkerControl
 
 if TYPE_CHECKING:
     from pyfly_hydra.supervision.reload import WatchedSources
@@ -133,17 +133,19 @@ class Supervisor:
         return [*(slot.worker for slot in self.slots), *self.retiring]
 
     def _spawn(self) -> Worker:
-        # Workers start with the stop signals ignored: a group signal reaches them as their shutdown event.
+        """A new worker, started with the supervisor's signals blocked (it inherits the mask; ``attach`` ignores
+        them, then unblocks): a group signal reaches it as its shutdown event. Blocked, not ignored, here too:
+        a stop signal that comes while the worker starts is delivered right after, never dropped (it was, with
+        the signals set to SIG_IGN around the start: CI20, a stop during a recycling that never stopped)."""
         limit = None if self.max_requests is None else RequestLimit.drawn(self.max_requests, self.context.Event())
         events = self.context.Event(), self.context.Event(), self.context.Event()
         control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit)
-        current = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (*STOP_SIGNALS, *IGNORED_SIGNALS)}
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
         try:
             process = self.context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
             process.start()
         finally:
-            for sig, handler in current.items():
-                signal.signal(sig, handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return Worker(process, control)
 
     def run(self) -> int:

@@ -23,6 +23,9 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # When a worker stops with the whole server (not replaced), how long an idle keep-alive connection is
 # kept for a request its client may be sending: a stop with nothing in flight ends this soon, whatever
 # the keep-alive timeout. A worker being replaced keeps idle connections for their keep-alive timeout.
+# The signals a supervised worker leaves to its supervisor: a group signal (Ctrl-C, systemd) reaches the worker
+# as its shutdown event, never as a second, racing stop (``pyfly_hydra.supervision.signals`` says what each does).
+SUPERVISOR_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 STOP_IDLE_GRACE = 0.25  # seconds
 
 
@@ -55,7 +58,11 @@ class WorkerControl:
     _limit_told: bool = field(default=False, repr=False)
 
     def attach(self) -> None:
-        """Die with the supervisor, however it dies; call first thing in the worker process."""
+        """Leave the supervisor's signals to it and die with it, however it dies; call first thing in the
+        worker process (it starts with those signals blocked: one that came meanwhile is dropped now)."""
+        for sig in SUPERVISOR_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)
         die_with_parent(self.supervisor_pid)
 
     def serving(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import signal
 import threading
@@ -175,3 +177,29 @@ def test_the_supervisor_returns_only_after_its_watcher_has_stopped(tmp_path: Pat
     finally:
         stopper.cancel()
     assert [thread for thread in threading.enumerate() if thread.name == "pyfly-hydra-reload"] == []
+
+
+def _edit_then_serve(source: Path, control: WorkerControl) -> None:
+    """A worker that edits a watched source while it starts (before it serves), once."""
+    if not source.exists():
+        source.write_text("EDITED = True\n")
+    control.serving()
+    control.shutdown.wait(30)
+
+
+def test_an_edit_while_the_workers_start_is_a_change_to_reload_on(tmp_path: Path, caplog) -> None:
+    """In-process: the watch begins before the first worker starts. It began once they served, and an edit
+    made in between went unseen (CI23: hypercorn kept serving the old code of an `app_dir=..` project)."""
+    sources = WatchedSources(dirs=(tmp_path,), includes=("*.py",), excludes=(), ignored=())
+    supervisor = Supervisor(
+        functools.partial(_edit_then_serve, tmp_path / "edited.py"),
+        server="uvicorn", listeners=[], workers=1, graceful_timeout=1.0, sources=sources,
+    )  # fmt: skip
+    stopper = threading.Timer(4.0, os.kill, args=(os.getpid(), signal.SIGTERM))
+    stopper.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="pyfly_hydra"):
+            assert supervisor.run() == 0
+    finally:
+        stopper.cancel()
+    assert "changes detected in" in caplog.text and "edited.py" in caplog.text, caplog.text

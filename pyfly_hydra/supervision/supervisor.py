@@ -54,6 +54,7 @@ DRAIN_MARGIN_SECONDS = 5.0
 POLL_SECONDS = 0.2
 READY_SECONDS = 30.0  # how long a new worker may take to serve
 WATCHER_STOP_SECONDS = 5.0  # watchfiles checks its stop event every 50 ms
+WATCH_START_SECONDS = 10.0  # how long watchfiles may take to watch a large tree before the workers start
 
 # A worker: called in its own process with its control; a picklable callable (spawn sends it over).
 WorkerTarget = Callable[[WorkerControl], None]
@@ -155,10 +156,12 @@ class Supervisor:
         stop_watching = threading.Event()
         watcher: threading.Thread | None = None
         try:
+            if self.sources is not None:
+                # Watching before the first worker starts: an edit made while it starts, or right after it
+                # serves, is a change to reload on (the watch began after the workers served: CI23 missed one).
+                watcher = _watch(self.sources, self.changed, stop_watching)
             self.slots = [Slot(self._spawn()) for _ in range(self.count)]
             self._wait_until_serving()
-            if self.sources is not None:
-                watcher = _watch(self.sources, self.changed, stop_watching)
             while not self.stopping:
                 self._wait()
                 if self.stopping:
@@ -311,16 +314,26 @@ def _stop(workers: list[Worker], deadline: float, server: str) -> None:
 
 
 def _watch(sources: WatchedSources, changed: threading.Event, stop: threading.Event) -> threading.Thread:
-    """A thread that sets ``changed`` whenever the sources change, until ``stop`` is set."""
+    """A thread that sets ``changed`` whenever the sources change, until ``stop`` is set; returned once
+    watchfiles watches (its first look at ``stop`` comes after its watches are in place)."""
     import watchfiles
+
+    watching = threading.Event()
+
+    class StopOnceWatching:
+        def is_set(self) -> bool:
+            watching.set()
+            return stop.is_set()
 
     def run() -> None:
         watch_filter = sources.filter_class()()
-        for changes in watchfiles.watch(*sources.dirs, watch_filter=watch_filter, stop_event=stop):
+        for changes in watchfiles.watch(*sources.dirs, watch_filter=watch_filter, stop_event=StopOnceWatching()):
             files = ", ".join(sorted({path for _, path in changes}))
             logger.info("changes detected in %s; reloading the workers", files)
             changed.set()
 
     thread = threading.Thread(target=run, name="pyfly-hydra-reload", daemon=True)
     thread.start()
+    if not watching.wait(WATCH_START_SECONDS):
+        logger.warning("reload: watching the sources took over %.0f s; serving meanwhile", WATCH_START_SECONDS)
     return thread

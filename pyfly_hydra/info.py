@@ -32,7 +32,7 @@ def own_server_lines(targets: Mapping[str, str]) -> tuple[list[str], list[type[S
         except ConfigError as error:
             lines.append(f"  {name:<10} {error}")
             continue
-        if not isinstance(found, type) or not issubclass(found, ServerAdapter):
+        if not issubclass(found, ServerAdapter):
             lines.append(f"  {name:<10} {target} (not built on pyfly_hydra.servers.base.ServerAdapter: no key table)")
             continue
         state = "installed" if module_available(found.module) else "not installed"

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import stat
-from dataclasses import fields, replace
+from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
@@ -210,7 +210,7 @@ def key_values(properties: ServerProperties) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in fields(properties):
         value = getattr(properties, f.name)
-        if f.name in ("granian", "websocket"):
+        if is_dataclass(value):  # a group: server.granian.*, server.websocket.*
             values |= {f"{f.name}.{g.name}": getattr(value, g.name) for g in fields(value)}
         elif f.name != "options":
             values[f.name] = value

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyfly_hydra.config.properties import key_values, keys_set
-from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
+from pyfly_hydra.config.schema import ServerProperties
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.registry import SERVER_NAMES
 from pyfly_hydra.servers.hooks import Hook, require_hooks
 from pyfly_hydra.servers.keys import Support, layers_asked, option_names, owner_of, refused
 from pyfly_hydra.supervision.recycling import Recycling
@@ -26,12 +27,6 @@ if TYPE_CHECKING:
     from pyfly_hydra.ports import EventLoopPort, Serving
 
 logger = logging.getLogger("pyfly_hydra")
-
-# The nested groups of ``server.*``: key -> its dataclass.
-PROPERTY_GROUPS: dict[str, type[Any]] = {
-    "granian": GranianProperties,
-    "websocket": WebsocketProperties,
-}
 
 
 class ServerAdapter:
@@ -231,8 +226,8 @@ def as_annotated(value: Any, annotation: str) -> Any:
 
 def _no_option(key: str) -> str:
     """Why a key missing from a server's table is refused: another server's own group, or no option."""
-    group = key.partition(".")[0] if "." in key else None
-    if group in PROPERTY_GROUPS and group != "websocket":
+    group, _, _ = key.rpartition(".")
+    if group in SERVER_NAMES:  # a group named after a server is that server's own (server.granian.*)
         return f"only {group} reads server.{group}.*"
     return "no equivalent option"
 

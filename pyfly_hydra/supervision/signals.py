@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS
+
 logger = logging.getLogger("pyfly_hydra")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
-IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+# The rest of the signals workers leave to their supervisor (``worker.control.SUPERVISOR_SIGNALS``).
+IGNORED_SIGNALS = tuple(sig for sig in SUPERVISOR_SIGNALS if sig not in STOP_SIGNALS)
 
 
 def log_ignored(signum: int, frame: FrameType | None) -> None:

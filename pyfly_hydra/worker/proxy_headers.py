@@ -1,7 +1,7 @@
 """X-Forwarded-For / X-Forwarded-Proto, trusted only from the peers in ``server.forwarded_allow_ips``.
 
 One implementation on every server (granian, uvicorn and hypercorn each had their own reading), applied
-in every worker by ``worker_app``; without ``server.proxy_headers=true`` no wrapper is involved at all.
+in every worker by ``worker.app``; without ``server.proxy_headers=true`` no wrapper is involved at all.
 A proxy may append its own header line next to one the client sent (HAProxy's ``option forwardfor``),
 so every line of a header is read, joined in order, and the client is the rightmost address no trusted
 proxy stands for: what the client wrote itself is never believed over what the proxy saw.

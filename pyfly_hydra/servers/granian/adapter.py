@@ -311,10 +311,10 @@ class GranianServer(ServerAdapter):
             respawn_failed_workers=p.granian.respawn_failed_workers,
             reload=p.reload,
             **reload_options,
-            log_access=False,  # pyfly-hydra's access log (worker_app), the same on every server
+            log_access=False,  # pyfly-hydra's access log (worker.app), the same on every server
             log_level=LogLevels(p.log_level),
             log_dictconfig=serving.log_config,
-            url_path_prefix=None,  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
+            url_path_prefix=None,  # server.root_path: pyfly-hydra's RootPath (worker.app), the same everywhere
             uds=Path(p.uds) if p.uds else None,
             uds_permissions=parse_permissions(p.uds_permissions),
             workers_lifetime=p.worker_max_lifetime,

@@ -7,7 +7,7 @@ signal), racing a client that is sending its next request on it: that request is
 replaced (lifetime, memory) is therefore *retired* first: told with ``RETIRE_SIGNAL``, it answers every
 request with ``Connection: close``, so its keep-alive clients move to the other workers, and only once it
 holds no connection (or its keep-alive timeout has passed, when granian itself would have closed any idle
-one) is it stopped (``granian_server.RetiringWorker``).
+one) is it stopped (``servers.granian.server``: ``GroupSignalWorker.terminate``).
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ class UvicornServer(ServerAdapter):
             host=p.host,
             port=p.port,
             loop=uvicorn_loop,
-            interface="asgi3",  # a WSGI app reaches uvicorn already wrapped in a2wsgi (see worker_app)
+            interface="asgi3",  # a WSGI app reaches uvicorn already wrapped in a2wsgi (see worker.app)
             http=IdleClosingHTTPProtocol,
             backlog=p.backlog,
             timeout_graceful_shutdown=p.graceful_timeout,
@@ -232,12 +232,12 @@ class UvicornServer(ServerAdapter):
             h11_max_incomplete_event_size=p.max_header_bytes,
             ssl_certfile=p.ssl_certfile,
             ssl_keyfile=p.ssl_keyfile,
-            root_path="",  # server.root_path: pyfly-hydra's RootPath (worker_app), the same everywhere
+            root_path="",  # server.root_path: pyfly-hydra's RootPath (worker.app), the same everywhere
             lifespan=p.lifespan,
-            access_log=False,  # pyfly-hydra's access log (worker_app), the same on every server
+            access_log=False,  # pyfly-hydra's access log (worker.app), the same on every server
             log_level=p.log_level,
             **({"log_config": serving.log_config} if serving.log_config is not None else {}),
-            proxy_headers=False,  # pyfly-hydra's ProxyHeadersMiddleware (worker_app), the same on every server
+            proxy_headers=False,  # pyfly-hydra's ProxyHeadersMiddleware (worker.app), the same on every server
             **self._websocket_options(),
             **self.native_options(),
         )

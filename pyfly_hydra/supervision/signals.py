@@ -2,7 +2,8 @@
 
 - SIGINT, SIGTERM: drain and stop (each server's own handler, or pyfly-hydra's supervisor);
 - SIGQUIT: the same as SIGTERM (its default action would dump core and orphan the workers);
-- SIGHUP: granian respawns its workers (its own handler); elsewhere logged and ignored;
+- SIGHUP: a rolling restart onto the app's current code where the workers are pyfly-hydra's supervisor's
+  (``ROLL_SIGNAL``); granian respawns its workers (its own handler); elsewhere logged and ignored;
 - SIGUSR1, SIGUSR2: logged and ignored.
 
 Without this, the default action of SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 ends the runner at once,
@@ -25,6 +26,7 @@ logger = logging.getLogger("pyfly_hydra")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 # The rest of the signals workers leave to their supervisor (``worker.control.SUPERVISOR_SIGNALS``).
 IGNORED_SIGNALS = tuple(sig for sig in SUPERVISOR_SIGNALS if sig not in STOP_SIGNALS)
+ROLL_SIGNAL = signal.SIGHUP  # pyfly-hydra's supervisor: roll the workers (supervision.supervisor)
 
 
 def log_ignored(signum: int, frame: FrameType | None) -> None:

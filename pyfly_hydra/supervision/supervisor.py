@@ -1,4 +1,5 @@
-"""pyfly-hydra's supervisor for uvicorn's and hypercorn's worker processes: drain-first, new-before-old.
+"""pyfly-hydra's supervisor for uvicorn's and hypercorn's worker processes, one or many: drain-first,
+new-before-old.
 
 Neither server's own supervisor does what a production team needs. hypercorn's ``run`` terminates
 every worker once the first one exits (a SIGTERM cuts in-flight requests, a crash is never replaced,
@@ -10,7 +11,10 @@ processes on shared listening sockets:
 - on SIGINT, SIGTERM or SIGQUIT it closes the listening sockets (new connections are refused at once) and
   waits for every worker to drain (up to ``graceful_timeout`` plus a margin); workers ignore the
   signals themselves, so a group signal (Ctrl-C, systemd) reaches them only as a drain;
-- SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored (``pyfly_hydra.supervision.signals``);
+- on SIGHUP it rolls the workers onto the app's current code: each is replaced by a new one (spawned, so it
+  imports the app afresh), one at a time, the old one draining only once the new one serves; a new worker
+  that does not come up (a deploy that does not import) stops the roll and the old workers go on serving;
+- SIGUSR1 and SIGUSR2 are logged and ignored (``pyfly_hydra.supervision.signals``);
 - every worker dies with the supervisor, however it dies (``WorkerControl.attach``);
 - a worker that exits before it serves at startup means the app cannot start: the others are
   stopped and ``run`` raises ``StartupFailed``;
@@ -42,7 +46,7 @@ from typing import TYPE_CHECKING
 from pyfly_hydra.errors import ServeError
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
 from pyfly_hydra.supervision.recycling import Recycling, ReplacementRetry, WorkerClock
-from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, STOP_SIGNALS, log_ignored
+from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, ROLL_SIGNAL, STOP_SIGNALS, log_ignored
 from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS, RequestLimit, WorkerControl
 
 if TYPE_CHECKING:
@@ -114,6 +118,7 @@ class Supervisor:
         self.slots: list[Slot] = []
         self.retiring: list[Worker] = []  # replaced workers still draining
         self.stopping = False
+        self.roll_asked = False  # SIGHUP came: roll the workers at the main loop's next turn
         self.exit_code = 0
         self.changed = threading.Event()
         self.retry = ReplacementRetry()
@@ -128,6 +133,12 @@ class Supervisor:
         multiprocessing lock, not reentrant). The main loop, woken through the pipe, stops the workers."""
         self.stopping = True
         with contextlib.suppress(BlockingIOError):  # a byte already waits there
+            os.write(self._wakeup_w, b"\0")
+
+    def _on_roll_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: the main loop rolls the workers (no lock taken here, see ``_on_stop_signal``)."""
+        self.roll_asked = True
+        with contextlib.suppress(BlockingIOError):
             os.write(self._wakeup_w, b"\0")
 
     def _all_workers(self) -> list[Worker]:
@@ -151,7 +162,11 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until a stop signal (drain every worker, exit 0) or a crash loop (exit 1)."""
-        handlers = dict.fromkeys(STOP_SIGNALS, self._on_stop_signal) | dict.fromkeys(IGNORED_SIGNALS, log_ignored)
+        handlers = (
+            dict.fromkeys(IGNORED_SIGNALS, log_ignored)
+            | dict.fromkeys(STOP_SIGNALS, self._on_stop_signal)
+            | {ROLL_SIGNAL: self._on_roll_signal}
+        )
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         stop_watching = threading.Event()
         watcher: threading.Thread | None = None
@@ -168,6 +183,9 @@ class Supervisor:
                     break
                 if self.changed.is_set():
                     self._reload()
+                    continue
+                if self.roll_asked:
+                    self._roll()
                     continue
                 self._handle_exits()
                 if not self.stopping:
@@ -280,21 +298,47 @@ class Supervisor:
             pid, why = due
             self._replace(serving[pid], why)
 
+    def _roll(self) -> None:
+        """SIGHUP: every worker replaced by a new one importing the app's current code, one at a time, new
+        before old. A new worker that does not come up ends the roll; the workers not yet rolled serve on,
+        and the next SIGHUP tries again."""
+        self.roll_asked = False
+        count = len(self.slots)
+        logger.info("SIGHUP: rolling %d %s worker(s) onto the app's current code, one at a time", count, self.server)
+        for index in range(count):
+            if self.stopping:
+                return
+            failed = self._start_replacement(index, "rolled (SIGHUP)")
+            if failed is not None:
+                logger.error(
+                    "SIGHUP: %s; the roll stopped and %d worker(s) serve on (a SIGHUP once it is fixed rolls again)",
+                    failed, count - index,
+                )  # fmt: skip
+                return
+        logger.info("SIGHUP: %d %s worker(s) rolled", count, self.server)
+
     def _replace(self, index: int, why: str) -> None:
         """Start a new worker in slot ``index``; once it serves, the old one drains (the others serve throughout)."""
+        failed = self._start_replacement(index, why)
+        if failed is not None and not self.stopping:
+            self.retry.failed(failed, kept_pid=self.slots[index].worker.pid)
+
+    def _start_replacement(self, index: int, why: str) -> str | None:
+        """The new worker of slot ``index`` serving and the old one draining; else why it did not come up."""
         old, new = self.slots[index].worker, self._spawn()
         deadline = time.monotonic() + READY_SECONDS
         while not new.control.ready.wait(POLL_SECONDS):
             if self.stopping or new.process.exitcode is not None or time.monotonic() > deadline:
                 _stop([new], time.monotonic() + self.drain_seconds, self.server)
-                if not self.stopping:
-                    self.retry.failed(f"{self.server} worker pid {new.pid} did not come up", kept_pid=old.pid)
-                return
+                code = new.process.exitcode
+                failure = f"exited with {code} before serving" if code is not None else "did not serve in time"
+                return f"{self.server} worker pid {new.pid} did not come up ({failure})"
         self.slots[index].worker = new
         logger.info("%s worker pid %s %s; replaced by pid %s", self.server, old.pid, why, new.pid)
         old.control.retiring.set()
         old.control.shutdown.set()
         self.retiring.append(old)
+        return None
 
 
 def _serves(slot: Slot) -> bool:

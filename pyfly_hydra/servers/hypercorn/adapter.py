@@ -168,13 +168,13 @@ class HypercornServer(ServerAdapter):
         settings |= self.native_options()
         # pyfly-hydra's access log (worker.app) replaces hypercorn's, the same on every server.
         settings["accesslog"] = None
-        if self._serves_in_process or log_config is not None:
-            # Its error log propagates to the job's logging: in this process the runner's, in spawned
-            # workers the same dictionary applied by hypercorn (logconfig_dict). One line each.
+        if log_config is not None:
+            # Its error log propagates to the job's logging: in the spawned workers, the same dictionary
+            # applied by hypercorn (logconfig_dict). One line each.
             errorlog = logging.getLogger("hypercorn.error")
             errorlog.setLevel(settings["loglevel"])
             settings["errorlog"] = errorlog
-            settings["logconfig_dict"] = None if self._serves_in_process else log_config
+            settings["logconfig_dict"] = log_config
         else:  # no job logging to share: hypercorn's own stream handler in each worker
             settings["errorlog"] = "-"
         return settings
@@ -186,18 +186,14 @@ class HypercornServer(ServerAdapter):
         option = "keep_alive_max_requests"
         return option, int(self.native_options().get(option, Config.keep_alive_max_requests))
 
-    @property
-    def _serves_in_process(self) -> bool:
-        p = self.properties
-        return p.workers == 1 and not p.reload and not self.recycling().enabled and p.max_requests_per_worker is None
-
     def run(self, serving: Serving) -> int:
-        """One worker serves in this process; more, reload or recycling run under pyfly-hydra's supervisor."""
+        """Serve under pyfly-hydra's supervisor (``supervision.supervisor``), one worker or many: a parent that
+        outlives its workers is what lets SIGHUP roll them onto new code, and recycling replace them."""
         from functools import partial
 
         from hypercorn.utils import LifespanFailureError
 
-        from pyfly_hydra.servers.hypercorn.idle import serve_in_process, serve_supervised
+        from pyfly_hydra.servers.hypercorn.idle import serve_supervised
         from pyfly_hydra.supervision.supervisor import Supervisor
 
         config, loop = self.build_config(serving), serving.loop
@@ -209,9 +205,6 @@ class HypercornServer(ServerAdapter):
                 set_socket_access(
                     p.uds, permissions=parse_permissions(p.uds_permissions), group=parse_group(p.uds_group)
                 )
-            if self._serves_in_process:
-                serve_in_process(loop.name, config, sockets)
-                return 0
             supervisor = Supervisor(
                 partial(serve_supervised, loop.name, config, sockets),
                 server=self.name,

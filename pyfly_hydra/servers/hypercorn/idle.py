@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -129,36 +127,6 @@ class ShutdownWatch:
             drain.started()
             return True
         return False
-
-
-@dataclass(frozen=True)
-class SignalWatch:
-    """The same for hypercorn in the runner's own process: set by SIGINT/SIGTERM (hypercorn's own signal
-    handling is replaced, so that the drain can be told)."""
-
-    stop: threading.Event
-
-    def is_set(self) -> bool:
-        if self.stop.is_set():
-            drain.started()
-            return True
-        return False
-
-
-def serve_in_process(loop_name: str, config: Config, sockets: Sockets) -> None:
-    """hypercorn's worker for ``loop_name`` (asyncio or uvloop) in this process, idle connections held
-    through its stop."""
-    from hypercorn.asyncio import run
-
-    hold_idle_connections_through_stop()
-    worker = run.uvloop_worker if loop_name == "uvloop" else run.asyncio_worker
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        worker(config, sockets=sockets, shutdown_event=SignalWatch(stop))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def serve_supervised(loop_name: str, config: Config, sockets: Sockets, control: WorkerControl) -> None:

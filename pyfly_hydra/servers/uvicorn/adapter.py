@@ -6,17 +6,14 @@ import importlib.util
 import signal
 import socket
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from packaging.version import Version
 
 from pyfly_hydra.config.properties import keys_set
-from pyfly_hydra.errors import ConfigError, ServeError
+from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.servers.base import ServerAdapter, logger
 from pyfly_hydra.servers.hooks import Hook
 from pyfly_hydra.servers.keys import Support, in_every_worker, native, pyfly, supervised
@@ -44,21 +41,6 @@ LOOP_FACTORIES_SINCE = Version("0.36")  # before, uvicorn's loop is one of its o
 # uvicorn's own names for the loops it sets up itself; any other loop goes in as "module:factory".
 NATIVE_LOOPS = ("uvloop", "asyncio")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextmanager
-def _absorb_reraised_signals() -> Iterator[None]:
-    """Uvicorn re-raises SIGINT/SIGTERM after a clean shutdown (exit 143): absorb it, so a stop exits 0."""
-
-    def _ignore(signum: int, frame: FrameType | None) -> None:
-        return None
-
-    previous = {sig: signal.signal(sig, _ignore) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class UvicornServer(ServerAdapter):
@@ -243,8 +225,8 @@ class UvicornServer(ServerAdapter):
         )
 
     def run(self, serving: Serving) -> int:
-        """Serve in this process (one worker), or under pyfly-hydra's supervisor (``supervision.supervisor``)."""
-        from pyfly_hydra.servers.uvicorn.worker import DrainingServer
+        """Serve under pyfly-hydra's supervisor (``supervision.supervisor``), one worker or many: a parent that
+        outlives its workers is what lets SIGHUP roll them onto new code, and recycling replace them."""
         from pyfly_hydra.servers.uvicorn.worker import serve as serve_supervised
         from pyfly_hydra.supervision.supervisor import Supervisor
 
@@ -255,31 +237,18 @@ class UvicornServer(ServerAdapter):
                 "uvicorn %s takes no loop factory: TLS handshakes keep the loop's own 60 s deadline (10 s from"
                 " uvicorn %s)", self.version(), LOOP_FACTORIES_SINCE,
             )  # fmt: skip
-        recycling = self.recycling()
-        # A lone worker that is recycled (requests, lifetime, memory) or reloaded runs supervised too.
-        supervised = p.workers > 1 or p.reload or p.max_requests_per_worker is not None or recycling.enabled
-        # A unix socket or an inherited fd is always handed over as a socket object uvicorn serves as it is.
-        listener = self._unix_or_inherited_socket()
+        # A unix socket or an inherited fd is handed over as a socket object uvicorn serves as it is.
+        listeners = [self._unix_or_inherited_socket() or listen_socket(p.host, p.port)]
         try:
-            if supervised:
-                listeners = [listener or listen_socket(p.host, p.port)]
-                return Supervisor(
-                    partial(serve_supervised, config, listeners),
-                    server=self.name,
-                    listeners=listeners,
-                    workers=p.workers,
-                    graceful_timeout=p.graceful_timeout,
-                    sources=serving.reload_sources,
-                    recycling=recycling,
-                    max_requests=p.max_requests_per_worker,
-                ).run()
-            server = DrainingServer(config)
-            with _absorb_reraised_signals():
-                server.run(sockets=[listener] if listener else None)
-        except SystemExit as exc:
-            raise ServeError(f"uvicorn failed to start (exit {exc.code}); its log above says why") from None
+            return Supervisor(
+                partial(serve_supervised, config, listeners),
+                server=self.name,
+                listeners=listeners,
+                workers=p.workers,
+                graceful_timeout=p.graceful_timeout,
+                sources=serving.reload_sources,
+                recycling=self.recycling(),
+                max_requests=p.max_requests_per_worker,
+            ).run()
         finally:
             remove_unix_socket(p.uds)
-        if not server.started:
-            raise ServeError("uvicorn failed to start; its log above says why")
-        return 0

@@ -238,7 +238,7 @@ def _python_stacks(pid: int) -> str:
 def launch_server(
     *overrides: str,
     directory: Path,
-    ready_path: str = "/health",
+    ready_path: str | None = "/health",
     scheme: str = "http",
     verify: ssl.SSLContext | bool = False,
     http2_only: bool = False,
@@ -250,7 +250,7 @@ def launch_server(
     pass_fds: tuple[int, ...] = (),
 ) -> RunningServer:
     """Start `python -m pyfly_hydra OVERRIDES` on a free port, its log and run record in ``directory``,
-    and wait until it answers ``ready_path``. ``users_defaults=True``: no ``hydra.run.dir``, so the
+    and wait until it answers ``ready_path`` (None: return at once). ``users_defaults=True``: no ``hydra.run.dir``, so the
     record goes where a user's would (``cwd``)."""
     port = port or free_port()
     run_dir = directory / "run"
@@ -269,7 +269,8 @@ def launch_server(
         )
     server = RunningServer(process, port, log_path, run_dir, scheme=scheme, verify=verify, http2_only=http2_only)
     try:
-        server.wait_ready(ready_path)
+        if ready_path is not None:
+            server.wait_ready(ready_path)
     except BaseException:
         server.kill_group()
         raise

@@ -47,6 +47,7 @@ from pyfly_hydra.errors import ServeError
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
 from pyfly_hydra.supervision.recycling import Recycling, ReplacementRetry, WorkerClock
 from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, ROLL_SIGNAL, STOP_SIGNALS, log_ignored
+from pyfly_hydra.system.notify import notify, reloading
 from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS, RequestLimit, WorkerControl
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class Supervisor:
                 watcher = _watch(self.sources, self.changed, stop_watching)
             self.slots = [Slot(self._spawn()) for _ in range(self.count)]
             self._wait_until_serving()
+            notify("READY=1", f"STATUS={self.server}: {self.count} worker(s) serving")
             while not self.stopping:
                 self._wait()
                 if self.stopping:
@@ -191,6 +193,7 @@ class Supervisor:
                 if not self.stopping:
                     self._recycle()
             # Refuse new connections at once: each worker closes its copy when it sees its shutdown event.
+            notify("STOPPING=1", f"STATUS={self.server}: draining")
             self._close_listeners()
             _stop(self._all_workers(), time.monotonic() + self.drain_seconds, self.server)
         finally:
@@ -305,6 +308,7 @@ class Supervisor:
         self.roll_asked = False
         count = len(self.slots)
         logger.info("SIGHUP: rolling %d %s worker(s) onto the app's current code, one at a time", count, self.server)
+        notify(*reloading(), f"STATUS={self.server}: rolling {count} worker(s)")
         for index in range(count):
             if self.stopping:
                 return
@@ -314,8 +318,10 @@ class Supervisor:
                     "SIGHUP: %s; the roll stopped and %d worker(s) serve on (a SIGHUP once it is fixed rolls again)",
                     failed, count - index,
                 )  # fmt: skip
+                notify("READY=1", f"STATUS={self.server}: roll stopped, {count} worker(s) serving")
                 return
         logger.info("SIGHUP: %d %s worker(s) rolled", count, self.server)
+        notify("READY=1", f"STATUS={self.server}: {count} worker(s) serving, rolled")
 
     def _replace(self, index: int, why: str) -> None:
         """Start a new worker in slot ``index``; once it serves, the old one drains (the others serve throughout)."""

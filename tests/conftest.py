@@ -250,8 +250,8 @@ def launch_server(
     pass_fds: tuple[int, ...] = (),
 ) -> RunningServer:
     """Start `python -m pyfly_hydra OVERRIDES` on a free port, its log and run record in ``directory``,
-    and wait until it answers ``ready_path`` (None: return at once). ``users_defaults=True``: no ``hydra.run.dir``, so the
-    record goes where a user's would (``cwd``)."""
+    and wait until it answers ``ready_path`` (None: return at once). ``users_defaults=True``: no
+    ``hydra.run.dir``, so the record goes where a user's would (``cwd``)."""
     port = port or free_port()
     run_dir = directory / "run"
     run_dir_override = [] if users_defaults else [f"hydra.run.dir={run_dir}"]

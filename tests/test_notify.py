@@ -23,11 +23,14 @@ SERVERS_WITH_READINESS = ("uvicorn", "hypercorn")  # granian's workers do not te
 
 @pytest.fixture
 def notify_socket() -> Iterator[socket.socket]:
-    with tempfile.TemporaryDirectory(prefix="notify-") as directory:  # short: a unix socket path is <= 107 bytes
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.bind(str(Path(directory) / "notify"))
-            sock.settimeout(30)
-            yield sock
+    # A short directory: a unix socket's path is at most 107 bytes.
+    with (
+        tempfile.TemporaryDirectory(prefix="notify-") as directory,
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+    ):
+        sock.bind(str(Path(directory) / "notify"))
+        sock.settimeout(30)
+        yield sock
 
 
 def _receive(sock: socket.socket, state: str) -> list[str]:

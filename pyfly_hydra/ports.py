@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pyfly_hydra.config.schema import ServerProperties
     from pyfly_hydra.supervision.reload import WatchedSources
     from pyfly_hydra.worker.apps import AppTarget
@@ -32,12 +34,14 @@ class EventLoopPort(Protocol):
 @dataclass(frozen=True)
 class Serving:
     """What the runner hands a server adapter to serve: the app (or the worker-app factory wrapping it), the
-    loop its workers run, the job's logging for the server (None: the server's own), what reload watches."""
+    loop its workers run, the job's logging for the server (None: the server's own), what reload watches, and
+    the run's startup record, where each rolling restart is noted (None: the run keeps none)."""
 
     app: AppTarget
     loop: EventLoopPort
     log_config: dict[str, Any] | None = None
     reload_sources: WatchedSources | None = None
+    record: Path | None = None
 
 
 @runtime_checkable

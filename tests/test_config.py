@@ -30,6 +30,7 @@ def test_defaults_are_safe() -> None:
     assert cfg["loop"]["_target_"] == "pyfly_hydra.loops.uvloop.UvloopLoop"
     assert cfg["mode"] == "serve"
     assert cfg["server"]["access_log"] is False
+    assert cfg["server"]["worker_timeout"] == 30
 
 
 def test_env_prod() -> None:
@@ -45,6 +46,7 @@ def test_env_dev() -> None:
     assert server["workers"] == 1
     assert server["log_level"] == "debug"
     assert server["access_log"] is True
+    assert server["worker_timeout"] is None  # a breakpoint stops the loop: no watchdog kills the worker
 
 
 def test_command_line_beats_env() -> None:

@@ -6,6 +6,8 @@ import contextlib
 import grp
 import importlib.metadata
 import importlib.util
+import itertools
+import json
 import os
 import pwd
 import shutil
@@ -25,7 +27,17 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request, TextMessage
 
 from pyfly_hydra.servers.uvicorn.adapter import WSPROTO_SETTINGS_SINCE
-from tests.conftest import ROOT, SERVERS, assert_one_line_error, child_env, missing, run_cli
+from tests.conftest import (
+    ROOT,
+    SERVERS,
+    RunningServer,
+    assert_one_line_error,
+    child_env,
+    launch_server,
+    missing,
+    run_cli,
+)
+from tests.keep_alive_clients import keep_alive_clients
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -78,6 +90,43 @@ def test_a_native_granian_option_takes_effect(start_server, tmp_path: Path) -> N
     response = httpx.get(running.url + "/static/hello.txt")
     assert running.stop() == 0
     assert (response.status_code, response.text) == (200, "static hello")
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_restart_with_the_socket_held_by_systemd_loses_no_request(tmp_path: Path, server: str) -> None:
+    """A configuration change deployed as systemd does with socket activation: the old runner drains while
+    the socket stays open, the new one (2 workers instead of 1) takes over; keep-alive clients sending back
+    to back throughout see no failed request, only a wait."""
+    with listening_socket() as sock:
+        port, fd = sock.getsockname()[1], sock.fileno()
+        as_systemd_would = (sys.executable, "-c", SYSTEMD_LAUNCHER.format(fd=fd))
+
+        def runner(name: str, workers: int) -> RunningServer:
+            directory = tmp_path / name
+            directory.mkdir()
+            overrides = (f"server={server}", f"server.workers={workers}", "server.fd=3")
+            return launch_server(*overrides, directory=directory, port=port, pass_fds=(fd,), launcher=as_systemd_would)
+
+        old = runner("old", workers=1)
+        try:
+            with keep_alive_clients(old.url + "/loop") as traffic:
+                time.sleep(2)
+                restarted = time.monotonic()
+                assert old.stop() == 0, old.log()
+                new = runner("new", workers=2)
+                try:
+                    time.sleep(3)
+                finally:
+                    traffic.stop.set()
+            assert traffic.failures == [], traffic.failures[:5]
+            before = {json.loads(body)["pid"] for at, body in traffic.answers if at < restarted}
+            last = {json.loads(body)["pid"] for at, body in traffic.answers if at > traffic.answers[-1][0] - 1}
+            assert last and not last & before, "the new runner's workers answer at the end"
+            stalled = max(b - a for (a, _), (b, _) in itertools.pairwise(sorted(traffic.answers)) if b > restarted)
+            assert stalled < 10, stalled
+            assert new.stop() == 0, new.log()
+        finally:
+            old.kill_group()
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def worker_signals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(granian._signals, "set_loop_signals", granian._signals.set_loop_signals)
     monkeypatch.setattr(granian._granian, "WorkerSignal", RecordedSignal)
     monkeypatch.setattr(drain, "_draining", False)
-    monkeypatch.setattr(granian_worker, "_stop_before_serving", False)
+    monkeypatch.setattr(granian_worker, "_stop_came_early", False)
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         yield
@@ -56,7 +56,7 @@ def test_a_stop_signal_between_the_handlers_and_the_loop_stops_the_worker(worker
 
     loop = new_loop()
     try:
-        granian_worker._tell_drain_on_stop(graceful_timeout=5.0)
+        granian_worker._tell_drain_on_stop(graceful_timeout=5.0, started_with_loop=None)
         event = granian._signals.set_loop_signals(loop)  # what granian's worker calls, before its loop runs
         os.kill(os.getpid(), sig)
         loop.run_until_complete(asyncio.wait_for(event.stopped.wait(), timeout=5.0))
@@ -70,8 +70,8 @@ def test_a_stop_signal_while_the_app_loads_is_acted_on_once_the_handlers_are_set
 
     loop = uvloop.new_event_loop()
     try:
-        granian_worker.stop_before_serving()  # what the inherited handler did with the signal
-        granian_worker._tell_drain_on_stop(graceful_timeout=5.0)
+        granian_worker._keep_early_stop(signal.SIGTERM, None)  # the handler take_signals sets, signalled
+        granian_worker._tell_drain_on_stop(graceful_timeout=5.0, started_with_loop=None)
         event = granian._signals.set_loop_signals(loop)
         loop.run_until_complete(asyncio.wait_for(event.stopped.wait(), timeout=5.0))
     finally:

@@ -52,6 +52,7 @@ SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
     "max_header_bytes": (9000, {}),
     "max_body_bytes": (1000, {}),
     "body_timeout": (5, {}),
+    "worker_timeout": (10, {}),
     "root_path": ("/api", {}),
     "lifespan": ("off", {}),
     "reload": (True, {}),

@@ -16,9 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pyfly_hydra.registry import SERVER_NAMES
 from tests.conftest import child_env
-
-SERVERS_WITH_READINESS = ("uvicorn", "hypercorn")  # granian's workers do not tell its main process yet
 
 
 @pytest.fixture
@@ -41,7 +40,7 @@ def _receive(sock: socket.socket, state: str) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("server", SERVERS_WITH_READINESS)
+@pytest.mark.parametrize("server", SERVER_NAMES)
 def test_ready_reloading_and_stopping_reach_systemd(start_server, notify_socket: socket.socket, server: str) -> None:
     env = child_env(NOTIFY_SOCKET=notify_socket.getsockname())
     running = start_server(f"server={server}", "server.workers=2", env=env, ready_path=None)

@@ -159,7 +159,7 @@ def test_the_watch_rule_leaves_out_records_virtualenvs_vcs_and_caches(tmp_path: 
 
 def _serve_until_shutdown(control: WorkerControl) -> None:
     """A worker that serves nothing: ready at once, gone on its shutdown event."""
-    control.serving()
+    control.turned()
     control.shutdown.wait(30)
 
 
@@ -183,7 +183,7 @@ def _edit_then_serve(source: Path, control: WorkerControl) -> None:
     """A worker that edits a watched source while it starts (before it serves), once."""
     if not source.exists():
         source.write_text("EDITED = True\n")
-    control.serving()
+    control.turned()
     control.shutdown.wait(30)
 
 

@@ -7,16 +7,17 @@ the new code in new processes; a deploy that does not import leaves the old work
 
 from __future__ import annotations
 
+import json
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+
+from pyfly_hydra.registry import SERVER_NAMES
+from tests.conftest import RunningServer
+from tests.keep_alive_clients import Load, keep_alive_clients
 
 APP = (
     "import os\n"
@@ -29,55 +30,33 @@ APP = (
     "    await send({'type': 'http.response.body', 'body': body})\n"
 )
 BROKEN = "VERSION = 'broken'\nraise RuntimeError('this deploy does not import')\n"
-CLIENTS = 6
 ROLLED_WITHIN = 10.0
-SUPERVISED_SERVERS = ("uvicorn", "hypercorn")  # whose workers pyfly-hydra's supervisor runs
 
 
 def _write(project: Path, version: str) -> None:
     (project / "main.py").write_text(f"VERSION = {version!r}\n" + APP)
 
 
-@dataclass
-class Load:
-    """Keep-alive clients sending back to back: every answer (when, version, pid) and every failure."""
-
-    url: str
-    answers: list[tuple[float, str, int]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def client(self) -> None:
-        with httpx.Client(timeout=10) as client:
-            while not self.stop.is_set():
-                try:
-                    response = client.get(self.url)
-                except httpx.HTTPError as error:
-                    self.failures.append(repr(error))
-                    continue
-                if response.status_code != 200:
-                    self.failures.append(f"{response.status_code} {response.text[:80]}")
-                    continue
-                version, pid = response.text.split()
-                self.answers.append((time.monotonic(), version, int(pid)))
+def _all_serving(running: RunningServer, server: str, workers: int) -> None:
+    """Until the runner says every worker serves (a worker still importing the app would import the edit)."""
+    deadline = time.monotonic() + 30
+    while f"{workers} {server} worker(s) serving" not in running.log():
+        assert time.monotonic() < deadline, running.log()
+        time.sleep(0.1)
 
 
-@contextmanager
-def load(url: str) -> Iterator[Load]:
-    running = Load(url)
-    threads = [threading.Thread(target=running.client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield running
-    finally:
-        running.stop.set()
-        for thread in threads:
-            thread.join(timeout=15)
+def _answers(traffic: Load) -> list[tuple[float, str, int]]:
+    """(when, version, pid) of every answer of the app above."""
+    return [(at, *_version_pid(body)) for at, body in traffic.answers]
+
+
+def _version_pid(body: str) -> tuple[str, int]:
+    version, pid = body.split()
+    return version, int(pid)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("server", SUPERVISED_SERVERS)
+@pytest.mark.parametrize("server", SERVER_NAMES)
 def test_sighup_rolls_onto_the_new_code_without_a_failed_request(
     start_server, tmp_path: Path, server: str, workers: int
 ) -> None:
@@ -85,22 +64,27 @@ def test_sighup_rolls_onto_the_new_code_without_a_failed_request(
     project.mkdir()
     _write(project, "v1")
     running = start_server(f"server={server}", f"server.workers={workers}", "app=main:app", cwd=project, ready_path="/")
-    with load(running.url + "/") as traffic:
+    _all_serving(running, server, workers)
+    with keep_alive_clients(running.url + "/") as traffic:
         time.sleep(3)
         _write(project, "v2")
         signalled = time.monotonic()
         running.process.send_signal(signal.SIGHUP)
         time.sleep(13)
     assert traffic.failures == [], traffic.failures[:5]
-    before = {pid for at, version, pid in traffic.answers if at < signalled}
-    late = [(version, pid) for at, version, pid in traffic.answers if at > signalled + ROLLED_WITHIN]
+    answers = _answers(traffic)
+    before = {pid for at, _, pid in answers if at < signalled}
+    late = [(version, pid) for at, version, pid in answers if at > signalled + ROLLED_WITHIN]
     assert late and all(version == "v2" for version, _ in late), sorted(set(late))[:5]
     assert not {pid for _, pid in late} & before, "the rolled answers come from new processes"
     assert running.stop() == 0, running.log()
     assert f"SIGHUP: {workers} {server} worker(s) rolled" in running.log(), running.log()
+    (roll,) = _rolls(running)
+    assert roll["outcome"] == "rolled" and len(roll["replaced"]) == workers, roll
+    assert {pid for _, pid in late} == {entry["new_pid"] for entry in roll["replaced"]}, roll
 
 
-@pytest.mark.parametrize("server", SUPERVISED_SERVERS)
+@pytest.mark.parametrize("server", SERVER_NAMES)
 def test_a_deploy_that_does_not_import_leaves_the_old_workers_serving(
     start_server, tmp_path: Path, server: str
 ) -> None:
@@ -108,15 +92,16 @@ def test_a_deploy_that_does_not_import_leaves_the_old_workers_serving(
     project.mkdir()
     _write(project, "v1")
     running = start_server(f"server={server}", "server.workers=2", "app=main:app", cwd=project, ready_path="/")
+    _all_serving(running, server, 2)
     (project / "main.py").write_text(BROKEN)
     running.process.send_signal(signal.SIGHUP)
-    with load(running.url + "/") as traffic:
+    with keep_alive_clients(running.url + "/") as traffic:
         deadline = time.monotonic() + 20
         while "the roll stopped" not in running.log() and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1)
     assert "the roll stopped" in running.log(), running.log()
-    assert traffic.failures == [] and {version for _, version, _ in traffic.answers} == {"v1"}, traffic.failures[:5]
+    assert traffic.failures == [] and {version for _, version, _ in _answers(traffic)} == {"v1"}, traffic.failures[:5]
     assert running.process.poll() is None
     errors = [line for line in running.log().splitlines() if "][ERROR]" in line]
     assert len([line for line in errors if "SIGHUP" in line]) == 1, errors
@@ -126,5 +111,18 @@ def test_a_deploy_that_does_not_import_leaves_the_old_workers_serving(
     deadline = time.monotonic() + 20
     while "worker(s) rolled" not in running.log() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert httpx.get(running.url + "/").text.split()[0] == "v3", running.log()
+    # The old workers drain once the roll has replaced them; one may accept a last connection before it sees
+    # its shutdown event (uvicorn looks every 0.1 s): within ROLLED_WITHIN every answer is v3.
+    deadline = time.monotonic() + ROLLED_WITHIN
+    while httpx.get(running.url + "/").text.split()[0] != "v3" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {httpx.get(running.url + "/").text.split()[0] for _ in range(10)} == {"v3"}, running.log()
     assert running.stop() == 0, running.log()
+    stopped, rolled = _rolls(running)
+    assert stopped["outcome"].startswith("stopped: ") and "did not come up" in stopped["outcome"], stopped
+    assert stopped["replaced"] == [] and rolled["outcome"] == "rolled", (stopped, rolled)
+
+
+def _rolls(running: RunningServer) -> list[dict]:
+    """The rolls the run's startup record notes."""
+    return json.loads((running.run_dir / "server_info.json").read_text())["rolls"]

@@ -151,9 +151,9 @@ def test_workers_stopping_before_the_supervisor_hears_the_signal_is_a_clean_stop
 
 
 def test_a_granian_worker_still_loading_the_app_keeps_a_group_sigterm(tmp_path: Path) -> None:
-    """A group SIGTERM while the workers import the app (1.5 s) reached the handler they inherited from
-    the runner, which swallowed it: with the runner held they went on to serve. They now stop on their
-    own once loaded."""
+    """A group SIGTERM while the workers import the app (1.5 s): forked workers ran the handler they inherited
+    from the runner, which swallowed it, and went on to serve with the runner held. Spawned workers keep it
+    (blocked from the spawn, then kept by their own handler) and stop on their own once loaded."""
     command = [sys.executable, "-m", "pyfly_hydra", "server=granian", "server.workers=2"]
     command += ["app=slow_worker_app:create_app", "app_factory=true", f"server.port={free_port()}"]
     log = tmp_path / "server.log"
@@ -165,7 +165,7 @@ def test_a_granian_worker_still_loading_the_app_keeps_a_group_sigterm(tmp_path: 
     supervisor = psutil.Process(process.pid)
     try:
         workers = _wait_for_workers(supervisor, 2)
-        time.sleep(0.3)  # past the fork, into the app's import
+        time.sleep(0.3)  # into the worker's start and the app's import
         supervisor.suspend()
         try:
             os.killpg(process.pid, signal.SIGTERM)

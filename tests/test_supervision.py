@@ -82,11 +82,11 @@ def test_no_worker_outlives_a_runner_killed_with_sigkill(start_server, server: s
 
 @pytest.mark.parametrize("server", SERVERS)
 def test_signals_that_do_not_stop_leave_the_runner_and_its_workers_serving(start_server, server: str) -> None:
-    """SIGUSR1 and SIGUSR2 (and SIGHUP, but on granian, which respawns its workers) are logged and ignored;
+    """SIGUSR1 and SIGUSR2 are logged and ignored (SIGHUP rolls the workers: tests/test_rolling_restart.py);
     then SIGQUIT stops the server like SIGTERM: drained, exit 0."""
     running = start_server(f"server={server}", "server.workers=2")
     workers = _wait_for_workers(running.process.pid, 2)
-    ignored = [signal.SIGUSR1, signal.SIGUSR2] + ([] if server == "granian" else [signal.SIGHUP])
+    ignored = [signal.SIGUSR1, signal.SIGUSR2]
     for sig in ignored:
         os.kill(running.process.pid, sig)
     deadline = time.monotonic() + 10
@@ -103,7 +103,8 @@ def test_signals_that_do_not_stop_leave_the_runner_and_its_workers_serving(start
 
 @pytest.mark.parametrize("server", SERVERS)
 def test_sighup_orphans_nothing(start_server, server: str) -> None:
-    """SIGHUP never ends the runner and leaves its workers behind (granian respawns them; the others ignore it)."""
+    """SIGHUP never ends the runner and leaves its workers behind: it rolls them, and a stop afterwards ends
+    every one, old and new."""
     running = start_server(f"server={server}", "server.workers=2", QUIET)
     _wait_for_workers(running.process.pid, 2)
     os.kill(running.process.pid, signal.SIGHUP)

@@ -7,7 +7,7 @@ import importlib
 import logging
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,14 +169,15 @@ def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     check_listener(host=plan.info.host, port=plan.info.port, uds=plan.info.uds, fd=plan.info.fd)
     logger.info(plan.info.log_line())
     _notice_another_machine(cfg.provenance)
+    serving = plan.serving
     if output_dir is not None:
-        plan.info.write(output_dir)
+        serving = replace(serving, record=plan.info.write(output_dir))
     os.environ[SERVER_ENV] = plan.server.name
     # Everything allocated so far (Hydra's and OmegaConf's object graphs) lives as long as the process:
     # keep the garbage collector from walking it on every full collection while requests are served.
     gc.freeze()
     with runner_signals():
-        code = plan.server.run(plan.serving)
+        code = plan.server.run(serving)
     logger.info("%s stopped (exit code %d)", plan.server.name, code)
     if code:
         raise ServeError(f"{plan.server.name} stopped with exit code {code}; its log above says why")

@@ -2,8 +2,8 @@
 
 - SIGINT, SIGTERM: drain and stop (each server's own handler, or pyfly-hydra's supervisor);
 - SIGQUIT: the same as SIGTERM (its default action would dump core and orphan the workers);
-- SIGHUP: a rolling restart onto the app's current code where the workers are pyfly-hydra's supervisor's
-  (``ROLL_SIGNAL``); granian respawns its workers (its own handler); elsewhere logged and ignored;
+- SIGHUP: a rolling restart onto the app's current code (``ROLL_SIGNAL``): pyfly-hydra's supervisor's for
+  uvicorn and hypercorn, granian's handler with pyfly-hydra's roll (``servers.granian.roll``);
 - SIGUSR1, SIGUSR2: logged and ignored.
 
 Without this, the default action of SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 ends the runner at once,

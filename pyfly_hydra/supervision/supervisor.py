@@ -18,7 +18,10 @@ processes on shared listening sockets:
 - every worker dies with the supervisor, however it dies (``WorkerControl.attach``);
 - a worker that exits before it serves at startup means the app cannot start: the others are
   stopped and ``run`` raises ``StartupFailed``;
-- a worker that dies later is respawned as ``pyfly_hydra.supervision.crash_policy`` says;
+- a worker that dies later is respawned as ``pyfly_hydra.supervision.crash_policy`` says; one whose event
+  loop stood still for ``worker_timeout`` seconds killed itself after dumping its stacks
+  (``pyfly_hydra.worker.watchdog``), which are logged (``pyfly_hydra.supervision.stuck``);
+- systemd hears ``READY=1`` once every worker serves, around each roll and ``STOPPING=1`` at the drain;
 - a worker past its lifetime, over its memory limit or past its request count is replaced: the new
   one starts and, once it serves, the old one drains; one replacement at a time;
 - with ``sources`` (``server.reload``), a change of the app's sources drains the workers and starts
@@ -46,11 +49,15 @@ from typing import TYPE_CHECKING
 from pyfly_hydra.errors import ServeError
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
 from pyfly_hydra.supervision.recycling import Recycling, ReplacementRetry, WorkerClock
+from pyfly_hydra.supervision.rolls import Roll, serving
 from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, ROLL_SIGNAL, STOP_SIGNALS, log_ignored
-from pyfly_hydra.system.notify import notify, reloading
+from pyfly_hydra.supervision.stuck import StuckWorkers
+from pyfly_hydra.system.notify import notify
 from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS, RequestLimit, WorkerControl
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pyfly_hydra.supervision.reload import WatchedSources
 
 logger = logging.getLogger("pyfly_hydra")
@@ -109,8 +116,12 @@ class Supervisor:
         sources: WatchedSources | None = None,
         recycling: Recycling | None = None,
         max_requests: int | None = None,
+        worker_timeout: float | None = None,
+        record: Path | None = None,
     ) -> None:
         self.target, self.server, self.listeners, self.sources = target, server, listeners, sources
+        self.stuck = StuckWorkers(server, worker_timeout) if worker_timeout is not None else None
+        self.record = record  # the run's startup record, where each roll is noted
         self.count = workers
         self.max_requests = max_requests
         self.drain_seconds = graceful_timeout + DRAIN_MARGIN_SECONDS
@@ -152,7 +163,8 @@ class Supervisor:
         the signals set to SIG_IGN around the start: CI20, a stop during a recycling that never stopped)."""
         limit = None if self.max_requests is None else RequestLimit.drawn(self.max_requests, self.context.Event())
         events = self.context.Event(), self.context.Event(), self.context.Event()
-        control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit)
+        watchdog = self.stuck.watchdog if self.stuck is not None else None
+        control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit, watchdog=watchdog)
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
         try:
             process = self.context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
@@ -178,7 +190,7 @@ class Supervisor:
                 watcher = _watch(self.sources, self.changed, stop_watching)
             self.slots = [Slot(self._spawn()) for _ in range(self.count)]
             self._wait_until_serving()
-            notify("READY=1", f"STATUS={self.server}: {self.count} worker(s) serving")
+            serving(self.server, self.count)
             while not self.stopping:
                 self._wait()
                 if self.stopping:
@@ -207,6 +219,8 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._close_listeners()
+            if self.stuck is not None:
+                self.stuck.close()
             os.close(self._wakeup_r)
             os.close(self._wakeup_w)
         return self.exit_code
@@ -239,6 +253,8 @@ class Supervisor:
         for worker in [w for w in self.retiring if w.process.exitcode is not None]:
             worker.process.join()
             self.retiring.remove(worker)
+            if self.stuck is not None:
+                self.stuck.found(worker.pid)
 
     def _reload(self) -> None:
         self.changed.clear()
@@ -258,6 +274,7 @@ class Supervisor:
                 continue
             worker.process.join()
             code = worker.process.exitcode
+            stuck = self.stuck.why if self.stuck is not None and self.stuck.found(worker.pid) else None
             if self.sources is not None:
                 if index not in self.reported:
                     why = "waiting for a change to reload"
@@ -270,7 +287,7 @@ class Supervisor:
                 served=worker.serving,
                 others_serving=sum(_serves(other) for other in self.slots if other is not slot),
             )
-            died = f"{self.server} worker pid {worker.pid} died (exit {code})"
+            died = f"{self.server} worker pid {worker.pid} {stuck or f'died (exit {code})'}"
             if backoff is None:
                 logger.error("%s, failing since its respawn, and no worker serves; stopping", died)
                 self.exit_code, self.stopping = 1, True
@@ -306,30 +323,29 @@ class Supervisor:
         before old. A new worker that does not come up ends the roll; the workers not yet rolled serve on,
         and the next SIGHUP tries again."""
         self.roll_asked = False
-        count = len(self.slots)
-        logger.info("SIGHUP: rolling %d %s worker(s) onto the app's current code, one at a time", count, self.server)
-        notify(*reloading(), f"STATUS={self.server}: rolling {count} worker(s)")
-        for index in range(count):
+        roll = Roll.begin(self.server, len(self.slots), self.record)
+        for index, slot in enumerate(self.slots):
             if self.stopping:
                 return
-            failed = self._start_replacement(index, "rolled (SIGHUP)")
+            old = slot.worker.pid
+            failed = self._start_replacement(index)
             if failed is not None:
-                logger.error(
-                    "SIGHUP: %s; the roll stopped and %d worker(s) serve on (a SIGHUP once it is fixed rolls again)",
-                    failed, count - index,
-                )  # fmt: skip
-                notify("READY=1", f"STATUS={self.server}: roll stopped, {count} worker(s) serving")
+                if not self.stopping:
+                    roll.stopped(failed)
                 return
-        logger.info("SIGHUP: %d %s worker(s) rolled", count, self.server)
-        notify("READY=1", f"STATUS={self.server}: {count} worker(s) serving, rolled")
+            roll.replace(old, slot.worker.pid)
+        roll.done()
 
     def _replace(self, index: int, why: str) -> None:
         """Start a new worker in slot ``index``; once it serves, the old one drains (the others serve throughout)."""
-        failed = self._start_replacement(index, why)
-        if failed is not None and not self.stopping:
-            self.retry.failed(failed, kept_pid=self.slots[index].worker.pid)
+        old = self.slots[index].worker.pid
+        failed = self._start_replacement(index)
+        if failed is None:
+            logger.info("%s worker pid %s %s; replaced by pid %s", self.server, old, why, self.slots[index].worker.pid)
+        elif not self.stopping:
+            self.retry.failed(failed, kept_pid=old)
 
-    def _start_replacement(self, index: int, why: str) -> str | None:
+    def _start_replacement(self, index: int) -> str | None:
         """The new worker of slot ``index`` serving and the old one draining; else why it did not come up."""
         old, new = self.slots[index].worker, self._spawn()
         deadline = time.monotonic() + READY_SECONDS
@@ -340,7 +356,6 @@ class Supervisor:
                 failure = f"exited with {code} before serving" if code is not None else "did not serve in time"
                 return f"{self.server} worker pid {new.pid} did not come up ({failure})"
         self.slots[index].worker = new
-        logger.info("%s worker pid %s %s; replaced by pid %s", self.server, old.pid, why, new.pid)
         old.control.retiring.set()
         old.control.shutdown.set()
         self.retiring.append(old)

@@ -17,6 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event
 
+from pyfly_hydra.worker.watchdog import LoopWatchdog, Watchdog
+
 REQUESTS_JITTER = 0.10  # a worker serves server.max_requests_per_worker x (1 + up to this)
 PARENT_POLL_SECONDS = 0.5  # where the kernel cannot signal a parent's death, how often the worker looks
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -54,7 +56,9 @@ class WorkerControl:
     retiring: Event
     supervisor_pid: int
     request_limit: RequestLimit | None = None
+    watchdog: Watchdog | None = None
     _serving: bool = field(default=False, repr=False)
+    _watching: LoopWatchdog | None = field(default=None, repr=False)
     _limit_told: bool = field(default=False, repr=False)
 
     def attach(self) -> None:
@@ -65,11 +69,20 @@ class WorkerControl:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)
         die_with_parent(self.supervisor_pid)
 
-    def serving(self) -> None:
-        """Tell the supervisor this worker serves (once; later calls cost nothing)."""
+    def turned(self) -> None:
+        """Each turn of a serving worker's loop (a server's tick): the supervisor hears once that it serves;
+        the watchdog is re-armed until the worker drains, then disarmed (its drain has its own deadline)."""
         if not self._serving:
             self._serving = True
             self.ready.set()
+            if self.watchdog is not None:
+                self._watching = self.watchdog.started()
+        if self._watching is not None:
+            if self.shutdown.is_set():
+                self._watching.stop()
+                self._watching = None
+            else:
+                self._watching.beat()
 
     def served(self, requests: int) -> None:
         """Tell the supervisor once this worker has served its share of requests."""

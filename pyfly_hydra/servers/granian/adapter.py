@@ -1,4 +1,4 @@
-"""Granian adapter: Rust/tokio HTTP with Python workers, always spawned as processes."""
+"""Granian adapter: Rust/tokio HTTP with Python workers, always spawned (never forked) as processes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pyfly_hydra.servers.granian import worker as granian_worker
 from pyfly_hydra.servers.granian.server import granian_server_class
 from pyfly_hydra.servers.hooks import Hook
 from pyfly_hydra.servers.keys import Support, in_every_worker, native, owner_of, pyfly, refused
+from pyfly_hydra.supervision.stuck import StuckWorkers
 from pyfly_hydra.supervision.supervisor import DRAIN_MARGIN_SECONDS
 from pyfly_hydra.system.bind import parse_group, parse_permissions
 
@@ -100,9 +101,16 @@ class GranianServer(ServerAdapter):
         Hook("granian:Granian._spawn_worker", "clean stops on a group signal"),
         Hook("granian._internal:load_target", "workers that die with their runner and retire without a loss"),
         Hook("granian.server.mp:WorkerProcess.terminate", "workers replaced without a lost request"),
+        Hook("granian.server.mp:WorkerProcess.start", "workers that keep a group signal while they start"),
         Hook("granian._signals:set_loop_signals", "websockets closed with 1001 when a worker stops"),
         Hook("granian:Granian.http1_settings", "workers replaced without a lost request"),
         Hook("granian:Granian.bind_uds", "workers replaced without a lost request"),
+        Hook("granian:Granian._reload", "a SIGHUP roll that waits for each new worker to serve"),
+        Hook("granian:Granian.wrks", "a SIGHUP roll that waits for each new worker to serve"),
+        Hook("granian:Granian._env_loader", "a SIGHUP roll that waits for each new worker to serve"),
+        Hook("granian:Granian.hooks_reload", "a SIGHUP roll that waits for each new worker to serve"),
+        Hook("granian:Granian.startup", "READY=1 to systemd once every worker serves"),
+        Hook("granian:Granian.shutdown", "STOPPING=1 to systemd at the drain"),
         Hook("granian:Granian._serve", "server.options.granian.* checked before serving"),
         Hook("granian:Granian._serve_with_reloader", "server.options.granian.* checked before serving"),
         Hook("granian:Granian._init_shared_socket", "serving an inherited socket", key="fd"),
@@ -234,18 +242,37 @@ class GranianServer(ServerAdapter):
         server = self._granian(serving)
         if served_http(p.http, tls=p.ssl_certfile is not None) != p.http:
             logger.info(CLEARTEXT_AUTO_NOTE)
-        # granian calls the loader first thing in each worker: the app, dying with the runner, retirable.
+        # granian calls the loader first thing in each worker: the app, dying with the runner, retirable,
+        # telling the runner when it serves.
         from granian._internal import load_target
 
-        loader = partial(load_target, app.import_string, wd=_app_dir(app), factory=app.factory)
-        interface_name = "wsgi" if app.interface == "wsgi" else "asgi"
-        in_worker = partial(granian_worker.load, os.getpid(), loader, interface_name, p.graceful_timeout)
+        if p.worker_timeout is not None and app.interface == "wsgi":
+            logger.info(
+                "server.worker_timeout=%s: not applied, granian runs a WSGI app on its own threads with no event loop"
+                " to watch", p.worker_timeout,
+            )  # fmt: skip
+        elif p.worker_timeout is not None:
+            server.stuck = StuckWorkers(self.name, p.worker_timeout)
+        server.record = serving.record
+        in_worker = partial(
+            granian_worker.load,
+            parent_pid=os.getpid(),
+            loader=partial(load_target, app.import_string, wd=_app_dir(app), factory=app.factory),
+            interface=server.interface.value,
+            graceful_timeout=p.graceful_timeout,
+            serving=server.serving_reports.writer,
+            watchdog=server.stuck.watchdog if server.stuck is not None else None,
+        )
         try:
             server.serve(target_loader=in_worker, wrap_loader=False)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
         except RuntimeError as exc:
             raise ServeError(f"granian failed to start on {p.host}:{p.port}: {exc}") from None
+        finally:
+            server.serving_reports.close()
+            if server.stuck is not None:
+                server.stuck.close()
         if server.stopped_by_policy is not None:
             raise ServeError(f"{server.stopped_by_policy}; stopped (its log above says why)")
         return 0
@@ -253,10 +280,9 @@ class GranianServer(ServerAdapter):
     def _granian(self, serving: Serving) -> Any:
         """granian's server for ``serving``."""
         p = self.properties
-        if p.reload:
-            # Forked workers would inherit the app module imported (and checked) in this process,
-            # so a reload would serve the old code: spawn fresh interpreters instead.
-            multiprocessing.set_start_method("spawn", force=True)
+        # Forked workers would inherit the app module imported (and checked) in this process, so a reload or a
+        # roll (SIGHUP) would serve the old code: every worker is a fresh interpreter importing the app's code.
+        multiprocessing.set_start_method("spawn", force=True)
         return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(**self.native_settings(serving))
 
     def native_settings(self, serving: Serving) -> dict[str, Any]:

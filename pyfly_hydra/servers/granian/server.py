@@ -1,5 +1,5 @@
-"""granian's server class, with the hooks pyfly-hydra needs: an inherited socket, group signals, and
-workers that die with their supervisor.
+"""granian's server class, with the hooks pyfly-hydra needs: an inherited socket, group signals, workers
+that die with their supervisor, and a SIGHUP that rolls the workers once each new one serves.
 
 Both replace one method of granian's own supervisor (``granian.server.common``/``mp``), so a granian
 release that renames them breaks only what they add; the tests cover each.
@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from pyfly_hydra.servers.base import bind_address
-from pyfly_hydra.servers.granian import worker as granian_worker
+from pyfly_hydra.servers.granian.roll import ServingReports, roll
 from pyfly_hydra.servers.granian.worker import RETIRE_SIGNAL
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
+from pyfly_hydra.supervision.rolls import serving
+from pyfly_hydra.supervision.stuck import StuckWorkers
 from pyfly_hydra.system.bind import inherited_socket
+from pyfly_hydra.system.notify import notify
+from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -75,10 +81,22 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
     from granian.server.mp import WorkerProcess
 
     class GroupSignalWorker(WorkerProcess):  # type: ignore[misc, valid-type]
+        on_trial = False  # a roll's new worker until it serves: its exit is the roll's failure, not a crash
+
+        def start(self) -> None:
+            """Spawned with the runner's signals blocked: the new interpreter keeps them blocked (and a group
+            signal pending) until ``worker.take_signals``, instead of dying of one while it starts."""
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
+            try:
+                super().start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
         def terminate(self) -> None:
             """Retire a worker replaced while the server goes on (``servers.granian.worker``), then stop it."""
             parent = self.parent
-            if not parent.stop_signal.is_set() and not parent.reload_on_changes and self.inner.is_alive():
+            replaced = not parent.stop_signal.is_set() and not parent.reload_on_changes and not self.on_trial
+            if replaced and self.inner.is_alive():
                 self._retire()
             super().terminate()
 
@@ -97,6 +115,10 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
         def _watcher(self) -> None:
             self.inner.join()
             parent = self.parent
+            if parent.stuck is not None and parent.stuck.found(self.inner.pid):
+                logger.error("granian worker-%d (pid %s) %s", self.idx + 1, self.inner.pid, parent.stuck.why)
+            if self.on_trial:  # the roll says why (servers.granian.roll)
+                self.interrupt_by_parent = True
             if self.inner.exitcode == 0 and parent.stop_signal.wait(GROUP_SIGNAL_GRACE):
                 self.interrupt_by_parent = True
             if not self.interrupt_by_parent and parent.respawn_failed_workers and not parent.reload_on_changes:
@@ -132,15 +154,52 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             self.stop_signal = SignalSafeEvent()
             self.main_loop_interrupt = SignalSafeEvent()
             self.crashes = CrashPolicy(self.workers)
-            # A retiring worker is stopped once it holds no connection, or after this long (see granian_worker).
+            # A retiring worker is stopped once it holds no connection, or after this long (see servers.granian.worker).
             self.retire_hold = RETIRE_HOLD_MARGIN + self.http1_settings.header_read_timeout / 1000
             self.stopped_by_policy: str | None = None
             self.main_pid = os.getpid()
+            self.serving_reports = ServingReports()
+            self.stuck: StuckWorkers | None = None  # server.worker_timeout (set by the adapter)
+            self.record: Path | None = None  # the run's startup record, where each roll is noted (the adapter's)
+            self.announced_serving = False
+            self.announce_lock = threading.Lock()
+
+        def startup(self, spawn_target: Any, target_loader: Any) -> None:
+            self.serving_reports.on_report = self._announce_once_serving
+            self.serving_reports.start()
+            super().startup(spawn_target, target_loader)
+            self._announce_once_serving()
+
+        def _announce_once_serving(self) -> None:
+            """systemd's ``READY=1`` once every worker of the start serves (``system.notify``)."""
+            with self.announce_lock:
+                workers = list(self.wrks)
+                if self.announced_serving or len(workers) < self.workers:
+                    return
+                # A thread worker (free-threaded builds) reports the runner's own pid.
+                pids = [getattr(worker.inner, "pid", self.main_pid) for worker in workers]
+                if self.serving_reports.all_serve(pids):
+                    self.announced_serving = True
+                    serving("granian", len(workers))
+
+        def _reload(self, spawn_target: Any, target_loader: Any) -> None:
+            """SIGHUP: pyfly-hydra's roll (``servers.granian.roll``) in place of granian's respawn."""
+            if not all(isinstance(worker, GroupSignalWorker) for worker in self.wrks):  # thread workers
+                return super()._reload(spawn_target, target_loader)
+            self.reload_signal = False
+            self.respawned_wrks.clear()
+            self.main_loop_interrupt.clear()
+            self._env_loader(self.env_files)
+            self._call_hooks(self.hooks_reload)
+            roll(self, spawn_target, target_loader)
+            if self.interrupt_children:  # a worker died during the roll: the main loop's next turn sees it
+                self.main_loop_interrupt.set()
+
+        def shutdown(self, exit_code: int = 0) -> None:
+            notify("STOPPING=1", "STATUS=granian: draining")
+            super().shutdown(exit_code)
 
         def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
-            if os.getpid() != self.main_pid:  # a forked worker, before granian's worker handlers are set
-                granian_worker.stop_before_serving()
-                return
             # granian's own handler: ``interrupt_signal = True`` and ``main_loop_interrupt.set()``, whose lock
             # the main thread holds whenever the signal lands inside its wait (a stop that never came, CI17).
             self.interrupt_signal = True

@@ -214,6 +214,8 @@ class HypercornServer(ServerAdapter):
                 sources=serving.reload_sources,
                 recycling=self.recycling(),
                 max_requests=p.max_requests_per_worker,
+                worker_timeout=p.worker_timeout,
+                record=serving.record,
             )
             return supervisor.run()
         except LifespanFailureError as exc:

@@ -116,13 +116,13 @@ def hold_idle_connections_through_stop() -> None:
 @dataclass(frozen=True)
 class ShutdownWatch:
     """A worker's shutdown event as hypercorn polls it (every 0.1 s). hypercorn starts polling once the
-    worker's servers listen, so the first poll also tells the supervisor the worker serves; the first
-    poll that finds it set tells ``worker.drain``."""
+    worker's servers listen, so each poll is a turn of the serving worker's loop (``WorkerControl.turned``);
+    the first poll that finds it set tells ``worker.drain``."""
 
     control: WorkerControl
 
     def is_set(self) -> bool:
-        self.control.serving()
+        self.control.turned()
         if self.control.shutdown.is_set():
             drain.started()
             return True

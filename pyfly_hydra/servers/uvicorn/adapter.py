@@ -249,6 +249,8 @@ class UvicornServer(ServerAdapter):
                 sources=serving.reload_sources,
                 recycling=self.recycling(),
                 max_requests=p.max_requests_per_worker,
+                worker_timeout=p.worker_timeout,
+                record=serving.record,
             ).run()
         finally:
             remove_unix_socket(p.uds)

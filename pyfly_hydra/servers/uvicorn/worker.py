@@ -55,7 +55,7 @@ class SupervisedServer(DrainingServer):
 
     async def on_tick(self, counter: int) -> bool:
         if self.started:
-            self.control.serving()
+            self.control.turned()
         self.control.served(self.server_state.total_requests)
         if self.control.shutdown.is_set():
             self.should_exit = True

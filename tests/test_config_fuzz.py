@@ -119,6 +119,7 @@ BOUNDS: dict[str, tuple[int, int]] = {
     "max_header_bytes": (8192, 16 * 1024 * 1024),
     "max_body_bytes": (1, 2**40),
     "body_timeout": (1, 86400),
+    "worker_timeout": (1, 86400),
     "granian.runtime_threads": (1, 256),
     "granian.backpressure": (1, 2**31 - 1),
 }
@@ -147,6 +148,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "max_header_bytes": _bounded("max_header_bytes", optional=True),
     "max_body_bytes": _bounded("max_body_bytes", optional=True),
     "body_timeout": _bounded("body_timeout", optional=True),
+    "worker_timeout": _bounded("worker_timeout", optional=True),
     "lifespan": lambda v: v in ("auto", "on", "off"),
     "uds": lambda v: v is None or _socket_path(v),
     "uds_permissions": lambda v: v is None,  # needs server.uds

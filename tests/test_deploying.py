@@ -92,7 +92,13 @@ def test_a_native_granian_option_takes_effect(start_server, tmp_path: Path) -> N
     assert (response.status_code, response.text) == (200, "static hello")
 
 
-@pytest.mark.parametrize("server", SERVERS)
+# granian's workers stop accepting and shut their connections down in the same step (``src/workers.rs``:
+# the accept loop's stop notifies every connection, and hyper closes one whose request it has not read yet):
+# a request racing that step is lost, a few per restart under back-to-back load (docs/guides/deploying.md).
+RESTART_WITHOUT_LOSS = tuple(server for server in SERVERS if server != "granian")
+
+
+@pytest.mark.parametrize("server", RESTART_WITHOUT_LOSS)
 def test_a_restart_with_the_socket_held_by_systemd_loses_no_request(tmp_path: Path, server: str) -> None:
     """A configuration change deployed as systemd does with socket activation: the old runner drains while
     the socket stays open, the new one (2 workers instead of 1) takes over; keep-alive clients sending back

@@ -41,6 +41,7 @@ def worker_signals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(granian._granian, "WorkerSignal", RecordedSignal)
     monkeypatch.setattr(drain, "_draining", False)
     monkeypatch.setattr(granian_worker, "_stop_came_early", False)
+    monkeypatch.setattr(granian_worker, "_retiring", False)
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         yield

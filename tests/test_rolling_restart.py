@@ -81,7 +81,7 @@ def test_sighup_rolls_onto_the_new_code_without_a_failed_request(
     assert f"SIGHUP: {workers} {server} worker(s) rolled" in running.log(), running.log()
     (roll,) = _rolls(running)
     assert roll["outcome"] == "rolled" and len(roll["replaced"]) == workers, roll
-    assert {pid for _, pid in late} == {entry["new_pid"] for entry in roll["replaced"]}, roll
+    assert {pid for _, pid in late} <= {entry["new_pid"] for entry in roll["replaced"]}, roll
 
 
 @pytest.mark.parametrize("server", SERVER_NAMES)
@@ -104,7 +104,8 @@ def test_a_deploy_that_does_not_import_leaves_the_old_workers_serving(
     assert traffic.failures == [] and {version for _, version, _ in _answers(traffic)} == {"v1"}, traffic.failures[:5]
     assert running.process.poll() is None
     errors = [line for line in running.log().splitlines() if "][ERROR]" in line]
-    assert len([line for line in errors if "SIGHUP" in line]) == 1, errors
+    assert len(errors) == 1 and "SIGHUP" in errors[0], errors  # one line, saying why
+    assert "main.py:2: RuntimeError: this deploy does not import" in errors[0], errors
 
     _write(project, "v3")
     running.process.send_signal(signal.SIGHUP)

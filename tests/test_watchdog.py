@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from pyfly_hydra.registry import SERVER_NAMES
@@ -75,7 +76,7 @@ APP = textwrap.dedent(
 
 
     def block_the_loop() -> None:
-        time.sleep(600)
+        time.sleep(60)
 
 
     async def app(scope, receive, send):
@@ -95,18 +96,22 @@ def test_a_worker_whose_loop_is_blocked_is_dumped_and_replaced(start_server, tmp
     project.mkdir()
     (project / "main.py").write_text(APP)
     running = start_server(
-        f"server={server}", "server.workers=2", "server.worker_timeout=2", "app=main:app", cwd=project, ready_path="/"
+        f"server={server}", "server.workers=2", "server.worker_timeout=3", "app=main:app", cwd=project, ready_path="/"
     )
+    before = {child.pid for child in psutil.Process(running.process.pid).children(recursive=True)}
+    blocked = time.monotonic()
     with pytest.raises(httpx.HTTPError):
         httpx.get(running.url + "/block", timeout=30)
+    assert time.monotonic() - blocked < 8, "the stuck worker's request is ended within the timeout and a second"
     deadline = time.monotonic() + 20
     while "was stuck" not in running.log() and time.monotonic() < deadline:
         time.sleep(0.2)
     log = running.log()
     stuck = [line for line in log.splitlines() if "was stuck" in line]
     assert len(stuck) == 1 and "server.worker_timeout" in stuck[0], log
-    assert "block_the_loop" in log, "the stuck worker's stacks are in the log"
-    for _ in range(20):  # the other worker and the replacement serve
-        assert httpx.get(running.url + "/", timeout=10).status_code == 200
+    assert 'main.py", line 7 in block_the_loop' in log, "the stuck frame, file and line, is in the log"
+    answers = [httpx.get(running.url + "/", timeout=10) for _ in range(20)]  # the other worker and the new one
+    assert [answer.status_code for answer in answers] == [200] * 20
+    assert {int(answer.text) for answer in answers} - before, "a new worker answers"
     assert running.stop() == 0, running.log()
     assert not [line for line in running.log().splitlines() if "was stuck" in line][1:], "one line per stuck worker"

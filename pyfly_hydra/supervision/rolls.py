@@ -10,31 +10,54 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
 
 from pyfly_hydra.system.notify import notify, reloading
+from pyfly_hydra.worker.app import FAILURE_REPORT_ENV
 
 logger = logging.getLogger("pyfly_hydra")
+T = TypeVar("T")
 
 
 @dataclass
 class Roll:
-    """One roll of ``count`` ``server`` workers, from ``begin`` to ``done`` or ``stopped``."""
+    """One roll of ``count`` ``server`` workers, from ``begin`` to ``done`` or ``stopped``; a context manager,
+    so its report file goes whichever way the roll ends."""
 
     server: str
     count: int
     record: Path | None  # the run's server_info.json; None: the run keeps no record
     began: float = field(default_factory=time.time)
     replaced: list[tuple[int, int]] = field(default_factory=list)  # (old pid, new pid)
+    report: Path = field(default_factory=lambda: Path(tempfile.mkstemp(prefix="pyfly-hydra-roll-")[1]))
+
+    def __enter__(self) -> Roll:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.report.unlink(missing_ok=True)
 
     @staticmethod
     def begin(server: str, count: int, record: Path | None) -> Roll:
         logger.info("SIGHUP: rolling %d %s worker(s) onto the app's current code, one at a time", count, server)
         notify(*reloading(), f"STATUS={server}: rolling {count} worker(s)")
         return Roll(server, count, record)
+
+    def start(self, start: Callable[[], T]) -> T:
+        """``start()`` a new worker that, if its app fails to import, leaves why in ``report`` (``worker.app``)
+        instead of logging a line of its own: the roll's one error line says it."""
+        os.environ[FAILURE_REPORT_ENV] = str(self.report)
+        try:
+            return start()
+        finally:
+            del os.environ[FAILURE_REPORT_ENV]
 
     def replace(self, old: int, new: int) -> None:
         """Worker ``new`` serves in place of ``old``, which drains now."""
@@ -47,11 +70,14 @@ class Roll:
         self._note(outcome="rolled")
 
     def stopped(self, failure: str) -> None:
-        """A new worker did not come up (``failure`` says which and why): the workers not rolled serve on."""
+        """A new worker did not come up (``failure`` says which and how): one error line with why (the app's
+        error it reported, then its traceback); the workers not rolled serve on."""
+        reason, _, traceback = self.report.read_text().partition("\n") if self.report.exists() else ("", "", "")
+        failure = f"{failure}: {reason}" if reason else failure
         serving_on = self.count - len(self.replaced)
         logger.error(
-            "SIGHUP: %s; the roll stopped and %d worker(s) serve on (a SIGHUP once it is fixed rolls again)",
-            failure, serving_on,
+            "SIGHUP: %s; the roll stopped and %d worker(s) serve on (a SIGHUP once it is fixed rolls again)%s",
+            failure, serving_on, f"\n{traceback}" if traceback else "",
         )  # fmt: skip
         notify("READY=1", f"STATUS={self.server}: roll stopped, {self.count} worker(s) serving")
         self._note(outcome=f"stopped: {failure}")

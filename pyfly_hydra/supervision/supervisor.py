@@ -323,31 +323,32 @@ class Supervisor:
         before old. A new worker that does not come up ends the roll; the workers not yet rolled serve on,
         and the next SIGHUP tries again."""
         self.roll_asked = False
-        roll = Roll.begin(self.server, len(self.slots), self.record)
-        for index, slot in enumerate(self.slots):
-            if self.stopping:
-                return
-            old = slot.worker.pid
-            failed = self._start_replacement(index)
-            if failed is not None:
-                if not self.stopping:
-                    roll.stopped(failed)
-                return
-            roll.replace(old, slot.worker.pid)
-        roll.done()
+        with Roll.begin(self.server, len(self.slots), self.record) as roll:
+            for index, slot in enumerate(self.slots):
+                if self.stopping:
+                    return
+                old = slot.worker.pid
+                failed = self._start_replacement(index, spawn=lambda: roll.start(self._spawn))
+                if failed is not None:
+                    if not self.stopping:
+                        roll.stopped(failed)
+                    return
+                roll.replace(old, slot.worker.pid)
+            roll.done()
 
     def _replace(self, index: int, why: str) -> None:
         """Start a new worker in slot ``index``; once it serves, the old one drains (the others serve throughout)."""
         old = self.slots[index].worker.pid
-        failed = self._start_replacement(index)
+        failed = self._start_replacement(index, spawn=self._spawn)
         if failed is None:
             logger.info("%s worker pid %s %s; replaced by pid %s", self.server, old, why, self.slots[index].worker.pid)
         elif not self.stopping:
             self.retry.failed(failed, kept_pid=old)
 
-    def _start_replacement(self, index: int) -> str | None:
-        """The new worker of slot ``index`` serving and the old one draining; else why it did not come up."""
-        old, new = self.slots[index].worker, self._spawn()
+    def _start_replacement(self, index: int, *, spawn: Callable[[], Worker]) -> str | None:
+        """The new worker of slot ``index`` (from ``spawn``) serving and the old one draining; else how it did
+        not come up."""
+        old, new = self.slots[index].worker, spawn()
         deadline = time.monotonic() + READY_SECONDS
         while not new.control.ready.wait(POLL_SECONDS):
             if self.stopping or new.process.exitcode is not None or time.monotonic() > deadline:

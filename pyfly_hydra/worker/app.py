@@ -28,6 +28,9 @@ from pyfly_hydra.errors import ConfigError, format_value
 from pyfly_hydra.worker.apps import TRACEBACK_HINT, AppTarget, import_object, user_traceback
 
 SPEC_ENV = "PYFLY_HYDRA_WORKER_APP"
+# Set for a rolling restart's new worker (``supervision.rolls``): where it leaves why its app failed, so the
+# roll's one error line says it instead of a line of the worker's own.
+FAILURE_REPORT_ENV = "PYFLY_HYDRA_FAILURE_REPORT"
 WORKER_APP = "pyfly_hydra.worker.app:build"
 
 
@@ -110,7 +113,11 @@ def _app_failed(error: ConfigError) -> NoReturn:
     message = f"{error.key}={format_value(error.value)}: {error.allowed.removesuffix(TRACEBACK_HINT)}"
     cause = error.__cause__
     details = f"\n{user_traceback(cause)}" if cause is not None else ""
-    logging.getLogger("pyfly_hydra").error("%s%s", message, details)
+    report = os.environ.get(FAILURE_REPORT_ENV)
+    if report:
+        Path(report).write_text(message + details)
+    else:
+        logging.getLogger("pyfly_hydra").error("%s%s", message, details)
     raise SystemExit(1)
 
 

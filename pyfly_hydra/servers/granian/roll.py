@@ -79,23 +79,24 @@ class ServingReports:
 
 def roll(server: Any, spawn_target: Any, target_loader: Any) -> None:
     """Replace each of ``server``'s workers by a new one, one at a time, new serving before old retires."""
-    noted = Roll.begin("granian", len(server.wrks), server.record)
-    for idx in range(len(server.wrks)):
-        old = server.wrks[idx]
-        new = server._spawn_worker(idx=idx, target=spawn_target, callback_loader=target_loader)
-        new.on_trial = True  # its exit before serving is the roll's failure, not a crash (GroupSignalWorker)
-        new.start()
-        failure = server.serving_reports.wait(new.inner.pid, alive=new.is_alive, stopping=server.stop_signal.is_set)
-        if failure is not None:
-            _stop(new, server)
-            if not server.stop_signal.is_set():
-                noted.stopped(f"granian worker pid {new.inner.pid} did not come up ({failure})")
-            return
-        new.on_trial = False
-        server.wrks[idx] = new
-        noted.replace(old.inner.pid, new.inner.pid)
-        _stop(old, server)
-    noted.done()
+    with Roll.begin("granian", len(server.wrks), server.record) as noted:
+        for idx in range(len(server.wrks)):
+            old = server.wrks[idx]
+            new = server._spawn_worker(idx=idx, target=spawn_target, callback_loader=target_loader)
+            new.on_trial = True  # its exit before serving is the roll's failure, not a crash (GroupSignalWorker)
+            noted.start(new.start)
+            pid = new.inner.pid
+            failure = server.serving_reports.wait(pid, alive=new.is_alive, stopping=server.stop_signal.is_set)
+            if failure is not None:
+                _stop(new, server)
+                if not server.stop_signal.is_set():
+                    noted.stopped(f"granian worker pid {pid} did not come up ({failure})")
+                return
+            new.on_trial = False
+            server.wrks[idx] = new
+            noted.replace(old.inner.pid, pid)
+            _stop(old, server)
+        noted.done()
 
 
 def _stop(worker: Any, server: Any) -> None:

@@ -120,6 +120,7 @@ BOUNDS: dict[str, tuple[int, int]] = {
     "max_body_bytes": (1, 2**40),
     "body_timeout": (1, 86400),
     "worker_timeout": (1, 86400),
+    "roll_batch": (1, 1024),
     "granian.runtime_threads": (1, 256),
     "granian.backpressure": (1, 2**31 - 1),
 }
@@ -149,6 +150,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "max_body_bytes": _bounded("max_body_bytes", optional=True),
     "body_timeout": _bounded("body_timeout", optional=True),
     "worker_timeout": _bounded("worker_timeout", optional=True),
+    "roll_batch": _bounded("roll_batch"),
     "lifespan": lambda v: v in ("auto", "on", "off"),
     "uds": lambda v: v is None or _socket_path(v),
     "uds_permissions": lambda v: v is None,  # needs server.uds

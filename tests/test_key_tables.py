@@ -53,6 +53,7 @@ SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
     "max_body_bytes": (1000, {}),
     "body_timeout": (5, {}),
     "worker_timeout": (10, {}),
+    "roll_batch": (2, {}),
     "root_path": ("/api", {}),
     "lifespan": ("off", {}),
     "reload": (True, {}),

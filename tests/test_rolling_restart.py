@@ -127,3 +127,30 @@ def test_a_deploy_that_does_not_import_leaves_the_old_workers_serving(
 def _rolls(running: RunningServer) -> list[dict]:
     """The rolls the run's startup record notes."""
     return json.loads((running.run_dir / "server_info.json").read_text())["rolls"]
+
+
+# The line each server logs as a worker starts.
+WORKER_STARTS = {"granian": "Spawning worker-", "uvicorn": "Started server process", "hypercorn": "Running on"}
+
+
+@pytest.mark.parametrize("server", SERVER_NAMES)
+def test_roll_batch_starts_that_many_new_workers_before_an_old_one_drains(
+    start_server, tmp_path: Path, server: str
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    _write(project, "v1")
+    overrides = (f"server={server}", "server.workers=2", "server.roll_batch=2", "app=main:app")
+    running = start_server(*overrides, cwd=project, ready_path="/")
+    _all_serving(running, server, 2)
+    running.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "SIGHUP: 2" not in running.log() or "worker(s) rolled" not in running.log():
+        assert time.monotonic() < deadline, running.log()
+        time.sleep(0.1)
+    log = running.log()
+    during = log[log.index("SIGHUP: rolling") : log.index("rolled (SIGHUP)")]
+    assert during.count(WORKER_STARTS[server]) == 2, log  # both new workers up before the first old one goes
+    assert running.stop() == 0, running.log()
+    (roll,) = _rolls(running)
+    assert roll["outcome"] == "rolled" and len(roll["replaced"]) == 2, roll

@@ -10,6 +10,7 @@ could, inside a worker's ``shutdown.set()``. Each test lands the signal exactly 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -115,3 +116,31 @@ def test_a_stop_signal_while_the_supervisor_starts_a_worker_is_not_lost() -> Non
 
 def test_the_workers_leave_exactly_the_runners_signals_to_their_supervisor() -> None:
     assert set(SUPERVISOR_SIGNALS) == {*STOP_SIGNALS, *IGNORED_SIGNALS}
+
+
+FIRST_SPAWN = """
+    import multiprocessing
+    from pyfly_hydra.supervision.signals import start_blocked
+    from report_mask import report
+
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=report, args=(sending,))
+    start_blocked(child.start)  # the first spawn of this interpreter: the resource tracker starts with it
+    print(receiving.recv())
+    child.join()
+"""
+
+
+def test_the_first_spawned_worker_starts_with_the_supervisors_signals_blocked() -> None:
+    """multiprocessing's resource tracker unblocks SIGINT and SIGTERM once it starts, and the first spawn
+    starts it: that worker started with them unblocked and died of a group SIGTERM while it loaded (CI31)."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FIRST_SPAWN)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(SUPERVISOR_SIGNALS) <= set(json.loads(result.stdout)), result.stdout

@@ -185,6 +185,7 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     _between("server.max_body_bytes", properties.max_body_bytes, 1, MAX_BODY_BYTES, optional=True)
     _between("server.body_timeout", properties.body_timeout, 1, MAX_SECONDS, optional=True)
     _between("server.worker_timeout", properties.worker_timeout, 1, MAX_SECONDS, optional=True)
+    _between("server.roll_batch", properties.roll_batch, 1, MAX_WORKERS)
     _one_of("server.http", properties.http, HTTP_VERSIONS)
     _one_of("server.log_level", properties.log_level, LOG_LEVELS)
     _one_of("server.lifespan", properties.lifespan, LIFESPAN_MODES)

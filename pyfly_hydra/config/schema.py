@@ -59,6 +59,7 @@ class ServerProperties:
     worker_max_lifetime: int | None = None  # seconds; a worker is replaced after this (+ up to 10% jitter)
     worker_max_rss_mib: int | None = None  # a worker whose resident memory exceeds this many MiB is replaced
     worker_rss_check_interval: int = 30  # seconds between memory checks (with worker_max_rss_mib)
+    roll_batch: int = 1  # workers a SIGHUP replaces at once, new ones serving before the old ones drain
     worker_timeout: int | None = 30  # seconds a worker's loop may stand still before it is replaced; null: never
     max_header_bytes: int | None = None  # a request head above this is refused (431); null: the server's own limit
     max_body_bytes: int | None = None  # a request body above this is refused (413); null: no limit

@@ -133,4 +133,5 @@ def supervised(own_limit: str) -> dict[str, Support]:
         "worker_max_rss_mib": pyfly("Supervisor", note=NEW_BEFORE_OLD),
         "worker_rss_check_interval": pyfly("Supervisor"),
         **{key: pyfly("Supervisor") for key in ("reload", "reload_dirs", "reload_includes", "reload_excludes")},
+        "roll_batch": pyfly("Supervisor"),
     }

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from types import FrameType
 
 from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS
@@ -49,3 +50,20 @@ def runner_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def start_blocked(start: Callable[[], None]) -> None:
+    """``start()`` a worker process with the supervisor's signals blocked: it inherits the mask (through a
+    spawn's exec too) and unblocks them once it has its own handlers, so a group signal during its start is
+    neither lost nor acted on by default. Blocked, not ignored: a stop signal that comes meanwhile reaches the
+    supervisor right after (SIG_IGN dropped it: CI20).
+
+    multiprocessing's resource tracker, started by the first spawn, unblocks SIGINT and SIGTERM once it has
+    started (``ResourceTracker.ensure_running``): a first worker then started with them unblocked and died
+    of a group SIGTERM while it imported the app (CI31). It is started before the signals are blocked."""
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
+    try:
+        start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -39,7 +39,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -50,10 +50,10 @@ from pyfly_hydra.errors import ServeError
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
 from pyfly_hydra.supervision.recycling import Recycling, ReplacementRetry, WorkerClock
 from pyfly_hydra.supervision.rolls import Roll, serving
-from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, ROLL_SIGNAL, STOP_SIGNALS, log_ignored
+from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, ROLL_SIGNAL, STOP_SIGNALS, log_ignored, start_blocked
 from pyfly_hydra.supervision.stuck import StuckWorkers
 from pyfly_hydra.system.notify import notify
-from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS, RequestLimit, WorkerControl
+from pyfly_hydra.worker.control import RequestLimit, WorkerControl
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -117,11 +117,13 @@ class Supervisor:
         recycling: Recycling | None = None,
         max_requests: int | None = None,
         worker_timeout: float | None = None,
+        roll_batch: int = 1,
         record: Path | None = None,
     ) -> None:
         self.target, self.server, self.listeners, self.sources = target, server, listeners, sources
         self.stuck = StuckWorkers(server, worker_timeout) if worker_timeout is not None else None
         self.record = record  # the run's startup record, where each roll is noted
+        self.roll_batch = roll_batch  # workers a SIGHUP replaces at once
         self.count = workers
         self.max_requests = max_requests
         self.drain_seconds = graceful_timeout + DRAIN_MARGIN_SECONDS
@@ -157,20 +159,14 @@ class Supervisor:
         return [*(slot.worker for slot in self.slots), *self.retiring]
 
     def _spawn(self) -> Worker:
-        """A new worker, started with the supervisor's signals blocked (it inherits the mask; ``attach`` ignores
-        them, then unblocks): a group signal reaches it as its shutdown event. Blocked, not ignored, here too:
-        a stop signal that comes while the worker starts is delivered right after, never dropped (it was, with
-        the signals set to SIG_IGN around the start: CI20, a stop during a recycling that never stopped)."""
+        """A new worker, started with the supervisor's signals blocked (``signals.start_blocked``; ``attach``
+        ignores them in the worker, then unblocks): a group signal reaches it as its shutdown event."""
         limit = None if self.max_requests is None else RequestLimit.drawn(self.max_requests, self.context.Event())
         events = self.context.Event(), self.context.Event(), self.context.Event()
         watchdog = self.stuck.watchdog if self.stuck is not None else None
         control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit, watchdog=watchdog)
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
-        try:
-            process = self.context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
-            process.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        process = self.context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
+        start_blocked(process.start)
         return Worker(process, control)
 
     def run(self) -> int:
@@ -319,47 +315,51 @@ class Supervisor:
             self._replace(serving[pid], why)
 
     def _roll(self) -> None:
-        """SIGHUP: every worker replaced by a new one importing the app's current code, one at a time, new
-        before old. A new worker that does not come up ends the roll; the workers not yet rolled serve on,
-        and the next SIGHUP tries again."""
+        """SIGHUP: every worker replaced by a new one importing the app's current code, ``roll_batch`` at a
+        time, new before old. A new worker that does not come up ends the roll; the workers not yet rolled
+        serve on, and the next SIGHUP tries again."""
         self.roll_asked = False
         with Roll.begin(self.server, len(self.slots), self.record) as roll:
-            for index, slot in enumerate(self.slots):
+            for first in range(0, len(self.slots), self.roll_batch):
                 if self.stopping:
                     return
-                old = slot.worker.pid
-                failed = self._start_replacement(index, spawn=lambda: roll.start(self._spawn))
+                batch = range(first, min(first + self.roll_batch, len(self.slots)))
+                old = [self.slots[index].worker.pid for index in batch]
+                failed = self._start_replacements(batch, spawn=lambda: roll.start(self._spawn))
                 if failed is not None:
                     if not self.stopping:
                         roll.stopped(failed)
                     return
-                roll.replace(old, slot.worker.pid)
+                for index, old_pid in zip(batch, old, strict=True):
+                    roll.replace(old_pid, self.slots[index].worker.pid)
             roll.done()
 
     def _replace(self, index: int, why: str) -> None:
         """Start a new worker in slot ``index``; once it serves, the old one drains (the others serve throughout)."""
         old = self.slots[index].worker.pid
-        failed = self._start_replacement(index, spawn=self._spawn)
+        failed = self._start_replacements([index], spawn=self._spawn)
         if failed is None:
             logger.info("%s worker pid %s %s; replaced by pid %s", self.server, old, why, self.slots[index].worker.pid)
         elif not self.stopping:
             self.retry.failed(failed, kept_pid=old)
 
-    def _start_replacement(self, index: int, *, spawn: Callable[[], Worker]) -> str | None:
-        """The new worker of slot ``index`` (from ``spawn``) serving and the old one draining; else how it did
-        not come up."""
-        old, new = self.slots[index].worker, spawn()
+    def _start_replacements(self, indexes: Sequence[int], *, spawn: Callable[[], Worker]) -> str | None:
+        """New workers for the slots ``indexes`` (from ``spawn``), all serving, and the old ones draining; else
+        how one did not come up (the others of the batch stopped, the old ones serving on)."""
+        new = {index: spawn() for index in indexes}
         deadline = time.monotonic() + READY_SECONDS
-        while not new.control.ready.wait(POLL_SECONDS):
-            if self.stopping or new.process.exitcode is not None or time.monotonic() > deadline:
-                _stop([new], time.monotonic() + self.drain_seconds, self.server)
-                code = new.process.exitcode
-                failure = f"exited with {code} before serving" if code is not None else "did not serve in time"
-                return f"{self.server} worker pid {new.pid} did not come up ({failure})"
-        self.slots[index].worker = new
-        old.control.retiring.set()
-        old.control.shutdown.set()
-        self.retiring.append(old)
+        for worker in new.values():
+            while not worker.control.ready.wait(POLL_SECONDS):
+                if self.stopping or worker.process.exitcode is not None or time.monotonic() > deadline:
+                    _stop(list(new.values()), time.monotonic() + self.drain_seconds, self.server)
+                    code = worker.process.exitcode
+                    failure = f"exited with {code} before serving" if code is not None else "did not serve in time"
+                    return f"{self.server} worker pid {worker.pid} did not come up ({failure})"
+        for index, worker in new.items():
+            old, self.slots[index].worker = self.slots[index].worker, worker
+            old.control.retiring.set()
+            old.control.shutdown.set()
+            self.retiring.append(old)
         return None
 
 

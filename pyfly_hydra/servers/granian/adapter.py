@@ -147,6 +147,7 @@ class GranianServer(ServerAdapter):
         "uds": native("uds"),
         "uds_permissions": native("uds_permissions"),
         "uds_group": pyfly("ServerHook"),  # chowned once granian has bound it (_init_shared_socket)
+        "roll_batch": pyfly("ServerHook"),  # pyfly-hydra's roll in granian's _reload (servers.granian.roll)
         "fd": pyfly("ServerHook"),  # a SocketHolder built from the inherited fd (_init_shared_socket)
         # interface asginl for off; auto and on go through the guard
         "lifespan": native("interface", layer="LifespanGuard", native_values=("off",)),
@@ -253,7 +254,7 @@ class GranianServer(ServerAdapter):
             )  # fmt: skip
         elif p.worker_timeout is not None:
             server.stuck = StuckWorkers(self.name, p.worker_timeout)
-        server.record = serving.record
+        server.record, server.roll_batch = serving.record, p.roll_batch
         in_worker = partial(
             granian_worker.load,
             parent_pid=os.getpid(),

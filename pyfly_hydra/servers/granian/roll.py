@@ -77,25 +77,32 @@ class ServingReports:
         return None
 
 
-def roll(server: Any, spawn_target: Any, target_loader: Any) -> None:
-    """Replace each of ``server``'s workers by a new one, one at a time, new serving before old retires."""
-    with Roll.begin("granian", len(server.wrks), server.record) as noted:
-        for idx in range(len(server.wrks)):
-            old = server.wrks[idx]
-            new = server._spawn_worker(idx=idx, target=spawn_target, callback_loader=target_loader)
-            new.on_trial = True  # its exit before serving is the roll's failure, not a crash (GroupSignalWorker)
-            noted.start(new.start)
-            pid = new.inner.pid
-            failure = server.serving_reports.wait(pid, alive=new.is_alive, stopping=server.stop_signal.is_set)
-            if failure is not None:
-                _stop(new, server)
-                if not server.stop_signal.is_set():
-                    noted.stopped(f"granian worker pid {pid} did not come up ({failure})")
-                return
-            new.on_trial = False
-            server.wrks[idx] = new
-            noted.replace(old.inner.pid, pid)
-            _stop(old, server)
+def roll(server: Any, spawn_target: Any, target_loader: Any, *, batch: int) -> None:
+    """Replace ``server``'s workers by new ones, ``batch`` at a time, each batch serving before the old retire."""
+    count = len(server.wrks)
+    with Roll.begin("granian", count, server.record) as noted:
+        for first in range(0, count, batch):
+            slots = range(first, min(first + batch, count))
+            new = {
+                idx: server._spawn_worker(idx=idx, target=spawn_target, callback_loader=target_loader) for idx in slots
+            }
+            for worker in new.values():
+                worker.on_trial = True  # its exit before serving is the roll's failure, not a crash (GroupSignalWorker)
+                noted.start(worker.start)
+            for worker in new.values():
+                pid = worker.inner.pid
+                failure = server.serving_reports.wait(pid, alive=worker.is_alive, stopping=server.stop_signal.is_set)
+                if failure is not None:
+                    for started in new.values():
+                        _stop(started, server)
+                    if not server.stop_signal.is_set():
+                        noted.stopped(f"granian worker pid {pid} did not come up ({failure})")
+                    return
+            for idx, worker in new.items():
+                worker.on_trial = False
+                old, server.wrks[idx] = server.wrks[idx], worker
+                noted.replace(old.inner.pid, worker.inner.pid)
+                _stop(old, server)
         noted.done()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -21,10 +20,10 @@ from pyfly_hydra.servers.granian.roll import ServingReports, roll
 from pyfly_hydra.servers.granian.worker import RETIRE_SIGNAL
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
 from pyfly_hydra.supervision.rolls import serving
+from pyfly_hydra.supervision.signals import start_blocked
 from pyfly_hydra.supervision.stuck import StuckWorkers
 from pyfly_hydra.system.bind import inherited_socket
 from pyfly_hydra.system.notify import notify
-from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -84,13 +83,9 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
         on_trial = False  # a roll's new worker until it serves: its exit is the roll's failure, not a crash
 
         def start(self) -> None:
-            """Spawned with the runner's signals blocked: the new interpreter keeps them blocked (and a group
-            signal pending) until ``worker.take_signals``, instead of dying of one while it starts."""
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
-            try:
-                super().start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            """Spawned with the runner's signals blocked (``start_blocked``): the new interpreter keeps them
+            blocked (and a group signal pending) until ``worker.take_signals``, instead of dying of one."""
+            start_blocked(super().start)
 
         def terminate(self) -> None:
             """Retire a worker replaced while the server goes on (``servers.granian.worker``), then stop it."""
@@ -161,6 +156,7 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             self.serving_reports = ServingReports()
             self.stuck: StuckWorkers | None = None  # server.worker_timeout (set by the adapter)
             self.record: Path | None = None  # the run's startup record, where each roll is noted (the adapter's)
+            self.roll_batch = 1  # workers a SIGHUP replaces at once (the adapter's)
             self.announced_serving = False
             self.announce_lock = threading.Lock()
 
@@ -191,7 +187,7 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             self.main_loop_interrupt.clear()
             self._env_loader(self.env_files)
             self._call_hooks(self.hooks_reload)
-            roll(self, spawn_target, target_loader)
+            roll(self, spawn_target, target_loader, batch=self.roll_batch)
             if self.interrupt_children:  # a worker died during the roll: the main loop's next turn sees it
                 self.main_loop_interrupt.set()
 

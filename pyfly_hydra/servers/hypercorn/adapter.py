@@ -215,6 +215,7 @@ class HypercornServer(ServerAdapter):
                 recycling=self.recycling(),
                 max_requests=p.max_requests_per_worker,
                 worker_timeout=p.worker_timeout,
+                roll_batch=p.roll_batch,
                 record=serving.record,
             )
             return supervisor.run()

@@ -250,6 +250,7 @@ class UvicornServer(ServerAdapter):
                 recycling=self.recycling(),
                 max_requests=p.max_requests_per_worker,
                 worker_timeout=p.worker_timeout,
+                roll_batch=p.roll_batch,
                 record=serving.record,
             ).run()
         finally:

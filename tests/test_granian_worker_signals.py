@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +20,7 @@ import uvloop
 
 from pyfly_hydra.servers.granian import worker as granian_worker
 from pyfly_hydra.worker import drain
+from tests.conftest import child_env
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -77,3 +81,30 @@ def test_a_stop_signal_while_the_app_loads_is_acted_on_once_the_handlers_are_set
         loop.run_until_complete(asyncio.wait_for(event.stopped.wait(), timeout=5.0))
     finally:
         loop.close()
+
+
+TAKE_SIGNALS = """
+    import os, signal
+    from pyfly_hydra.servers.granian import worker
+    from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)  # as a spawned worker starts (start_blocked)
+    os.kill(os.getpid(), signal.SIGTERM)  # a group SIGTERM while it starts: pending
+    worker.take_signals()
+    print(worker._stop_came_early)
+"""
+
+
+def test_a_stop_signal_pending_when_the_worker_takes_its_signals_is_kept() -> None:
+    """Setting SIG_IGN discards a pending signal even while it is blocked (POSIX): take_signals set every
+    supervisor signal to SIG_IGN before its own handlers, and a group SIGTERM that came while the worker
+    started was lost; the worker served on (CI32)."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(TAKE_SIGNALS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True", result.stdout

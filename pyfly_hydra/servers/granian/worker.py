@@ -61,11 +61,11 @@ def take_signals() -> None:
     none is lost or acted on by default before this: the runner's own are ignored (a group SIGHUP or SIGQUIT
     is the runner's to act on), a stop is kept for granian's handlers, ``RETIRE_SIGNAL`` retires; then they
     are unblocked, and one that came meanwhile is handled now."""
+    handlers = {signal.SIGINT: _keep_early_stop, signal.SIGTERM: _keep_early_stop, RETIRE_SIGNAL: _retire}
     for sig in SUPERVISOR_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _keep_early_stop)
-    signal.signal(RETIRE_SIGNAL, _retire)
+        # Never SIG_IGN first for the ones it handles: setting SIG_IGN discards a pending signal, blocked or
+        # not (POSIX), and a group SIGTERM that came during the start was lost that way (CI32).
+        signal.signal(sig, handlers.get(sig, signal.SIG_IGN))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)
 
 
@@ -156,7 +156,7 @@ def _tell_drain_on_stop(graceful_timeout: float, *, started_with_loop: Callable[
         # A Python-level handler, not ``loop.add_signal_handler``: granian sets its handlers before its loop
         # runs, and uvloop drops a signal that arrives between ``add_signal_handler`` and the loop's start
         # (a group SIGTERM while the worker starts: it went on serving). Handled here, the signal is queued
-        # for the loop whenever it comes, and one that came earlier went to the inherited handler.
+        # for the loop whenever it comes, and one that came earlier was kept (``take_signals``).
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop))
         if _stop_came_early:

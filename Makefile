@@ -11,7 +11,7 @@ RUN_STAMP := $(VENV)/.run-stamp
 DOCS_STAMP := $(VENV)/.docs-stamp
 RUN_EXTRAS := granian,uvicorn,hypercorn,uvloop
 
-.PHONY: run test test-oldest lint docs clean bench-compare bench-reliability bench-key-cost bytecode
+.PHONY: run test test-slow test-oldest lint docs clean bench-compare bench-reliability bench-key-cost bytecode
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit("pyfly-hydra needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -54,8 +54,15 @@ lint: $(STAMP)
 # 3 on two CPUs: the first phase took 7:10 with 2 and 5:27 with 3 (its tests mostly wait).
 TEST_WORKERS ?= 3
 test: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(PY) -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m "serial and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# The long tests (marked slow: the Ray cluster, packaging every extra, whole sweeps, the tuner's resume, the
+# capacity search, the recycling drill, the load clients against wrk), in the same two phases, so `make test`
+# stays under 10 minutes on 2 CPUs. `.ci/run` runs it after `make test`.
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "slow and not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m "slow and serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The end-to-end server tests (every server x loop with 2 workers, shutdown, supervision, recycling,
 # reload, limits, deploying, rolling restarts, the watchdog, readiness) on the oldest versions pyproject.toml declares (constraints/oldest.txt),

@@ -9,6 +9,7 @@ import functools
 import inspect
 import logging
 import re
+import socket
 import types
 import typing
 from importlib import import_module
@@ -22,6 +23,7 @@ from pyfly_hydra.registry import SERVER_NAMES
 from pyfly_hydra.servers.hooks import Hook, require_hooks
 from pyfly_hydra.servers.keys import Support, layers_asked, option_names, owner_of, refused
 from pyfly_hydra.supervision.recycling import Recycling
+from pyfly_hydra.supervision.supervisor import Supervisor, WorkerTarget
 
 if TYPE_CHECKING:
     from pyfly_hydra.ports import EventLoopPort, Serving
@@ -114,13 +116,26 @@ class ServerAdapter:
                 raise ConfigError(key, options[name], f"{constructor} takes {expected} here")
         return values
 
-    def recycling(self) -> Recycling:
-        """When workers are replaced: ``server.worker_max_lifetime`` and ``server.worker_max_rss_mib``."""
+    def supervisor(self, target: WorkerTarget, *, listeners: list[socket.socket], serving: Serving) -> Supervisor:
+        """pyfly-hydra's supervisor running ``target`` as this server's workers on ``listeners``, set from the
+        keys it honours (workers, drain, reload, recycling, the watchdog, rolls)."""
         p = self.properties
-        return Recycling(
-            max_lifetime=p.worker_max_lifetime,
-            max_rss_mib=p.worker_max_rss_mib,
-            rss_check_interval=p.worker_rss_check_interval,
+        return Supervisor(
+            target,
+            server=self.name,
+            listeners=listeners,
+            workers=p.workers,
+            graceful_timeout=p.graceful_timeout,
+            sources=serving.reload_sources,
+            recycling=Recycling(
+                max_lifetime=p.worker_max_lifetime,
+                max_rss_mib=p.worker_max_rss_mib,
+                rss_check_interval=p.worker_rss_check_interval,
+            ),
+            max_requests=p.max_requests_per_worker,
+            worker_timeout=p.worker_timeout,
+            roll_batch=p.roll_batch,
+            record=serving.record,
         )
 
     @staticmethod

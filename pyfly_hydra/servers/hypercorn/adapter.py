@@ -194,7 +194,6 @@ class HypercornServer(ServerAdapter):
         from hypercorn.utils import LifespanFailureError
 
         from pyfly_hydra.servers.hypercorn.idle import serve_supervised
-        from pyfly_hydra.supervision.supervisor import Supervisor
 
         config, loop = self.build_config(serving), serving.loop
         p = self.properties
@@ -205,20 +204,9 @@ class HypercornServer(ServerAdapter):
                 set_socket_access(
                     p.uds, permissions=parse_permissions(p.uds_permissions), group=parse_group(p.uds_group)
                 )
-            supervisor = Supervisor(
-                partial(serve_supervised, loop.name, config, sockets),
-                server=self.name,
-                listeners=[*sockets.secure_sockets, *sockets.insecure_sockets],
-                workers=p.workers,
-                graceful_timeout=p.graceful_timeout,
-                sources=serving.reload_sources,
-                recycling=self.recycling(),
-                max_requests=p.max_requests_per_worker,
-                worker_timeout=p.worker_timeout,
-                roll_batch=p.roll_batch,
-                record=serving.record,
-            )
-            return supervisor.run()
+            listeners = [*sockets.secure_sockets, *sockets.insecure_sockets]
+            target = partial(serve_supervised, loop.name, config, sockets)
+            return self.supervisor(target, listeners=listeners, serving=serving).run()
         except LifespanFailureError as exc:
             raise ServeError(f"hypercorn stopped: the app's lifespan startup failed ({exc})") from None
         except OSError as exc:

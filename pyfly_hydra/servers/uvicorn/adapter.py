@@ -228,7 +228,6 @@ class UvicornServer(ServerAdapter):
         """Serve under pyfly-hydra's supervisor (``supervision.supervisor``), one worker or many: a parent that
         outlives its workers is what lets SIGHUP roll them onto new code, and recycling replace them."""
         from pyfly_hydra.servers.uvicorn.worker import serve as serve_supervised
-        from pyfly_hydra.supervision.supervisor import Supervisor
 
         p = self.properties
         config = self._config(serving)
@@ -240,18 +239,8 @@ class UvicornServer(ServerAdapter):
         # A unix socket or an inherited fd is handed over as a socket object uvicorn serves as it is.
         listeners = [self._unix_or_inherited_socket() or listen_socket(p.host, p.port)]
         try:
-            return Supervisor(
-                partial(serve_supervised, config, listeners),
-                server=self.name,
-                listeners=listeners,
-                workers=p.workers,
-                graceful_timeout=p.graceful_timeout,
-                sources=serving.reload_sources,
-                recycling=self.recycling(),
-                max_requests=p.max_requests_per_worker,
-                worker_timeout=p.worker_timeout,
-                roll_batch=p.roll_batch,
-                record=serving.record,
+            return self.supervisor(
+                partial(serve_supervised, config, listeners), listeners=listeners, serving=serving
             ).run()
         finally:
             remove_unix_socket(p.uds)

@@ -9,7 +9,7 @@ import stat
 from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
-from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
+from pyfly_hydra.config.schema import GranianProperties, MetricsProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.system.bind import parse_group, parse_permissions
 from pyfly_hydra.system.cpus import usable_cpus
@@ -126,6 +126,16 @@ def _websocket(websocket: WebsocketProperties) -> None:
     _between("server.websocket.max_size", websocket.max_size, 1, MAX_COUNT, optional=True)
 
 
+def _metrics(metrics: MetricsProperties, *, app_port: int) -> None:
+    """The admin listener is its own port: /metrics and /readyz are never answered on the app's."""
+    if metrics.port is not None and not 1 <= metrics.port <= MAX_PORT:
+        raise ConfigError("server.metrics.port", metrics.port, f"must be a port 1..{MAX_PORT}, or null (no listener)")
+    if metrics.port is not None and metrics.port == app_port:
+        raise ConfigError("server.metrics.port", metrics.port, "must not be the app's port (server.port)")
+    if not metrics.host or any(c.isspace() for c in metrics.host):
+        raise ConfigError("server.metrics.host", metrics.host, "must be an IP address or host name, e.g. 127.0.0.1")
+
+
 def _granian(granian: GranianProperties) -> None:
     _between("server.granian.runtime_threads", granian.runtime_threads, 1, MAX_RUNTIME_THREADS)
     _one_of("server.granian.runtime_mode", granian.runtime_mode, GRANIAN_RUNTIME_MODES)
@@ -196,6 +206,7 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     _proxy_headers(properties)
     _granian(properties.granian)
     _websocket(properties.websocket)
+    _metrics(properties.metrics, app_port=properties.port)
     _recycling(properties)
     workers = properties.workers
     if workers == 0:

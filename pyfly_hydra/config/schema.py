@@ -38,6 +38,14 @@ class WebsocketProperties:
 
 
 @dataclass
+class MetricsProperties:
+    """``server.metrics.*``: the admin listener, never on the app's port (/metrics, /healthz, /readyz)."""
+
+    port: int | None = None  # the admin listener's TCP port; null: no listener, no request counting
+    host: str = "127.0.0.1"  # the address it listens on (0.0.0.0 for a scraper on another host)
+
+
+@dataclass
 class ServerProperties:
     """What every server adapter is built from (``server.*``)."""
 
@@ -76,6 +84,7 @@ class ServerProperties:
     forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses, networks, unix: (a unix socket peer), or "*"
     granian: GranianProperties = field(default_factory=GranianProperties)
     websocket: WebsocketProperties = field(default_factory=WebsocketProperties)
+    metrics: MetricsProperties = field(default_factory=MetricsProperties)
     #: server.options.<server>.NAME: any keyword of the chosen server's own constructor (granian.Granian,
     #: uvicorn.Config, hypercorn's Config, your own adapter's), added with a +; mode=info lists the names
     options: dict[str, dict[str, Any]] = field(default_factory=dict)

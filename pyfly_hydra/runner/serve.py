@@ -7,6 +7,9 @@ import importlib
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -77,8 +80,11 @@ def _checked(key: str, target: str, adapter: Any, port: type) -> Any:
     return adapter
 
 
-def served_app(app: AppTarget, server: ApplicationServerPort, *, keep_logging: bool) -> AppTarget:
-    """What the server is given: the user's app, or the worker-app factory with the layers its key table asks."""
+def served_app(
+    app: AppTarget, server: ApplicationServerPort, *, keep_logging: bool, metrics_dir: Path | None = None
+) -> AppTarget:
+    """What the server is given: the user's app, or the worker-app factory with the layers its key table asks
+    (``metrics_dir``: where the workers count their requests, when the admin listener is on)."""
     properties, layers = server.properties, server.layers()
     if app.interface == "wsgi" and properties.lifespan == "on":
         raise ConfigError("server.lifespan", "on", "a WSGI app has no lifespan events; use auto or off")
@@ -95,13 +101,15 @@ def served_app(app: AppTarget, server: ApplicationServerPort, *, keep_logging: b
         max_header_bytes=through("HeadLimit", properties.max_header_bytes),
         body_timeout=through("BodyTimeout", properties.body_timeout),
         access_log="AccessLog" in layers and properties.access_log,
+        metrics_dir=str(metrics_dir) if metrics_dir is not None and "Metrics" in layers else None,
         root_path=through("RootPath", properties.root_path or None),
         keep_logging=keep_logging,
     )
 
 
-def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
-    """Validate the composed config and build the adapters; raise ConfigError on the first problem."""
+def make_plan(cfg: DictConfig, output_dir: Path | None = None, *, metrics_dir: Path | None = None) -> Plan:
+    """Validate the composed config and build the adapters; raise ConfigError on the first problem.
+    ``metrics_dir``: the workers count their requests there (``server.metrics``)."""
     properties = server_properties(cfg.server)
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
     notice_unused_variables(cfg)
@@ -116,7 +124,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
     with kept_logging():  # the app's import may configure logging for the whole process
         user_app = load_app_target(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
     log_config = server_logging(job_logging(), level=properties.log_level)
-    app = served_app(user_app, server, keep_logging=log_config is not None)
+    app = served_app(user_app, server, keep_logging=log_config is not None, metrics_dir=metrics_dir)
     reload_sources = None
     if properties.reload:
         reload_sources = watched_sources(
@@ -163,9 +171,43 @@ def _notice_another_machine(provenance: DictConfig | None) -> None:
         )
 
 
+@contextmanager
+def _metrics_files(cfg: DictConfig) -> Iterator[Path | None]:
+    """A private directory for the workers' request counts while the run lasts, when the admin listener is on."""
+    if cfg.server.metrics.port is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="pyfly-hydra-metrics-") as directory:
+        yield Path(directory)
+
+
+@contextmanager
+def _admin(plan: Plan, metrics_dir: Path | None) -> Iterator[None]:
+    """The admin listener (``server.metrics.port``) for the block, when it is on."""
+    settings = plan.server.properties.metrics
+    if metrics_dir is None or settings.port is None:
+        yield
+        return
+    from pyfly_hydra import __version__
+    from pyfly_hydra.runner.admin import admin_listener
+    from pyfly_hydra.runner.metrics import ServerMetrics
+
+    info = plan.info
+    labels = {"server": info.server, "server_version": info.version, "loop": info.loop, "version": __version__}
+    metrics = ServerMetrics(directory=metrics_dir, info=labels)
+    with admin_listener(host=settings.host, port=settings.port, metrics=metrics) as url:
+        logger.info("admin listener at %s: /metrics, /healthz, /readyz", url)
+        yield
+
+
 def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     """Serve the configured app until SIGINT/SIGTERM; return the exit code."""
-    plan = make_plan(cfg, output_dir)
+    with _metrics_files(cfg) as metrics_dir:
+        return _serve(cfg, output_dir, metrics_dir=metrics_dir)
+
+
+def _serve(cfg: DictConfig, output_dir: Path | None, *, metrics_dir: Path | None) -> int:
+    plan = make_plan(cfg, output_dir, metrics_dir=metrics_dir)
     check_listener(host=plan.info.host, port=plan.info.port, uds=plan.info.uds, fd=plan.info.fd)
     logger.info(plan.info.log_line())
     _notice_another_machine(cfg.provenance)
@@ -176,7 +218,7 @@ def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
     # Everything allocated so far (Hydra's and OmegaConf's object graphs) lives as long as the process:
     # keep the garbage collector from walking it on every full collection while requests are served.
     gc.freeze()
-    with runner_signals():
+    with runner_signals(), _admin(plan, metrics_dir):
         code = plan.server.run(serving)
     logger.info("%s stopped (exit code %d)", plan.server.name, code)
     if code:

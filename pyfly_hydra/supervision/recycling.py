@@ -68,14 +68,15 @@ class WorkerClock:
     def __post_init__(self) -> None:
         self._next_rss_check = time.monotonic() + self.recycling.rss_check_interval
 
-    def due(self, pids: list[int]) -> tuple[int, str] | None:
-        """``(pid, why)`` of one worker to replace now, or ``None``."""
+    def due(self, pids: list[int]) -> tuple[int, str, str] | None:
+        """``(pid, why, reason)`` of one worker to replace now (reason: its exit's label), or ``None``."""
         now = time.monotonic()
         self._lifetimes = {pid: self._lifetimes.get(pid) or (now, self._lifetime()) for pid in pids}
         for pid, (born, lifetime) in self._lifetimes.items():
             if now - born >= lifetime:
                 limit = self.recycling.max_lifetime
-                return pid, f"reached its lifetime of {lifetime:.3f} s (server.worker_max_lifetime={limit} + jitter)"
+                why = f"reached its lifetime of {lifetime:.3f} s (server.worker_max_lifetime={limit} + jitter)"
+                return pid, why, "recycled_lifetime"
         if self.recycling.max_rss_mib is not None and now >= self._next_rss_check:
             self._next_rss_check = now + self.recycling.rss_check_interval
             oldest_first = sorted(self._lifetimes, key=lambda pid: self._lifetimes[pid][0])
@@ -83,7 +84,7 @@ class WorkerClock:
         while self._over_memory:
             pid, why = self._over_memory.pop(0)
             if pid in self._lifetimes:
-                return pid, why
+                return pid, why, "recycled_memory"
         return None
 
     def _lifetime(self) -> float:

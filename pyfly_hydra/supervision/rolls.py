@@ -99,9 +99,3 @@ class Roll:
             written.replace(self.record)
         except (OSError, ValueError) as error:
             logger.warning("the roll is not in the run's record %s: %s", self.record, error)
-
-
-def serving(server: str, count: int) -> None:
-    """Every worker of the start serves: one line, and ``READY=1`` for systemd."""
-    logger.info("%d %s worker(s) serving", count, server)
-    notify("READY=1", f"STATUS={server}: {count} worker(s) serving")

@@ -48,11 +48,12 @@ from typing import TYPE_CHECKING
 
 from pyfly_hydra.errors import ServeError
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
+from pyfly_hydra.supervision.lifecycle import WORKER_EVENTS
 from pyfly_hydra.supervision.recycling import Recycling, ReplacementRetry, WorkerClock
-from pyfly_hydra.supervision.rolls import Roll, serving
+from pyfly_hydra.supervision.rolls import Roll
 from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, ROLL_SIGNAL, STOP_SIGNALS, log_ignored, start_blocked
 from pyfly_hydra.supervision.stuck import StuckWorkers
-from pyfly_hydra.system.notify import notify
+from pyfly_hydra.system.readiness import READINESS
 from pyfly_hydra.worker.control import RequestLimit, WorkerControl
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ class Supervisor:
         control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit, watchdog=watchdog)
         process = self.context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
         start_blocked(process.start)
+        WORKER_EVENTS.started()
         return Worker(process, control)
 
     def run(self) -> int:
@@ -186,7 +188,7 @@ class Supervisor:
                 watcher = _watch(self.sources, self.changed, stop_watching)
             self.slots = [Slot(self._spawn()) for _ in range(self.count)]
             self._wait_until_serving()
-            serving(self.server, self.count)
+            READINESS.serving(self.server, self.count)
             while not self.stopping:
                 self._wait()
                 if self.stopping:
@@ -201,8 +203,9 @@ class Supervisor:
                 if not self.stopping:
                     self._recycle()
             # Refuse new connections at once: each worker closes its copy when it sees its shutdown event.
-            notify("STOPPING=1", f"STATUS={self.server}: draining")
+            READINESS.draining(self.server)
             self._close_listeners()
+            WORKER_EVENTS.exited("stopped", len(self.slots))
             _stop(self._all_workers(), time.monotonic() + self.drain_seconds, self.server)
         finally:
             stop_watching.set()
@@ -254,6 +257,7 @@ class Supervisor:
 
     def _reload(self) -> None:
         self.changed.clear()
+        WORKER_EVENTS.exited("reloaded", len(self.slots))
         _stop([slot.worker for slot in self.slots], time.monotonic() + self.drain_seconds, self.server)
         self.slots = [Slot(self._spawn()) for _ in range(self.count)]
         self.reported.clear()
@@ -273,10 +277,12 @@ class Supervisor:
             stuck = self.stuck.why if self.stuck is not None and self.stuck.found(worker.pid) else None
             if self.sources is not None:
                 if index not in self.reported:
+                    WORKER_EVENTS.exited("crashed")
                     why = "waiting for a change to reload"
                     logger.error("%s worker pid %s exited (exit %s); %s", self.server, worker.pid, code, why)
                     self.reported.add(index)
                 continue
+            WORKER_EVENTS.exited("stuck" if stuck else "crashed")
             backoff = self.crashes.died(
                 index,
                 lived=now - worker.started,
@@ -304,15 +310,16 @@ class Supervisor:
             limit = slot.worker.control.request_limit
             if limit is not None and limit.reached.is_set() and slot.respawn_at is None:
                 key = f"server.max_requests_per_worker={self.max_requests}"
-                self._replace(index, f"reached its limit of {limit.requests} requests ({key} + jitter)")
+                why = f"reached its limit of {limit.requests} requests ({key} + jitter)"
+                self._replace(index, why, reason="recycled_requests")
                 return
         if self.clock is None:
             return
         serving = {slot.worker.pid: index for index, slot in enumerate(self.slots) if _serves(slot)}
         due = self.clock.due(list(serving))
         if due is not None:
-            pid, why = due
-            self._replace(serving[pid], why)
+            pid, why, reason = due
+            self._replace(serving[pid], why, reason=reason)
 
     def _roll(self) -> None:
         """SIGHUP: every worker replaced by a new one importing the app's current code, ``roll_batch`` at a
@@ -330,15 +337,18 @@ class Supervisor:
                     if not self.stopping:
                         roll.stopped(failed)
                     return
+                WORKER_EVENTS.exited("rolled", len(batch))
                 for index, old_pid in zip(batch, old, strict=True):
                     roll.replace(old_pid, self.slots[index].worker.pid)
             roll.done()
 
-    def _replace(self, index: int, why: str) -> None:
-        """Start a new worker in slot ``index``; once it serves, the old one drains (the others serve throughout)."""
+    def _replace(self, index: int, why: str, *, reason: str) -> None:
+        """Start a new worker in slot ``index``; once it serves, the old one drains (the others serve throughout);
+        ``reason``: its exit's label (``supervision.lifecycle``)."""
         old = self.slots[index].worker.pid
         failed = self._start_replacements([index], spawn=self._spawn)
         if failed is None:
+            WORKER_EVENTS.exited(reason)
             logger.info("%s worker pid %s %s; replaced by pid %s", self.server, old, why, self.slots[index].worker.pid)
         elif not self.stopping:
             self.retry.failed(failed, kept_pid=old)
@@ -352,6 +362,8 @@ class Supervisor:
             while not worker.control.ready.wait(POLL_SECONDS):
                 if self.stopping or worker.process.exitcode is not None or time.monotonic() > deadline:
                     _stop(list(new.values()), time.monotonic() + self.drain_seconds, self.server)
+                    WORKER_EVENTS.exited("stopped" if self.stopping else "crashed")
+                    WORKER_EVENTS.exited("stopped", len(new) - 1)
                     code = worker.process.exitcode
                     failure = f"exited with {code} before serving" if code is not None else "did not serve in time"
                     return f"{self.server} worker pid {worker.pid} did not come up ({failure})"

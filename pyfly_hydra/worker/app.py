@@ -4,8 +4,8 @@ Some combinations need the app wrapped inside every worker: a WSGI app on uvicor
 headers on granian or hypercorn, ``server.lifespan`` where a server lacks the switch,
 ``server.max_body_bytes`` and ``server.body_timeout`` (no server bounds ASGI bodies),
 ``server.max_header_bytes`` where the server's own check misses heads (hypercorn), ``server.root_path``
-(one meaning everywhere), the access log
-(one format everywhere), websockets closed with 1001 when a worker drains (``worker.drain``), and the
+(one meaning everywhere), the access log (one format everywhere) and the request metrics
+(``server.metrics``), websockets closed with 1001 when a worker drains (``worker.drain``), and the
 job's logging kept through the app's import (``log_format.kept_logging``).
 Workers are separate interpreters that import the app themselves, so the runner describes the
 wrapping in one environment variable and points the server at ``build``, a factory each worker calls.
@@ -49,6 +49,7 @@ class WorkerApp:
     root_path: str | None = None  # the prefix the proxy strips (server.root_path)
     body_timeout: float | None = None  # answer 408 when a request body stalls this long
     access_log: bool = False  # log every request on pyfly_hydra.access
+    metrics_dir: str | None = None  # count every request in a file there, for the runner's /metrics
     going_away: bool = False  # close open websockets with 1001 when the worker starts draining
     keep_logging: bool = False  # the job's logging survives what importing the app does to logging
 
@@ -60,7 +61,12 @@ class WorkerApp:
             self.root_path,
         )  # fmt: skip
         flags = (self.wsgi_to_asgi, self.access_log, self.going_away, self.keep_logging)
-        return any(flags) or any(wrapper is not None for wrapper in wrappers)
+        return any(flags) or any(wrapper is not None for wrapper in (*wrappers, self.metrics_dir))
+
+    @property
+    def observed(self) -> bool:
+        """Whether requests are watched to their end (``worker.observe``): the access log or the metrics."""
+        return self.access_log or self.metrics_dir is not None
 
     @property
     def served_interface(self) -> str:
@@ -84,6 +90,7 @@ def plan_worker_app(
     max_header_bytes: int | None = None,
     body_timeout: float | None = None,
     access_log: bool = False,
+    metrics_dir: str | None = None,
     root_path: str | None = None,
     keep_logging: bool = False,
 ) -> AppTarget:
@@ -99,6 +106,7 @@ def plan_worker_app(
         max_header_bytes=max_header_bytes,
         body_timeout=body_timeout if app.interface == "asgi" or not native_wsgi else None,
         access_log=access_log,
+        metrics_dir=metrics_dir,
         root_path=root_path,
         going_away=app.interface == "asgi",
         keep_logging=keep_logging,
@@ -123,11 +131,12 @@ def _app_failed(error: ConfigError) -> NoReturn:
 
 def build() -> Any:
     """The factory workers call: the user's app with the wrappers the runner asked for."""
-    from pyfly_hydra.worker.access_log import AccessLog, WSGIAccessLog
     from pyfly_hydra.worker.drain import GoingAway
     from pyfly_hydra.worker.lifespan import LifespanGuard
     from pyfly_hydra.worker.limits import BodyLimit, BodyTimeout, HeadLimit, WSGIBodyLimit, WSGIHeadLimit
     from pyfly_hydra.worker.log_format import kept_logging
+    from pyfly_hydra.worker.metrics import WorkerMetrics
+    from pyfly_hydra.worker.observe import Observed, WSGIObserved
     from pyfly_hydra.worker.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
     from pyfly_hydra.worker.root_path import RootPath, WSGIRootPath
 
@@ -139,13 +148,14 @@ def build() -> Any:
             _app_failed(error)
         if spec.factory:
             app = app()
+    metrics = WorkerMetrics(spec.metrics_dir) if spec.metrics_dir is not None else None
     if spec.interface == "wsgi":
         if spec.max_body_bytes is not None:
             app = WSGIBodyLimit(app, limit=spec.max_body_bytes)
         if spec.max_header_bytes is not None and not spec.wsgi_to_asgi:
             app = WSGIHeadLimit(app, limit=spec.max_header_bytes)
-        if spec.access_log:
-            app = WSGIAccessLog(app)
+        if spec.observed:
+            app = WSGIObserved(app, metrics=metrics, access_log=spec.access_log)
         if spec.trusted_proxies is not None:
             app = WSGIProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:
@@ -161,8 +171,8 @@ def build() -> Any:
             app = HeadLimit(app, limit=spec.max_header_bytes)
         if spec.body_timeout is not None:
             app = BodyTimeout(app, timeout=spec.body_timeout)
-        if spec.access_log and not spec.wsgi_to_asgi:
-            app = AccessLog(app)
+        if spec.observed and not spec.wsgi_to_asgi:
+            app = Observed(app, metrics=metrics, access_log=spec.access_log)
         if spec.trusted_proxies is not None:
             app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:

@@ -107,6 +107,8 @@ class GranianServer(ServerAdapter):
         Hook("granian:Granian.bind_uds", "workers replaced without a lost request"),
         Hook("granian:Granian._reload", "a SIGHUP roll that waits for each new worker to serve"),
         Hook("granian:Granian.wrks", "a SIGHUP roll that waits for each new worker to serve"),
+        Hook("granian:Granian._respawn_workers", "worker exits by reason in /metrics (server.metrics)"),
+        Hook("granian:Granian._handle_rss_signal", "worker exits by reason in /metrics (server.metrics)"),
         Hook("granian:Granian._env_loader", "a SIGHUP roll that waits for each new worker to serve"),
         Hook("granian:Granian.hooks_reload", "a SIGHUP roll that waits for each new worker to serve"),
         Hook("granian:Granian.startup", "READY=1 to systemd once every worker serves"),

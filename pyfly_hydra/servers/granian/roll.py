@@ -94,6 +94,8 @@ def roll(server: Any, spawn_target: Any, target_loader: Any, *, batch: int) -> N
                 failure = server.serving_reports.wait(pid, alive=worker.is_alive, stopping=server.stop_signal.is_set)
                 if failure is not None:
                     for started in new.values():
+                        if started.is_alive():
+                            started.exit_reason = "stopped"
                         _stop(started, server)
                     if not server.stop_signal.is_set():
                         noted.stopped(f"granian worker pid {pid} did not come up ({failure})")
@@ -102,6 +104,7 @@ def roll(server: Any, spawn_target: Any, target_loader: Any, *, batch: int) -> N
                 worker.on_trial = False
                 old, server.wrks[idx] = server.wrks[idx], worker
                 noted.replace(old.inner.pid, worker.inner.pid)
+                old.exit_reason = "rolled"
                 _stop(old, server)
         noted.done()
 

@@ -19,11 +19,11 @@ from pyfly_hydra.servers.base import bind_address
 from pyfly_hydra.servers.granian.roll import ServingReports, roll
 from pyfly_hydra.servers.granian.worker import RETIRE_SIGNAL
 from pyfly_hydra.supervision.crash_policy import CRASH_LOOP_SECONDS, CrashPolicy
-from pyfly_hydra.supervision.rolls import serving
+from pyfly_hydra.supervision.lifecycle import WORKER_EVENTS
 from pyfly_hydra.supervision.signals import start_blocked
 from pyfly_hydra.supervision.stuck import StuckWorkers
 from pyfly_hydra.system.bind import inherited_socket
-from pyfly_hydra.system.notify import notify
+from pyfly_hydra.system.readiness import READINESS
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -81,6 +81,7 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
 
     class GroupSignalWorker(WorkerProcess):  # type: ignore[misc, valid-type]
         on_trial = False  # a roll's new worker until it serves: its exit is the roll's failure, not a crash
+        exit_reason: str | None = None  # set by whoever retires it (supervision.lifecycle); None: it decides itself
 
         def start(self) -> None:
             """Spawned with the runner's signals blocked (``start_blocked``): the new interpreter keeps them
@@ -110,15 +111,29 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
         def _watcher(self) -> None:
             self.inner.join()
             parent = self.parent
-            if parent.stuck is not None and parent.stuck.found(self.inner.pid):
+            stuck = parent.stuck is not None and parent.stuck.found(self.inner.pid)
+            if stuck:
                 logger.error("granian worker-%d (pid %s) %s", self.idx + 1, self.inner.pid, parent.stuck.why)
             if self.on_trial:  # the roll says why (servers.granian.roll)
                 self.interrupt_by_parent = True
             if self.inner.exitcode == 0 and parent.stop_signal.wait(GROUP_SIGNAL_GRACE):
                 self.interrupt_by_parent = True
+            WORKER_EVENTS.exited(self._exit_reason(stuck=stuck))
             if not self.interrupt_by_parent and parent.respawn_failed_workers and not parent.reload_on_changes:
                 self._apply_crash_policy()
             super()._watcher()
+
+        def _exit_reason(self, *, stuck: bool) -> str:
+            parent = self.parent
+            if self.exit_reason is not None:
+                return self.exit_reason
+            if stuck:
+                return "stuck"
+            if self.on_trial or (self.inner.exitcode != 0 and not parent.stop_signal.is_set()):
+                return "crashed"
+            if parent.stop_signal.is_set() or self.interrupt_by_parent:
+                return "stopped"
+            return "reloaded" if parent.reload_on_changes else "crashed"
 
         def _apply_crash_policy(self) -> None:
             """pyfly-hydra's crash policy (``pyfly_hydra.supervision.crash_policy``) instead of granian's own, which
@@ -159,6 +174,7 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             self.roll_batch = 1  # workers a SIGHUP replaces at once (the adapter's)
             self.announced_serving = False
             self.announce_lock = threading.Lock()
+            self.recycling_reason = "recycled_lifetime"  # why granian's own respawn retires a live worker
 
         def startup(self, spawn_target: Any, target_loader: Any) -> None:
             self.serving_reports.on_report = self._announce_once_serving
@@ -176,7 +192,7 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
                 pids = [getattr(worker.inner, "pid", self.main_pid) for worker in workers]
                 if self.serving_reports.all_serve(pids):
                     self.announced_serving = True
-                    serving("granian", len(workers))
+                    READINESS.serving("granian", len(workers))
 
         def _reload(self, spawn_target: Any, target_loader: Any) -> None:
             """SIGHUP: pyfly-hydra's roll (``servers.granian.roll``) in place of granian's respawn."""
@@ -191,8 +207,23 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             if self.interrupt_children:  # a worker died during the roll: the main loop's next turn sees it
                 self.main_loop_interrupt.set()
 
+        def _respawn_workers(self, workers: list[int], *args: Any, **kwargs: Any) -> None:
+            """granian's respawn, after a crash (the old worker is gone) or to recycle a live one by lifetime or
+            memory: each live one's exit is labelled ``recycling_reason`` (``supervision.lifecycle``)."""
+            for old in self.wrks:
+                if old.idx in workers and old.is_alive() and isinstance(old, GroupSignalWorker):
+                    old.exit_reason = old.exit_reason or self.recycling_reason
+            super()._respawn_workers(workers, *args, **kwargs)
+
+        def _handle_rss_signal(self, *args: Any, **kwargs: Any) -> None:
+            self.recycling_reason = "recycled_memory"
+            try:
+                super()._handle_rss_signal(*args, **kwargs)
+            finally:
+                self.recycling_reason = "recycled_lifetime"
+
         def shutdown(self, exit_code: int = 0) -> None:
-            notify("STOPPING=1", "STATUS=granian: draining")
+            READINESS.draining("granian")
             super().shutdown(exit_code)
 
         def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
@@ -208,6 +239,7 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
 
         def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
             worker = super()._spawn_worker(*args, **kwargs)
+            WORKER_EVENTS.started()
             if isinstance(worker, WorkerProcess):  # thread workers (free-threaded builds) get no signals
                 worker.__class__ = GroupSignalWorker
             return worker

@@ -209,17 +209,18 @@ def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
 def _serve(cfg: DictConfig, output_dir: Path | None, *, metrics_dir: Path | None) -> int:
     plan = make_plan(cfg, output_dir, metrics_dir=metrics_dir)
     check_listener(host=plan.info.host, port=plan.info.port, uds=plan.info.uds, fd=plan.info.fd)
-    logger.info(plan.info.log_line())
-    _notice_another_machine(cfg.provenance)
-    serving = plan.serving
-    if output_dir is not None:
-        serving = replace(serving, record=plan.info.write(output_dir))
-    os.environ[SERVER_ENV] = plan.server.name
-    # Everything allocated so far (Hydra's and OmegaConf's object graphs) lives as long as the process:
-    # keep the garbage collector from walking it on every full collection while requests are served.
-    gc.freeze()
-    with runner_signals(), _admin(plan, metrics_dir):
-        code = plan.server.run(serving)
+    with _admin(plan, metrics_dir):  # bound before the startup line: a port in use is the one line
+        logger.info(plan.info.log_line())
+        _notice_another_machine(cfg.provenance)
+        serving = plan.serving
+        if output_dir is not None:
+            serving = replace(serving, record=plan.info.write(output_dir))
+        os.environ[SERVER_ENV] = plan.server.name
+        # Everything allocated so far (Hydra's and OmegaConf's object graphs) lives as long as the process:
+        # keep the garbage collector from walking it on every full collection while requests are served.
+        gc.freeze()
+        with runner_signals():
+            code = plan.server.run(serving)
     logger.info("%s stopped (exit code %d)", plan.server.name, code)
     if code:
         raise ServeError(f"{plan.server.name} stopped with exit code {code}; its log above says why")

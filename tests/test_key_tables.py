@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pyfly_hydra.config.properties import key_values
-from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
+from pyfly_hydra.config.schema import GranianProperties, MetricsProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.info import SERVER_ADAPTERS
 from pyfly_hydra.loops.uvloop import UvloopLoop
@@ -71,6 +71,8 @@ SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
     "websocket.ping_interval": (5.0, {}),
     "websocket.ping_timeout": (5.0, {}),
     "websocket.max_size": (4096, {}),
+    "metrics.port": (9123, {}),
+    "metrics.host": ("127.0.0.2", {"metrics.port": 9123}),
 }
 # A key the server honours by being what it is, with nothing to set: (server, key) -> the sample and why.
 NOTHING_TO_SET = {("uvicorn", "http"): ("1", "server.http=2 is refused; 1 and auto are uvicorn's only protocol")}
@@ -78,7 +80,7 @@ ADAPTERS = {adapter.name: adapter for adapter in SERVER_ADAPTERS}
 
 
 def _properties(values: dict[str, Any]) -> ServerProperties:
-    groups: dict[str, dict[str, Any]] = {"granian": {}, "websocket": {}}
+    groups: dict[str, dict[str, Any]] = {"granian": {}, "websocket": {}, "metrics": {}}
     flat = {}
     for key, value in values.items():
         group, _, name = key.rpartition(".")
@@ -90,6 +92,7 @@ def _properties(values: dict[str, Any]) -> ServerProperties:
         ServerProperties(**flat),
         granian=GranianProperties(**groups["granian"]),
         websocket=WebsocketProperties(**groups["websocket"]),
+        metrics=MetricsProperties(**groups["metrics"]),
     )
 
 
@@ -109,7 +112,8 @@ def test_every_key_has_a_sample_and_a_row_on_every_server() -> None:
     keys = set(key_values(ServerProperties()))
     assert set(SAMPLES) == keys
     for adapter in SERVER_ADAPTERS:
-        others = {key for key in keys if "." in key and key.split(".")[0] not in ("websocket", adapter.name)}
+        own_groups = {other.name for other in SERVER_ADAPTERS} - {adapter.name}  # server.granian.*: granian's own
+        others = {key for key in keys if key.split(".")[0] in own_groups}
         assert set(adapter.support) == keys - others, adapter.name
 
 

@@ -4,8 +4,8 @@ Each worker maps one file of float64 slots (``SLOTS``) and adds to them in place
 few array stores per request, no lock on an event loop, no syscall. The runner's admin listener
 (``runner.metrics``) maps every worker's file when it is scraped, sums them, and keeps a dead worker's last
 counts, so counters never go back. prometheus_client's own multiprocess mode does the same with a
-dictionary lookup, a lock and a ``struct`` pack per value (about 4x the cost per request, measured in
-docs/guides/metrics.md); the exposition is still prometheus_client's.
+dictionary lookup, a lock and a ``struct`` pack per value: 5.0 us per request against 0.74 us here (the
+same five numbers, docs/guides/metrics.md); the exposition is still prometheus_client's.
 """
 
 from __future__ import annotations

@@ -72,6 +72,8 @@ SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
     "websocket.ping_timeout": (5.0, {}),
     "websocket.max_size": (4096, {}),
     "metrics.port": (9123, {}),
+    "access_log_format": ("{method} {path} {request.user-agent}", {}),
+    "request_id": (True, {}),
     "metrics.host": ("127.0.0.2", {"metrics.port": 9123}),
 }
 # A key the server honours by being what it is, with nothing to set: (server, key) -> the sample and why.

@@ -13,6 +13,7 @@ from pyfly_hydra.config.schema import GranianProperties, MetricsProperties, Serv
 from pyfly_hydra.errors import ConfigError
 from pyfly_hydra.system.bind import parse_group, parse_permissions
 from pyfly_hydra.system.cpus import usable_cpus
+from pyfly_hydra.worker.access_log import AccessLogFormat
 from pyfly_hydra.worker.lifespan import LIFESPAN_MODES
 from pyfly_hydra.worker.proxy_headers import TrustedProxies
 
@@ -136,6 +137,17 @@ def _metrics(metrics: MetricsProperties, *, app_port: int) -> None:
         raise ConfigError("server.metrics.host", metrics.host, "must be an IP address or host name, e.g. 127.0.0.1")
 
 
+def _access_log(properties: ServerProperties) -> None:
+    try:
+        access_format = AccessLogFormat.parse(properties.access_log_format)
+    except ValueError as error:
+        raise ConfigError("server.access_log_format", properties.access_log_format, str(error)) from None
+    if "request_id" in access_format.names and not properties.request_id:
+        raise ConfigError(
+            "server.access_log_format", properties.access_log_format, "names {request_id}: set server.request_id=true"
+        )
+
+
 def _granian(granian: GranianProperties) -> None:
     _between("server.granian.runtime_threads", granian.runtime_threads, 1, MAX_RUNTIME_THREADS)
     _one_of("server.granian.runtime_mode", granian.runtime_mode, GRANIAN_RUNTIME_MODES)
@@ -207,6 +219,7 @@ def validate_properties(properties: ServerProperties) -> ServerProperties:
     _granian(properties.granian)
     _websocket(properties.websocket)
     _metrics(properties.metrics, app_port=properties.port)
+    _access_log(properties)
     _recycling(properties)
     workers = properties.workers
     if workers == 0:

@@ -79,6 +79,10 @@ class ServerProperties:
     reload_includes: list[str] = field(default_factory=lambda: ["*.py"])  # file-name patterns that trigger it
     reload_excludes: list[str] = field(default_factory=list)  # file or directory name patterns it ignores
     access_log: bool = False  # one line per request (off, as granian and hypercorn ship: it costs throughput)
+    #: the access line's format over {fields} (docs/guides/logging.md), e.g.
+    #: '{method} {path} {status} {request.user-agent} {request_id}'; null: the default line
+    access_log_format: str | None = None
+    request_id: bool = False  # X-Request-ID on every request: a valid incoming one kept, else a new one; sent back
     log_level: str = "info"  # critical | error | warning | info | debug, for pyfly-hydra's and the server's loggers
     proxy_headers: bool = False  # trust X-Forwarded-For/-Proto, only from forwarded_allow_ips
     forwarded_allow_ips: str = "127.0.0.1"  # comma-separated addresses, networks, unix: (a unix socket peer), or "*"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pyfly_hydra.system.log_files import PLAIN_FILE_HANDLERS, WATCHED_FILE_HANDLER
 from pyfly_hydra.worker.log_format import JSON_FORMATTER, SERVER_LOGGERS, JsonFormatter
 
 
@@ -35,7 +36,8 @@ def job_logging() -> dict[str, Any] | None:
 
 
 def server_logging(job_logging: dict[str, Any] | None, *, level: str) -> dict[str, Any] | None:
-    """The job's logging dictionary, for the server and its workers: server loggers into its handlers.
+    """The job's logging dictionary, for the server and its workers: server loggers into its handlers, its file
+    handlers following a rotated file.
 
     ``None`` when the job's logging sets up no root logger (``hydra/job_logging=none``): each server
     keeps its own logging then.
@@ -48,7 +50,15 @@ def server_logging(job_logging: dict[str, Any] | None, *, level: str) -> dict[st
     for name in ("pyfly_hydra", *SERVER_LOGGERS):
         loggers.setdefault(name, {"level": level.upper(), "propagate": True})
     config["loggers"] = loggers
+    config["handlers"] = {name: _watched(handler) for name, handler in (config.get("handlers") or {}).items()}
     return config
+
+
+def _watched(handler: dict[str, Any]) -> dict[str, Any]:
+    """A file handler that reopens its path once logrotate has moved the file (``system.log_files``)."""
+    if handler.get("class") in PLAIN_FILE_HANDLERS:
+        return {**handler, "class": WATCHED_FILE_HANDLER}
+    return handler
 
 
 # The lines the runner writes itself, by kind, and the level each has as a JSON line.

@@ -101,6 +101,8 @@ def served_app(
         max_header_bytes=through("HeadLimit", properties.max_header_bytes),
         body_timeout=through("BodyTimeout", properties.body_timeout),
         access_log="AccessLog" in layers and properties.access_log,
+        access_log_format=properties.access_log_format,
+        request_id="RequestId" in layers and properties.request_id,
         metrics_dir=str(metrics_dir) if metrics_dir is not None and "Metrics" in layers else None,
         root_path=through("RootPath", properties.root_path or None),
         keep_logging=keep_logging,
@@ -177,7 +179,11 @@ def _metrics_files(cfg: DictConfig) -> Iterator[Path | None]:
     if cfg.server.metrics.port is None:
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="pyfly-hydra-metrics-") as directory:
+    # In memory (tmpfs) where there is one: a page of a file on disk that is being written back stalls the
+    # worker's next count into it until the write is done.
+    memory = Path("/dev/shm")
+    place = str(memory) if memory.is_dir() and os.access(memory, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="pyfly-hydra-metrics-", dir=place) as directory:
         yield Path(directory)
 
 

@@ -22,6 +22,7 @@ LAYERS: dict[str, str] = {
     "LifespanGuard": "pyfly-hydra's lifespan guard (worker.lifespan)",
     "ProxyHeaders": "pyfly-hydra's X-Forwarded-* middleware (worker.proxy_headers), every header line",
     "RootPath": "pyfly-hydra's root path (worker.root_path): the proxy strips the prefix, the app's path has it",
+    "RequestId": "pyfly-hydra's X-Request-ID (worker.request_id): a valid one kept, else a new one; sent back",
     "Metrics": "pyfly-hydra's request counts in every worker (worker.metrics), served by the runner's admin listener",
     "Watchdog": "pyfly-hydra's watchdog (worker.watchdog): a worker whose event loop stops turning is replaced",
     "Supervisor": "pyfly-hydra's supervisor (supervision.supervisor): new worker before old",
@@ -115,6 +116,8 @@ def in_every_worker() -> dict[str, Support]:
     return {
         "root_path": pyfly("RootPath", note=ROOT_PATH_NOTE),
         "access_log": pyfly("AccessLog"),
+        "access_log_format": pyfly("AccessLog"),
+        "request_id": pyfly("RequestId"),
         "proxy_headers": pyfly("ProxyHeaders", note=PROXY_HEADERS_NOTE),
         "forwarded_allow_ips": pyfly("ProxyHeaders"),
         "worker_timeout": pyfly("Watchdog"),

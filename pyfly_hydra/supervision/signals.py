@@ -4,7 +4,8 @@
 - SIGQUIT: the same as SIGTERM (its default action would dump core and orphan the workers);
 - SIGHUP: a rolling restart onto the app's current code (``ROLL_SIGNAL``): pyfly-hydra's supervisor's for
   uvicorn and hypercorn, granian's handler with pyfly-hydra's roll (``servers.granian.roll``);
-- SIGUSR1, SIGUSR2: logged and ignored.
+- SIGUSR1: the runner's log files reopened (logrotate; ``system.log_files``: workers follow by themselves);
+- SIGUSR2: logged and ignored.
 
 Without this, the default action of SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 ends the runner at once,
 with no drain, leaving a unix socket file behind.
@@ -20,14 +21,16 @@ from contextlib import contextmanager
 from multiprocessing import resource_tracker
 from types import FrameType
 
+from pyfly_hydra.system.log_files import on_reopen_signal
 from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS
 
 logger = logging.getLogger("pyfly_hydra")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
-# The rest of the signals workers leave to their supervisor (``worker.control.SUPERVISOR_SIGNALS``).
-IGNORED_SIGNALS = tuple(sig for sig in SUPERVISOR_SIGNALS if sig not in STOP_SIGNALS)
 ROLL_SIGNAL = signal.SIGHUP  # pyfly-hydra's supervisor: roll the workers (supervision.supervisor)
+LOG_REOPEN_SIGNAL = signal.SIGUSR1  # the runner's log files reopened (system.log_files)
+# The rest of the signals workers leave to their supervisor (``worker.control.SUPERVISOR_SIGNALS``).
+IGNORED_SIGNALS = tuple(sig for sig in SUPERVISOR_SIGNALS if sig not in (*STOP_SIGNALS, ROLL_SIGNAL, LOG_REOPEN_SIGNAL))
 
 
 def log_ignored(signum: int, frame: FrameType | None) -> None:
@@ -43,7 +46,11 @@ def _quit_as_term(signum: int, frame: FrameType | None) -> None:
 def runner_signals() -> Iterator[None]:
     """SIGQUIT as SIGTERM and ``IGNORED_SIGNALS`` ignored while the server runs; servers then install their
     own handlers for the signals they handle (SIGINT and SIGTERM, granian's SIGHUP)."""
-    handlers = {signal.SIGQUIT: _quit_as_term} | dict.fromkeys(IGNORED_SIGNALS, log_ignored)
+    handlers = (
+        {signal.SIGQUIT: _quit_as_term, LOG_REOPEN_SIGNAL: on_reopen_signal}
+        | dict.fromkeys(IGNORED_SIGNALS, log_ignored)
+        | {ROLL_SIGNAL: log_ignored}
+    )
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         yield

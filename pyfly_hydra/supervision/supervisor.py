@@ -14,7 +14,8 @@ processes on shared listening sockets:
 - on SIGHUP it rolls the workers onto the app's current code: each is replaced by a new one (spawned, so it
   imports the app afresh), one at a time, the old one draining only once the new one serves; a new worker
   that does not come up (a deploy that does not import) stops the roll and the old workers go on serving;
-- SIGUSR1 and SIGUSR2 are logged and ignored (``pyfly_hydra.supervision.signals``);
+- SIGUSR1 reopens the runner's log files (workers follow a rotated file by themselves), SIGUSR2 is logged and
+  ignored (``pyfly_hydra.supervision.signals``);
 - every worker dies with the supervisor, however it dies (``WorkerControl.attach``);
 - a worker that exits before it serves at startup means the app cannot start: the others are
   stopped and ``run`` raises ``StartupFailed``;

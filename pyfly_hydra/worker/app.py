@@ -49,6 +49,8 @@ class WorkerApp:
     root_path: str | None = None  # the prefix the proxy strips (server.root_path)
     body_timeout: float | None = None  # answer 408 when a request body stalls this long
     access_log: bool = False  # log every request on pyfly_hydra.access
+    access_log_format: str | None = None  # in this format (worker.access_log); None: the default line
+    request_id: bool = False  # give every request an X-Request-ID (worker.request_id)
     metrics_dir: str | None = None  # count every request in a file there, for the runner's /metrics
     going_away: bool = False  # close open websockets with 1001 when the worker starts draining
     keep_logging: bool = False  # the job's logging survives what importing the app does to logging
@@ -60,13 +62,13 @@ class WorkerApp:
             self.trusted_proxies, self.lifespan, self.max_body_bytes, self.max_header_bytes, self.body_timeout,
             self.root_path,
         )  # fmt: skip
-        flags = (self.wsgi_to_asgi, self.access_log, self.going_away, self.keep_logging)
+        flags = (self.wsgi_to_asgi, self.access_log, self.request_id, self.going_away, self.keep_logging)
         return any(flags) or any(wrapper is not None for wrapper in (*wrappers, self.metrics_dir))
 
     @property
     def observed(self) -> bool:
         """Whether requests are watched to their end (``worker.observe``): the access log or the metrics."""
-        return self.access_log or self.metrics_dir is not None
+        return self.access_log or self.request_id or self.metrics_dir is not None
 
     @property
     def served_interface(self) -> str:
@@ -90,6 +92,8 @@ def plan_worker_app(
     max_header_bytes: int | None = None,
     body_timeout: float | None = None,
     access_log: bool = False,
+    access_log_format: str | None = None,
+    request_id: bool = False,
     metrics_dir: str | None = None,
     root_path: str | None = None,
     keep_logging: bool = False,
@@ -106,6 +110,8 @@ def plan_worker_app(
         max_header_bytes=max_header_bytes,
         body_timeout=body_timeout if app.interface == "asgi" or not native_wsgi else None,
         access_log=access_log,
+        access_log_format=access_log_format if access_log else None,
+        request_id=request_id,
         metrics_dir=metrics_dir,
         root_path=root_path,
         going_away=app.interface == "asgi",
@@ -131,6 +137,7 @@ def _app_failed(error: ConfigError) -> NoReturn:
 
 def build() -> Any:
     """The factory workers call: the user's app with the wrappers the runner asked for."""
+    from pyfly_hydra.worker.access_log import AccessLog, AccessLogFormat
     from pyfly_hydra.worker.drain import GoingAway
     from pyfly_hydra.worker.lifespan import LifespanGuard
     from pyfly_hydra.worker.limits import BodyLimit, BodyTimeout, HeadLimit, WSGIBodyLimit, WSGIHeadLimit
@@ -149,13 +156,15 @@ def build() -> Any:
         if spec.factory:
             app = app()
     metrics = WorkerMetrics(spec.metrics_dir) if spec.metrics_dir is not None else None
+    access_log = AccessLog(AccessLogFormat.parse(spec.access_log_format)) if spec.access_log else None
+    observing = {"metrics": metrics, "access_log": access_log, "request_id": spec.request_id}
     if spec.interface == "wsgi":
         if spec.max_body_bytes is not None:
             app = WSGIBodyLimit(app, limit=spec.max_body_bytes)
         if spec.max_header_bytes is not None and not spec.wsgi_to_asgi:
             app = WSGIHeadLimit(app, limit=spec.max_header_bytes)
         if spec.observed:
-            app = WSGIObserved(app, metrics=metrics, access_log=spec.access_log)
+            app = WSGIObserved(app, **observing)
         if spec.trusted_proxies is not None:
             app = WSGIProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:
@@ -172,7 +181,7 @@ def build() -> Any:
         if spec.body_timeout is not None:
             app = BodyTimeout(app, timeout=spec.body_timeout)
         if spec.observed and not spec.wsgi_to_asgi:
-            app = Observed(app, metrics=metrics, access_log=spec.access_log)
+            app = Observed(app, **observing)
         if spec.trusted_proxies is not None:
             app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:

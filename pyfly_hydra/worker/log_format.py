@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from pyfly_hydra.registry import SERVERS
-from pyfly_hydra.worker.access_log import ACCESS_FIELDS
 
 # The loggers the servers write to; each propagates to the root handlers of the job's logging.
 SERVER_LOGGERS = tuple(logger for server in SERVERS for logger in server.loggers)
@@ -65,9 +64,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": message.rstrip("\n"),
         }
-        for name in ACCESS_FIELDS:
-            if name in record.__dict__:
-                entry[name] = record.__dict__[name]
+        for name in record.__dict__.get("access_fields", ()):  # an access line's fields (worker.access_log)
+            entry[name] = record.__dict__[name]
         if exception is not None:
             entry["exception"] = exception
         return json.dumps(entry, default=str)

@@ -60,17 +60,24 @@ class WorkerMetrics:
         finally:
             os.close(descriptor)
         self.slots = memoryview(self._map).cast("d")
+        self._request_slots: dict[tuple[str, int], int] = {}
         # WSGI apps are called on several threads (granian's blocking threads): an add is a read and a write.
         self.lock = threading.Lock()
 
     def started(self) -> None:
         self.slots[IN_FLIGHT] += 1
 
-    def finished(self, *, method: str, status: int, sent: int, seconds: float) -> None:
-        """One request done: ``sent`` body bytes, ``seconds`` from the call into the app to its last byte."""
+    def finished(self, method: str, status: int, sent: int, seconds: float) -> None:
+        """One request done: ``sent`` body bytes, ``seconds`` from the call into the app to its last byte.
+        Positional, and the slot of each (method, status) found once: this runs for every request."""
         slots = self.slots
         slots[IN_FLIGHT] -= 1
-        slots[request_slot(method, status)] += 1
+        slot = self._request_slots.get((method, status))
+        if slot is None:
+            slot = request_slot(method, status)
+            if method in _METHOD_INDEX and 100 <= status < 600:  # a client's own method is never a key: bounded
+                self._request_slots[method, status] = slot
+        slots[slot] += 1
         slots[RESPONSE_BYTES] += sent
         slots[DURATION_SUM] += seconds
         slots[BUCKETS + bisect_left(DURATION_BUCKETS, seconds)] += 1

@@ -31,11 +31,12 @@ from pyfly_hydra.worker.metrics import (
     DURATION_BUCKETS,
     DURATION_SUM,
     FILE_SUFFIX,
-    IN_FLIGHT,
     METHODS,
     RESPONSE_BYTES,
     SLOTS,
+    STARTED,
     STATUS_CLASSES,
+    finished_requests,
     read_slots,
     request_slot,
     worker_pid,
@@ -73,7 +74,7 @@ class ServerMetrics(Collector):
                 if _alive(pid):
                     live.append(pid)
                 else:
-                    slots[IN_FLIGHT] = 0.0  # what it had in flight ended with it
+                    slots[STARTED] = finished_requests(slots)  # what it had in flight ended with it
                     self.retired = [kept + final for kept, final in zip(self.retired, slots, strict=True)]
                     path.unlink(missing_ok=True)
                 totals = [total + value for total, value in zip(totals, slots, strict=True)]
@@ -88,7 +89,8 @@ class ServerMetrics(Collector):
             for status_index, status in enumerate(STATUS_CLASSES):
                 requests.add_metric((method, status), totals[request_slot(method, (status_index + 1) * 100)])
         yield requests
-        yield GaugeMetricFamily(f"{PREFIX}_requests_in_flight", "HTTP requests in the app now", totals[IN_FLIGHT])
+        in_flight = totals[STARTED] - finished_requests(totals)
+        yield GaugeMetricFamily(f"{PREFIX}_requests_in_flight", "HTTP requests in the app now", in_flight)
         cumulative, buckets = 0.0, []
         for index, bound in enumerate((*DURATION_BUCKETS, float("inf"))):
             cumulative += totals[BUCKETS + index]

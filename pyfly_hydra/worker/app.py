@@ -143,7 +143,7 @@ def build() -> Any:
     from pyfly_hydra.worker.limits import BodyLimit, BodyTimeout, HeadLimit, WSGIBodyLimit, WSGIHeadLimit
     from pyfly_hydra.worker.log_format import kept_logging
     from pyfly_hydra.worker.metrics import WorkerMetrics
-    from pyfly_hydra.worker.observe import Observed, WSGIObserved
+    from pyfly_hydra.worker.observe import Counted, Observed, WSGIObserved
     from pyfly_hydra.worker.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
     from pyfly_hydra.worker.root_path import RootPath, WSGIRootPath
 
@@ -181,7 +181,8 @@ def build() -> Any:
         if spec.body_timeout is not None:
             app = BodyTimeout(app, timeout=spec.body_timeout)
         if spec.observed and not spec.wsgi_to_asgi:
-            app = Observed(app, **observing)
+            lean = metrics is not None and access_log is None and not spec.request_id
+            app = Counted(app, metrics=metrics) if lean else Observed(app, **observing)  # type: ignore[arg-type]
         if spec.trusted_proxies is not None:
             app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:

@@ -23,8 +23,9 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # Upper bounds of the request-duration histogram's buckets, in seconds (+Inf is the last bucket).
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-# The file's slots, each a float64.
-IN_FLIGHT = 0
+# The file's slots, each a float64. In flight is STARTED less the requests counted as done, at scrape time: one
+# addition per request fewer than a gauge kept up and down.
+STARTED = 0
 RESPONSE_BYTES = 1
 DURATION_SUM = 2
 BUCKETS = 3  # len(DURATION_BUCKETS) + 1 per-bucket (not cumulative) counts
@@ -65,13 +66,12 @@ class WorkerMetrics:
         self.lock = threading.Lock()
 
     def started(self) -> None:
-        self.slots[IN_FLIGHT] += 1
+        self.slots[STARTED] += 1
 
     def finished(self, method: str, status: int, sent: int, seconds: float) -> None:
         """One request done: ``sent`` body bytes, ``seconds`` from the call into the app to its last byte.
         Positional, and the slot of each (method, status) found once: this runs for every request."""
         slots = self.slots
-        slots[IN_FLIGHT] -= 1
         slot = self._request_slots.get((method, status))
         if slot is None:
             slot = request_slot(method, status)
@@ -81,6 +81,11 @@ class WorkerMetrics:
         slots[RESPONSE_BYTES] += sent
         slots[DURATION_SUM] += seconds
         slots[BUCKETS + bisect_left(DURATION_BUCKETS, seconds)] += 1
+
+
+def finished_requests(slots: list[float]) -> float:
+    """How many requests ``slots`` counts as done (every method and status)."""
+    return sum(slots[REQUESTS:SLOTS])
 
 
 def read_slots(path: Path) -> list[float] | None:

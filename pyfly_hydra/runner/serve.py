@@ -7,13 +7,14 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pyfly_hydra.config.environment import notice_unused_variables
+from pyfly_hydra.config.environment import FromEnvironment, notice_unused_variables
 from pyfly_hydra.config.properties import validate_properties
 from pyfly_hydra.config.resolvers import SERVER_PRIORITY, is_installed, loop_priority, module_available
 from pyfly_hydra.config.schema import ServerProperties
@@ -100,8 +101,11 @@ def served_app(app: AppTarget, server: ApplicationServerPort, *, keep_logging: b
     )
 
 
-def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
-    """Validate the composed config and build the adapters; raise ConfigError on the first problem."""
+def make_plan(
+    cfg: DictConfig, output_dir: Path | None = None, from_environment: Sequence[FromEnvironment] = ()
+) -> Plan:
+    """Validate the composed config and build the adapters; raise ConfigError on the first problem.
+    ``from_environment``: the overrides the environment made, for the record."""
     properties = server_properties(cfg.server)
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
     notice_unused_variables(cfg)
@@ -143,6 +147,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None) -> Plan:
         tls=properties.ssl_certfile is not None,
         uds=properties.uds,
         fd=properties.fd,
+        from_environment={read.key: read.variable for read in from_environment},
     )
     return Plan(server=server, serving=serving, info=info)
 
@@ -163,11 +168,14 @@ def _notice_another_machine(provenance: DictConfig | None) -> None:
         )
 
 
-def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
-    """Serve the configured app until SIGINT/SIGTERM; return the exit code."""
-    plan = make_plan(cfg, output_dir)
+def serve(cfg: DictConfig, output_dir: Path | None = None, from_environment: Sequence[FromEnvironment] = ()) -> int:
+    """Serve the configured app until SIGINT/SIGTERM; return the exit code. ``from_environment``: the overrides
+    the environment made (``config.environment.applied``), said at startup and recorded."""
+    plan = make_plan(cfg, output_dir, from_environment)
     check_listener(host=plan.info.host, port=plan.info.port, uds=plan.info.uds, fd=plan.info.fd)
     logger.info(plan.info.log_line())
+    if from_environment:
+        logger.info("from the environment: %s", ", ".join(str(read) for read in from_environment))
     _notice_another_machine(cfg.provenance)
     serving = plan.serving
     if output_dir is not None:

@@ -318,3 +318,24 @@ def test_a_sweep_on_the_command_line_beats_the_environment(tmp_path: Path) -> No
     assert said == ["  server=uvicorn (PYFLY_HYDRA_SERVER)"] * 2, result.stdout
     task = yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
     assert task == ["server=uvicorn", "mode=info", "server.workers=1,4"], task
+
+
+def test_the_bench_server_child_takes_its_configuration_from_the_job_only(tmp_path: Path) -> None:
+    """mode=bench serves the job's resolved configuration in a child run: with env_file=null and no configuring
+    variable (a command-line sweep of a key the environment also sets would otherwise be undone there)."""
+    from pyfly_hydra.bench.process import ServerProcess
+    from pyfly_hydra.bench.task import serve_command
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["server=uvicorn", "server.workers=2", "env_file=.env"])
+    port = free_port()
+    env = without_configuration(child_env(PYFLY_HYDRA_SERVER__WORKERS="1", PYFLY_HYDRA_SERVER="granian"))
+    child = ServerProcess(serve_command(cfg, port=port, output_dir=tmp_path), log_path=tmp_path / "log", env=env)
+    running = RunningServer(child.process, port, child.log_path, tmp_path / "server")
+    try:
+        running.wait_ready()
+        info = record(running)
+        assert (info["server"], info["workers"], info["from_environment"]) == ("uvicorn", 2, {}), info
+        assert running.stop() == 0, running.log()
+    finally:
+        running.kill_group()

@@ -24,6 +24,7 @@ from pyfly_hydra.config.environment import (
     CONVENTIONS,
     INTERNAL,
     NOT_READ,
+    command_line,
     config_groups,
     environment_overrides,
     read_env_file,
@@ -153,7 +154,7 @@ def test_a_name_that_is_no_key_nor_group_is_refused(variable: str, fragments: li
 )
 def test_the_environment_goes_before_the_command_line_which_wins(arguments: list[str], expected: list[str]) -> None:
     environ = {"PYFLY_HYDRA_SERVER": "uvicorn", "PYFLY_HYDRA_SERVER__WORKERS": "2"}
-    spliced, kept = with_environment(arguments, environ, groups=GROUPS)
+    spliced, kept = with_environment(command_line(arguments), environ, groups=GROUPS)
     assert spliced == expected
     given = {argument.partition("=")[0] for argument in arguments if "=" in argument}
     assert {read.key for read in kept} == {"server", "server.workers"} - given

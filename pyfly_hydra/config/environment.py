@@ -189,10 +189,19 @@ def read_env_file(path: str, environ: MutableMapping[str, str]) -> None:
             environ.setdefault(name, value)
 
 
-def _command_line(arguments: Sequence[str]) -> tuple[list[str], list[Override]]:
-    """The overrides of the command line ``arguments``, as written and as Hydra parses them."""
+@dataclass(frozen=True)
+class CommandLine:
+    """The command line's arguments, and its overrides as written and as Hydra parses them."""
+
+    arguments: list[str]
+    overrides: list[str]
+    parsed: list[Override]
+
+
+def command_line(arguments: Sequence[str]) -> CommandLine:
+    """``arguments`` read as Hydra's ``@hydra.main`` reads them."""
     overrides: list[str] = get_args_parser().parse_known_args(list(arguments))[0].overrides
-    return overrides, OverridesParser.create().parse_overrides(overrides)
+    return CommandLine(list(arguments), overrides, OverridesParser.create().parse_overrides(overrides))
 
 
 def _env_file(given: Sequence[Override], environ: Mapping[str, str]) -> str | None:
@@ -206,35 +215,37 @@ def _env_file(given: Sequence[Override], environ: Mapping[str, str]) -> str | No
     return environ.get(variable_for(ENV_FILE_KEY)) or None
 
 
-def _first_override(arguments: Sequence[str], overrides: Sequence[str]) -> int:
+def _first_override(line: CommandLine) -> int:
     """Where the command line's overrides start (together: Hydra's parser takes them so), or 0 without any."""
+    arguments, overrides = line.arguments, line.overrides
     for index in range(len(arguments)):
-        if overrides and list(arguments[index : index + len(overrides)]) == list(overrides):
+        if overrides and arguments[index : index + len(overrides)] == overrides:
             return index
     return 0
 
 
 def with_environment(
-    arguments: Sequence[str], environ: Mapping[str, str], *, groups: frozenset[str]
+    line: CommandLine, environ: Mapping[str, str], *, groups: frozenset[str]
 ) -> tuple[list[str], tuple[FromEnvironment, ...]]:
-    """The command line ``arguments`` with the environment's overrides put before the command line's own, less
-    those whose key or group the command line sets (Hydra would take a group's last choice); and those put in."""
-    overrides, given = _command_line(arguments)
-    keys = {override.key_or_group for override in given}
+    """The command line's arguments with the environment's overrides put before its own, less those whose key
+    or group the command line sets (Hydra would take a group's last choice); and those put in."""
+    keys = {override.key_or_group for override in line.parsed}
     kept = tuple(read for read in environment_overrides(environ, groups=groups) if read.key not in keys)
-    at = _first_override(arguments, overrides)
-    return [*arguments[:at], *(read.override for read in kept), *arguments[at:]], kept
+    at = _first_override(line)
+    return [*line.arguments[:at], *(read.override for read in kept), *line.arguments[at:]], kept
 
 
 def apply_environment(arguments: Sequence[str], environ: MutableMapping[str, str], *, config_dir: Path) -> list[str]:
     """Read the env file the command line or the environment names into ``environ``, then return ``arguments``
     with the environment's overrides (``with_environment``), remembered for ``applied``."""
     global _applied
-    env_file = _env_file(_command_line(arguments)[1], environ)
+    _applied = ()
+    line = command_line(arguments)
+    env_file = _env_file(line.parsed, environ)
     if env_file is not None:
         read_env_file(env_file, environ)
-    arguments, _applied = with_environment(arguments, environ, groups=config_groups(config_dir))
-    return arguments
+    spliced, _applied = with_environment(line, environ, groups=config_groups(config_dir))
+    return spliced
 
 
 def check_env_file(cfg: DictConfig, task_overrides: Iterable[str]) -> None:

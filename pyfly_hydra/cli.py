@@ -13,11 +13,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pyfly_hydra.bench.rounds import register_rounds_resolver
+from pyfly_hydra.config.environment import applied, apply_environment, check_env_file
 from pyfly_hydra.config.known_keys import USAGE_EXIT_CODE, check_known_keys, key_named
 from pyfly_hydra.config.messages import describe
 from pyfly_hydra.config.resolvers import register_resolvers
 from pyfly_hydra.config.schema import register_schema
-from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.errors import USER_FULL_ERROR_ENV, ConfigError
 from pyfly_hydra.runner.records import keeps_record, register_run_records_resolver
 from pyfly_hydra.runner.startup import skip_mode_probe
 
@@ -32,8 +33,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # Inside a wheel the config tree ships as pyfly_hydra/conf; in a checkout it is the top-level conf/.
 CONFIG_DIR = PACKAGE_DIR / "conf" if (PACKAGE_DIR / "conf").is_dir() else PACKAGE_DIR.parent / "conf"
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
-# Whether the user asked for tracebacks (HYDRA_FULL_ERROR=1) before we set it for ourselves.
-USER_FULL_ERROR_ENV = "PYFLY_HYDRA_FULL_ERROR"
 BROKEN_PIPE_EXIT_CODE = 141  # 128 + SIGPIPE: what the shell reports for a tool whose reader went away
 
 
@@ -41,14 +40,14 @@ def _info(cfg: DictConfig, output_dir: Path | None) -> int:
     from pyfly_hydra.config.own_servers import own_server_targets
     from pyfly_hydra.info import render_info
 
-    print(render_info(own_servers=own_server_targets()))
+    print(render_info(own_servers=own_server_targets(), from_environment=applied()))
     return 0
 
 
 def _serve(cfg: DictConfig, output_dir: Path | None) -> int:
     from pyfly_hydra.runner.serve import serve
 
-    code = serve(cfg, output_dir=output_dir)
+    code = serve(cfg, output_dir=output_dir, from_environment=applied())
     if code:
         sys.exit(code)
     return code
@@ -74,13 +73,14 @@ def run_mode(cfg: DictConfig, output_dir: Path | None) -> float:
     if task is None:
         raise ConfigError("mode", cfg.mode, f"must be one of {', '.join(MODES)}")
     check_known_keys(cfg)
+    check_env_file(cfg, HydraConfig.get().overrides.task)
     return task(cfg, output_dir)
 
 
 def _exit_with(error: Exception) -> NoReturn:
     from pyfly_hydra.runner.logs import job_logging, runner_line, writes_json
 
-    message, code = describe(error)
+    message, code = describe(error, from_environment=applied())
     print(runner_line("error", message, json_lines=writes_json(job_logging())), file=sys.stderr)
     sys.exit(code)
 
@@ -145,6 +145,8 @@ def main() -> None:
         if flag is not None:
             print(f"pyfly-hydra: error: {flag}", file=sys.stderr)
             sys.exit(USAGE_EXIT_CODE)
+        # PYFLY_HYDRA_<KEY>, WEB_CONCURRENCY, PORT: overrides before the command line's, which win.
+        sys.argv = [sys.argv[0], *apply_environment(arguments, os.environ, config_dir=CONFIG_DIR)]
         _hydra_main()
     except BrokenPipeError:
         _quiet_broken_pipe()

@@ -19,7 +19,8 @@ from urllib.parse import parse_qs
 
 from pyfly_hydra.worker.types import Receive, Scope, Send
 
-SERVER_ENV = "PYFLY_HYDRA_SERVER"
+# The server serving this process (set by the runner); not PYFLY_HYDRA_SERVER, which chooses the server group.
+SERVER_ENV = "PYFLY_HYDRA_RUNNING_SERVER"
 MAX_SLEEP_SECONDS = 60.0
 MAX_CPU_MICROSECONDS = 1_000_000
 PLAINTEXT = b"Hello, world!"

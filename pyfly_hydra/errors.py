@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# Whether the user asked for tracebacks (HYDRA_FULL_ERROR=1) before the command line set it for itself.
+USER_FULL_ERROR_ENV = "PYFLY_HYDRA_FULL_ERROR"
+
 
 class PyflyHydraError(Exception):
     """Base class: ``str(error)`` is the whole one-line message shown to the user."""

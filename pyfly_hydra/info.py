@@ -8,6 +8,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 
 from pyfly_hydra import __version__
+from pyfly_hydra.config.environment import CONVENTIONS, PREFIX, SEPARATOR, FromEnvironment
 from pyfly_hydra.config.properties import key_values
 from pyfly_hydra.config.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, module_available
 from pyfly_hydra.config.schema import ServerProperties
@@ -108,8 +109,20 @@ def native_option_lines(adapters: Sequence[type[ServerAdapter]] = SERVER_ADAPTER
     return lines
 
 
-def render_info(platform: str | None = None, own_servers: Mapping[str, str] | None = None) -> str:
-    """The whole ``mode=info`` report; ``own_servers``: the user's own, name -> ``_target_``."""
+def environment_lines(from_environment: Sequence[FromEnvironment]) -> list[str]:
+    """The overrides this run took from the environment, one a line, or a line saying there are none."""
+    read = f"{PREFIX}<KEY> ({SEPARATOR} for a dot), {', '.join(CONVENTIONS)}; the command line wins"
+    lines = [f"  {override}" for override in from_environment] or ["  none"]
+    return [f"From the environment ({read}):", *lines]
+
+
+def render_info(
+    platform: str | None = None,
+    own_servers: Mapping[str, str] | None = None,
+    from_environment: Sequence[FromEnvironment] = (),
+) -> str:
+    """The whole ``mode=info`` report; ``own_servers``: the user's own, name -> ``_target_``; ``from_environment``:
+    the overrides the environment made."""
     platform = platform or sys.platform
     own_lines, own_adapters = own_server_lines(own_servers or {})
     adapters = [*SERVER_ADAPTERS, *own_adapters]
@@ -118,6 +131,8 @@ def render_info(platform: str | None = None, own_servers: Mapping[str, str] | No
     other_loops = [name for name in LOOP_TARGETS if name not in {c.name for c in loops}]
     lines = [
         f"pyfly-hydra {__version__} on Python {platform_module.python_version()} ({platform})",
+        "",
+        *environment_lines(from_environment),
         "",
         "Servers, in auto's priority order:",
         *_cascade_lines(servers),

@@ -22,6 +22,7 @@ import pytest
 import trustme
 
 from pyfly_hydra.bench.process import free_port
+from pyfly_hydra.config.environment import CONVENTIONS, PREFIX
 from pyfly_hydra.registry import SERVER_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,14 +102,19 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child run: ours, with the test apps importable."""
-    env = dict(os.environ)
+    """The environment for a child run: ours, less every variable that would configure it (PYFLY_HYDRA_*,
+    WEB_CONCURRENCY, PORT), with the test apps importable; then ``extra``."""
+    env = {name: value for name, value in os.environ.items() if not configures(name)}
     env.pop("HYDRA_FULL_ERROR", None)
-    env.pop("PYFLY_HYDRA_FULL_ERROR", None)
     paths = [str(APPS_DIR), str(ROOT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.update(extra)
     return env
+
+
+def configures(name: str) -> bool:
+    """Whether the variable ``name`` configures a run (or is pyfly-hydra's own): never inherited by a test's run."""
+    return name.startswith(PREFIX) or name in CONVENTIONS
 
 
 def hidden_modules_env(tmp_path: Path, *modules: str) -> dict[str, str]:

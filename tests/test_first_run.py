@@ -132,13 +132,13 @@ def test_outputs_ignores_itself_for_git(start_server, tmp_path: Path) -> None:
 
 
 def test_a_server_variable_the_runner_does_not_read_is_said(start_server) -> None:
-    """UVICORN_WORKERS (as uvicorn's users set it) is ignored, in one notice line naming the key; read
-    through ${oc.env:...} it is used, and nothing is said."""
+    """UVICORN_WORKERS (as uvicorn's users set it) is ignored, in one notice line naming the variable to set
+    instead; read through ${oc.env:...} it is used, and nothing is said."""
     running = start_server("server=uvicorn", env=child_env(UVICORN_WORKERS="4"))
     assert running.stop() == 0, running.log()
     notices = [line for line in running.log().splitlines() if "UVICORN_WORKERS" in line]
     assert len(notices) == 1, running.log()
-    assert "UVICORN_WORKERS=4 is not read" in notices[0] and "server.workers=${oc.env:UVICORN_WORKERS}" in notices[0]
+    assert "UVICORN_WORKERS=4 is not read" in notices[0] and "set PYFLY_HYDRA_SERVER__WORKERS=4 instead" in notices[0]
     assert "workers 1," in running.log()
     read = start_server(
         "server=uvicorn", "server.workers=${oc.env:UVICORN_WORKERS,1}", env=child_env(UVICORN_WORKERS="2")

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,12 +147,25 @@ class UsageSampler:
 class ServerProcess:
     """A server child in its own process group, its output in ``log_path``: start, wait for it, stop it."""
 
-    def __init__(self, command: list[str], *, log_path: Path, cpus: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        log_path: Path,
+        cpus: frozenset[int] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``env``: the child's environment (None: ours)."""
         self.log_path = log_path
         with log_path.open("w") as log, pinned(cpus):
             self.started = time.perf_counter()
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
             )
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 import re
 import sys
 import time
@@ -26,6 +27,7 @@ from pyfly_hydra.bench.process import ServerProcess, Usage, UsageSampler, free_p
 from pyfly_hydra.bench.progress import Progress
 from pyfly_hydra.bench.rounds import sweep_rounds
 from pyfly_hydra.bench.workload import Workload, path_workload, workload_from_config
+from pyfly_hydra.config.environment import without_configuration
 from pyfly_hydra.config.messages import describe
 from pyfly_hydra.config.schema import SCHEMA_NAME
 from pyfly_hydra.errors import ConfigError
@@ -143,7 +145,8 @@ def job_overrides() -> list[str]:
 def serve_command(cfg: DictConfig, *, port: int, output_dir: Path) -> list[str]:
     """The child's command line: this job's composed config, resolved, served on 127.0.0.1:port."""
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    resolved.update(mode="serve", defaults=[SCHEMA_NAME, "_self_"])
+    # Complete: the env file and the environment's overrides are in it already (the child reads neither again).
+    resolved.update(mode="serve", env_file=None, defaults=[SCHEMA_NAME, "_self_"])
     config_dir = output_dir / "serve"
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "serve.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
@@ -184,6 +187,7 @@ def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: P
         serve_command(cfg, port=port, output_dir=output_dir),
         log_path=output_dir / "server.log",
         cpus=settings.server_cpus,
+        env=without_configuration(os.environ),
     )
     label = f"{plan.info.server}/{plan.info.loop} x{plan.info.workers}"
     capacity: Capacity | None = None

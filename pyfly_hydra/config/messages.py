@@ -1,20 +1,23 @@
-"""Turn any error of a run into one line that names the key, the bad value and what is allowed."""
+"""Turn any error of a run into one line that names the key, the bad value and what is allowed; and the variable,
+when the key came from the environment (``pyfly_hydra.config.environment``)."""
 
 from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseException, ValidationError
 
+from pyfly_hydra.config.environment import FromEnvironment
 from pyfly_hydra.config.known_keys import USAGE_EXIT_CODE, schema_node, unknown_key_message
-from pyfly_hydra.errors import PyflyHydraError, format_value
+from pyfly_hydra.errors import ConfigError, PyflyHydraError, format_value
 
 # Hydra's answer to +GROUP=OPTION for a group the primary config's defaults list already names (env, sweep).
 MULTIPLE_VALUES = re.compile(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'")
 COMPOSING = re.compile(r"In '([^']+)': ")  # Hydra names the config file it was merging when a key failed
+MERGING = re.compile(r"Error merging override (.+)")  # and the override, when it was one
 QUOTE_WORTHY = "=?,[]{}()*:"  # characters Hydra's override grammar gives a meaning to
 # Hydra plugins of ours that exist only with an extra installed: the module, its config choice, the extra.
 OPTIONAL_PLUGINS = {"hydra_plugins.pyfly_hydra_ray.": ("hydra/launcher", "ray_bench", "ray")}
@@ -58,29 +61,47 @@ def _unknown_key(error: OmegaConfBaseException, composing: str | None) -> str:
     return message
 
 
-def _missing_option(error: MissingConfigException) -> str:
+def _missing_option(error: MissingConfigException, from_environment: Sequence[FromEnvironment]) -> str:
     missing = error.missing_cfg_file or ""
     group, _, option = missing.rpartition("/")
     if group and error.options is not None:
-        options = ", ".join(sorted(error.options))
-        return f"{group}={option}: no such {group} config; choose one of {options}"
+        reason = f"no such {group} config; choose one of {', '.join(sorted(error.options))}"
+        origin = next((read for read in from_environment if read.group and read.key == group), None)
+        return origin.named(reason) if origin is not None else f"{group}={option}: {reason}"
     return str(error).splitlines()[0]
 
 
-def describe(error: BaseException) -> tuple[str, int]:
-    """One line for ``error`` and the exit code to leave with."""
+def _merged_from(error: BaseException, from_environment: Sequence[FromEnvironment]) -> FromEnvironment | None:
+    """The environment's override whose merge failed in ``error``, if one did."""
     for cause in _chain(error):
+        merging = MERGING.match(str(cause)) if isinstance(cause, ConfigCompositionException) else None
+        if merging is not None:
+            return next((read for read in from_environment if read.override == merging.group(1)), None)
+    return None
+
+
+def describe(error: BaseException, from_environment: Sequence[FromEnvironment] = ()) -> tuple[str, int]:
+    """One line for ``error`` and the exit code to leave with; ``from_environment``: the overrides the environment
+    made, whose variable the line names when one of them is at fault."""
+    for cause in _chain(error):
+        if isinstance(cause, ConfigError):
+            origin = next((read for read in from_environment if not read.group and read.key == cause.key), None)
+            return (origin.named(cause.allowed) if origin else str(cause)), cause.exit_code
         if isinstance(cause, PyflyHydraError):
             return str(cause), cause.exit_code
     composing = next(filter(None, (COMPOSING.match(str(cause)) for cause in _chain(error))), None)
     for cause in _chain(error):
         if isinstance(cause, MissingConfigException):
-            return _missing_option(cause), USAGE_EXIT_CODE
+            return _missing_option(cause, from_environment), USAGE_EXIT_CODE
         if isinstance(cause, ConfigKeyError | AttributeError) and getattr(cause, "full_key", None):
             return _unknown_key(cause, composing and composing.group(1)), USAGE_EXIT_CODE  # type: ignore[arg-type]  # type: ignore[arg-type]
         if isinstance(cause, ValidationError | ConfigTypeError) and cause.full_key:
-            value = format_value(cause.value)
-            return f"{cause.full_key}={value}: must be {_type_name(str(cause.full_key))}", USAGE_EXIT_CODE
+            full_key, reason = str(cause.full_key), f"must be {_type_name(str(cause.full_key))}"
+            message = f"{full_key}={format_value(cause.value)}: {reason}"
+            origin = _merged_from(error, from_environment)
+            if origin is not None:
+                return origin.named(reason if origin.key == full_key else message), USAGE_EXIT_CODE
+            return message, USAGE_EXIT_CODE
         multiple = MULTIPLE_VALUES.match(str(cause)) if isinstance(cause, ConfigCompositionException) else None
         if multiple is not None:
             group, option = multiple.groups()

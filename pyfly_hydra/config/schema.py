@@ -171,6 +171,7 @@ class Config:
     app_dir: str = "."  # put first on sys.path to import the app (uvicorn's --app-dir); src for a src/ layout
     app_factory: bool = False  # true: the attribute is a callable that returns the app
     interface: str = "auto"  # auto | asgi | wsgi (auto: told from the app object)
+    env_file: str | None = None  # a .env file setting variables not set yet, read first (relative to where you run)
     mode: str = "serve"  # serve | info | bench, set by the mode group
     server: ServerConfig = field(default_factory=ServerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)

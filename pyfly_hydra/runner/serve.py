@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pyfly_hydra.config.environment import notice_unused_variables
+from pyfly_hydra.config.environment import FromEnvironment, notice_unused_variables
 from pyfly_hydra.config.properties import validate_properties
 from pyfly_hydra.config.resolvers import SERVER_PRIORITY, is_installed, loop_priority, module_available
 from pyfly_hydra.config.schema import ServerProperties
@@ -109,9 +109,16 @@ def served_app(
     )
 
 
-def make_plan(cfg: DictConfig, output_dir: Path | None = None, *, metrics_dir: Path | None = None) -> Plan:
+def make_plan(
+    cfg: DictConfig,
+    output_dir: Path | None = None,
+    from_environment: Sequence[FromEnvironment] = (),
+    *,
+    metrics_dir: Path | None = None,
+) -> Plan:
     """Validate the composed config and build the adapters; raise ConfigError on the first problem.
-    ``metrics_dir``: the workers count their requests there (``server.metrics``)."""
+    ``from_environment``: the overrides the environment made, for the record; ``metrics_dir``: the workers count
+    their requests there (``server.metrics``)."""
     properties = server_properties(cfg.server)
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
     notice_unused_variables(cfg)
@@ -153,6 +160,7 @@ def make_plan(cfg: DictConfig, output_dir: Path | None = None, *, metrics_dir: P
         tls=properties.ssl_certfile is not None,
         uds=properties.uds,
         fd=properties.fd,
+        from_environment={read.key: read.variable for read in from_environment},
     )
     return Plan(server=server, serving=serving, info=info)
 
@@ -206,17 +214,22 @@ def _admin(plan: Plan, metrics_dir: Path | None) -> Iterator[None]:
         yield
 
 
-def serve(cfg: DictConfig, output_dir: Path | None = None) -> int:
-    """Serve the configured app until SIGINT/SIGTERM; return the exit code."""
+def serve(cfg: DictConfig, output_dir: Path | None = None, from_environment: Sequence[FromEnvironment] = ()) -> int:
+    """Serve the configured app until SIGINT/SIGTERM; return the exit code. ``from_environment``: the overrides
+    the environment made (``config.environment.applied``), said at startup and recorded."""
     with _metrics_files(cfg) as metrics_dir:
-        return _serve(cfg, output_dir, metrics_dir=metrics_dir)
+        return _serve(cfg, output_dir, from_environment, metrics_dir=metrics_dir)
 
 
-def _serve(cfg: DictConfig, output_dir: Path | None, *, metrics_dir: Path | None) -> int:
-    plan = make_plan(cfg, output_dir, metrics_dir=metrics_dir)
+def _serve(
+    cfg: DictConfig, output_dir: Path | None, from_environment: Sequence[FromEnvironment], *, metrics_dir: Path | None
+) -> int:
+    plan = make_plan(cfg, output_dir, from_environment, metrics_dir=metrics_dir)
     check_listener(host=plan.info.host, port=plan.info.port, uds=plan.info.uds, fd=plan.info.fd)
     with _admin(plan, metrics_dir):  # bound before the startup line: a port in use is the one line
         logger.info(plan.info.log_line())
+        if from_environment:
+            logger.info("from the environment: %s", ", ".join(str(read) for read in from_environment))
         _notice_another_machine(cfg.provenance)
         serving = plan.serving
         if output_dir is not None:

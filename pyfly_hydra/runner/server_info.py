@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -23,6 +23,7 @@ class ServerInfo:
     tls: bool
     uds: str | None = None  # listening on this unix socket instead of host:port
     fd: int | None = None  # listening on this inherited socket instead of host:port
+    from_environment: dict[str, str] = field(default_factory=dict)  # key (or group) -> the variable that set it
 
     @property
     def url(self) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from pyfly_hydra.registry import SERVER_NAMES
 from pyfly_hydra.worker.access_log import AccessLog, AccessLogFormat
-from pyfly_hydra.worker.observe import Observed, WSGIObserved
+from pyfly_hydra.worker.exchange import HTTPExchange, WSGIExchange
 from tests.conftest import assert_one_line_error, run_cli
 
 FORMAT = (
@@ -28,7 +28,7 @@ async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": f"seen {seen}".encode()})
 
 
-def _call_asgi(app: Observed, headers: list[tuple[bytes, bytes]]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _call_asgi(app: HTTPExchange, headers: list[tuple[bytes, bytes]]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     scope = {
         "type": "http", "method": "GET", "path": "/hello", "query_string": b"a=1", "http_version": "1.1",
         "headers": headers, "client": ("127.0.0.1", 5000),
@@ -50,7 +50,7 @@ def _access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 def test_asgi_keeps_a_valid_request_id_and_logs_the_chosen_fields(caplog: pytest.LogCaptureFixture) -> None:
-    app = Observed(_hello, metrics=None, access_log=AccessLog(AccessLogFormat.parse(FORMAT)), request_id=True)
+    app = HTTPExchange(_hello, metrics=None, access_log=AccessLog(AccessLogFormat.parse(FORMAT)), request_id=True)
     with caplog.at_level(logging.INFO, logger="pyfly_hydra.access"):
         status, headers, body = _call_asgi(app, [(b"user-agent", b"probe/1"), (b"x-request-id", b"abc-123")])
     assert (status, body) == (200, b"seen abc-123")
@@ -65,7 +65,8 @@ def test_asgi_keeps_a_valid_request_id_and_logs_the_chosen_fields(caplog: pytest
 
 @pytest.mark.parametrize("incoming", [None, b"x" * 129, b"evil\r\n[forged] line", b"a b"])
 def test_a_missing_or_hostile_request_id_is_replaced(incoming: bytes | None, caplog: pytest.LogCaptureFixture) -> None:
-    app = Observed(_hello, metrics=None, access_log=AccessLog(AccessLogFormat.parse("{request_id}")), request_id=True)
+    access_log = AccessLog(AccessLogFormat.parse("{request_id}"))
+    app = HTTPExchange(_hello, metrics=None, access_log=access_log, request_id=True)
     headers = [] if incoming is None else [(b"x-request-id", incoming)]
     with caplog.at_level(logging.INFO, logger="pyfly_hydra.access"):
         _, response_headers, body = _call_asgi(app, headers)
@@ -76,7 +77,7 @@ def test_a_missing_or_hostile_request_id_is_replaced(incoming: bytes | None, cap
 
 
 def test_a_hostile_header_is_escaped_in_the_line(caplog: pytest.LogCaptureFixture) -> None:
-    app = Observed(_hello, metrics=None, access_log=AccessLog(AccessLogFormat.parse(FORMAT)), request_id=False)
+    app = HTTPExchange(_hello, metrics=None, access_log=AccessLog(AccessLogFormat.parse(FORMAT)), request_id=False)
     with caplog.at_level(logging.INFO, logger="pyfly_hydra.access"):
         _call_asgi(app, [(b"user-agent", b'a"\r\n[2026] forged')])
     assert 'ua="a\\"\\x0d\\x0a[2026] forged"' in _access_lines(caplog)[0].getMessage()
@@ -87,7 +88,7 @@ def test_wsgi_gets_the_same_line_and_id(caplog: pytest.LogCaptureFixture) -> Non
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [f"seen {environ['HTTP_X_REQUEST_ID']}".encode()]
 
-    app = WSGIObserved(hello, metrics=None, access_log=AccessLog(AccessLogFormat.parse(FORMAT)), request_id=True)
+    app = WSGIExchange(hello, metrics=None, access_log=AccessLog(AccessLogFormat.parse(FORMAT)), request_id=True)
     environ = {
         "REQUEST_METHOD": "GET", "PATH_INFO": "/hello", "QUERY_STRING": "a=1", "SERVER_PROTOCOL": "HTTP/1.1",
         "HTTP_USER_AGENT": "probe/1", "HTTP_X_REQUEST_ID": "abc-123", "REMOTE_ADDR": "127.0.0.1",

@@ -1,11 +1,11 @@
-"""``BodyTimeout`` in-process: the wrapper every worker puts around the app for ``server.body_timeout``."""
+"""``server.body_timeout`` in-process: ``HTTPExchange``, the layer every worker puts around the app."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from pyfly_hydra.worker.limits import BodyTimeout
+from pyfly_hydra.worker.exchange import HTTPExchange
 
 
 async def _reading_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -34,8 +34,8 @@ def _run(messages: list[dict[str, Any]], *, stall: bool, scope_type: str = "http
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    app = BodyTimeout(_reading_app, timeout=0.05)
-    asyncio.run(asyncio.wait_for(app({"type": scope_type}, receive, send), 5))
+    app = HTTPExchange(_reading_app, body_timeout=0.05)
+    asyncio.run(asyncio.wait_for(app({"type": scope_type, "method": "POST"}, receive, send), 5))
     return sent
 
 
@@ -61,5 +61,5 @@ def test_other_scopes_go_straight_to_the_app() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         seen.append(scope["type"])
 
-    asyncio.run(BodyTimeout(app, timeout=0.05)({"type": "websocket"}, None, None))  # type: ignore[arg-type]
+    asyncio.run(HTTPExchange(app, body_timeout=0.05)({"type": "websocket"}, None, None))  # type: ignore[arg-type]
     assert seen == ["websocket"]

@@ -17,7 +17,7 @@ from typing import Any
 LAYERS: dict[str, str] = {
     "AccessLog": "pyfly-hydra's access log (worker.access_log), one format on every server",
     "BodyLimit": "pyfly-hydra's body limit (worker.limits): 413 over the limit",
-    "BodyTimeout": "pyfly-hydra's body timeout (worker.limits): 408 when a body stalls",
+    "BodyTimeout": "pyfly-hydra's body timeout (worker.exchange): 408 when a body stalls",
     "HeadLimit": "pyfly-hydra's head limit on parsed heads (worker.limits): 431",
     "LifespanGuard": "pyfly-hydra's lifespan guard (worker.lifespan)",
     "ProxyHeaders": "pyfly-hydra's X-Forwarded-* middleware (worker.proxy_headers), every header line",

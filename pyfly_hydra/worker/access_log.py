@@ -1,7 +1,7 @@
 """The access log: one line per request, the same on every server (``server.access_log``, ``server.access_log_format``).
 
 granian, uvicorn and hypercorn each log requests in their own format, with their own fields (uvicorn
-none for the duration). pyfly-hydra logs them itself instead, from inside each worker (``worker.observe``), on
+none for the duration). pyfly-hydra logs them itself instead, from inside each worker (``worker.exchange``), on
 the ``pyfly_hydra.access`` logger, in a format over named fields (``FIELDS``, and any request or response
 header): ``{method} {path} {status} {request.user-agent} {request_id}``. A structured formatter (``log=json``)
 gets each field the format names as a field of its own (the default format's: client, method, path, protocol,

@@ -67,7 +67,7 @@ class WorkerApp:
 
     @property
     def observed(self) -> bool:
-        """Whether requests are watched to their end (``worker.observe``): the access log or the metrics."""
+        """Whether requests are watched to their end (``worker.exchange``): access log, request id or metrics."""
         return self.access_log or self.request_id or self.metrics_dir is not None
 
     @property
@@ -139,11 +139,11 @@ def build() -> Any:
     """The factory workers call: the user's app with the wrappers the runner asked for."""
     from pyfly_hydra.worker.access_log import AccessLog, AccessLogFormat
     from pyfly_hydra.worker.drain import GoingAway
+    from pyfly_hydra.worker.exchange import HTTPExchange, WSGIExchange
     from pyfly_hydra.worker.lifespan import LifespanGuard
-    from pyfly_hydra.worker.limits import BodyLimit, BodyTimeout, HeadLimit, WSGIBodyLimit, WSGIHeadLimit
+    from pyfly_hydra.worker.limits import BodyLimit, HeadLimit, WSGIBodyLimit, WSGIHeadLimit
     from pyfly_hydra.worker.log_format import kept_logging
     from pyfly_hydra.worker.metrics import WorkerMetrics
-    from pyfly_hydra.worker.observe import Counted, Observed, WSGIObserved
     from pyfly_hydra.worker.proxy_headers import ProxyHeadersMiddleware, TrustedProxies, WSGIProxyHeadersMiddleware
     from pyfly_hydra.worker.root_path import RootPath, WSGIRootPath
 
@@ -164,7 +164,7 @@ def build() -> Any:
         if spec.max_header_bytes is not None and not spec.wsgi_to_asgi:
             app = WSGIHeadLimit(app, limit=spec.max_header_bytes)
         if spec.observed:
-            app = WSGIObserved(app, **observing)
+            app = WSGIExchange(app, **observing)
         if spec.trusted_proxies is not None:
             app = WSGIProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:
@@ -178,11 +178,8 @@ def build() -> Any:
             app = BodyLimit(app, limit=spec.max_body_bytes)
         if spec.max_header_bytes is not None:
             app = HeadLimit(app, limit=spec.max_header_bytes)
-        if spec.body_timeout is not None:
-            app = BodyTimeout(app, timeout=spec.body_timeout)
-        if spec.observed and not spec.wsgi_to_asgi:
-            lean = metrics is not None and access_log is None and not spec.request_id
-            app = Counted(app, metrics=metrics) if lean else Observed(app, **observing)  # type: ignore[arg-type]
+        if spec.body_timeout is not None or spec.observed:
+            app = HTTPExchange(app, body_timeout=spec.body_timeout, **observing)  # type: ignore[arg-type]
         if spec.trusted_proxies is not None:
             app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:

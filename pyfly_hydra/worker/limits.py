@@ -18,17 +18,11 @@ larger head that arrives in one read passes, and the HTTP/2 header-list size is 
 checked. ``HeadLimit`` measures every parsed head there (method, target and header lines, as they
 were on the wire, give or take whitespace) and answers 431 before the app runs.
 
-``server.body_timeout`` (nginx's ``client_body_timeout``): every server waits forever for the next chunk
-of a request body that stops arriving, holding the connection and the app's task. ``BodyTimeout`` bounds
-each wait of the app's ``receive`` while the body is incomplete: past it the client gets ``408`` with
-``Connection: close`` (unless the response had started) and the app is told the client went away.
-Websockets and responses are not affected; a request whose body is complete costs one timer per
-``receive`` the app makes.
+``server.body_timeout``, the body's pace, is bounded in ``worker.exchange``, the layer every request passes.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -51,14 +45,14 @@ def _declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-async def _send_error(send: Send, status: int, body: bytes) -> None:
+async def send_error(send: Send, status: int, body: bytes) -> None:
     length = [(b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": TOO_LARGE_HEADERS + length})
     await send({"type": "http.response.body", "body": body})
 
 
 async def _send_413(send: Send) -> None:
-    await _send_error(send, 413, TOO_LARGE)
+    await send_error(send, 413, TOO_LARGE)
 
 
 class BodyLimit:
@@ -106,47 +100,6 @@ class BodyLimit:
         await self.app(scope, counting_receive, guarded_send)
 
 
-class BodyTimeout:
-    """ASGI wrapper answering 408 when a request body goes ``timeout`` seconds without a chunk."""
-
-    def __init__(self, app: ASGIApp, *, timeout: float) -> None:
-        self.app = app
-        self.timeout = timeout
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """HTTP requests get a timed ``receive``; every other scope goes straight to the app."""
-        if scope["type"] != "http":
-            return self.app(scope, receive, send)
-        return self._timed(scope, receive, send)
-
-    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        complete = started = timed_out = False
-
-        async def timed_receive() -> Message:
-            nonlocal complete, timed_out
-            if complete or timed_out:
-                return await receive() if complete else {"type": "http.disconnect"}
-            try:
-                async with asyncio.timeout(self.timeout):
-                    message = await receive()
-            except TimeoutError:
-                timed_out = True
-                if not started:
-                    await _send_error(send, 408, TIMED_OUT)
-                return {"type": "http.disconnect"}
-            complete = message["type"] != "http.request" or not message.get("more_body", False)
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if timed_out and not started:
-                return  # the 408 went out instead
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        await self.app(scope, timed_receive, guarded_send)
-
-
 HEAD_TOO_LARGE = b"Request header fields too large"
 HEAD_LINE_OVERHEAD = len(" HTTP/1.1\r\n") + 1 + 2  # the request line's spaces and version, the blank line
 
@@ -171,7 +124,7 @@ class HeadLimit:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1009})
                 else:
-                    await _send_error(send, 431, HEAD_TOO_LARGE)
+                    await send_error(send, 431, HEAD_TOO_LARGE)
                 return
         await self.app(scope, receive, send)
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pyfly_hydra.bench.process import free_port
 from pyfly_hydra.registry import SERVER_NAMES
 from pyfly_hydra.worker.access_log import AccessLog, AccessLogFormat
 from pyfly_hydra.worker.exchange import HTTPExchange, WSGIExchange
@@ -113,12 +114,13 @@ def test_wsgi_gets_the_same_line_and_id(caplog: pytest.LogCaptureFixture) -> Non
     ],
 )
 def test_a_bad_format_is_one_line(access_format: str, fragment: str) -> None:
-    result = run_cli("server.access_log=true", f"server.access_log_format='{access_format}'", "mode=info")
+    setting = f"server.access_log_format='{access_format}'"
+    result = run_cli("server.access_log=true", setting, f"server.port={free_port()}")
     assert_one_line_error(result, "server.access_log_format=", fragment)
 
 
 def test_naming_the_request_id_needs_it_on() -> None:
-    result = run_cli("server.access_log=true", "server.access_log_format='{request_id}'", "mode=info")
+    result = run_cli("server.access_log=true", "server.access_log_format='{request_id}'", f"server.port={free_port()}")
     assert_one_line_error(result, "server.access_log_format=", "set server.request_id=true")
 
 

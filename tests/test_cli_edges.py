@@ -15,7 +15,7 @@ from tests.conftest import ROOT, assert_one_line_error, child_env, run_cli
 EXAMPLE = re.compile(r"^\s+python -m pyfly_hydra((?: \S+)*)")  # the command, up to its two-space comment
 CHOICES = re.compile(r"\b([\w.]+)=((?:[\w.]+\|)+[\w.]+)")  # key=a|b|c
 GROUP = re.compile(r"^([\w/]+): (.+)$")  # a line of $APP_CONFIG_GROUPS: group: a, b, c
-LISTED_KEY = re.compile(r"\b(server\.\w+)")
+LISTED_KEY = re.compile(r"\b(server\.[\w.]*\w)")
 
 
 def _overrides_listed(help_text: str) -> list[list[str]]:

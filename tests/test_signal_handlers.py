@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 
-from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, STOP_SIGNALS
+from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, LOG_REOPEN_SIGNAL, ROLL_SIGNAL, STOP_SIGNALS
 from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS
 from tests.conftest import ROOT, child_env
 
@@ -115,7 +115,7 @@ def test_a_stop_signal_while_the_supervisor_starts_a_worker_is_not_lost() -> Non
 
 
 def test_the_workers_leave_exactly_the_runners_signals_to_their_supervisor() -> None:
-    assert set(SUPERVISOR_SIGNALS) == {*STOP_SIGNALS, *IGNORED_SIGNALS}
+    assert set(SUPERVISOR_SIGNALS) == {*STOP_SIGNALS, *IGNORED_SIGNALS, ROLL_SIGNAL, LOG_REOPEN_SIGNAL}
 
 
 FIRST_SPAWN = """

@@ -11,8 +11,10 @@ import copy
 import ipaddress
 import os
 import random
+import re
 import socket
 import stat
+import string
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
@@ -25,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pyfly_hydra.cli import CONFIG_DIR
 from pyfly_hydra.config.messages import describe
 from pyfly_hydra.config.properties import HTTP_VERSIONS, LOG_LEVELS
-from pyfly_hydra.config.schema import GranianProperties, ServerProperties, WebsocketProperties
+from pyfly_hydra.config.schema import GranianProperties, MetricsProperties, ServerProperties, WebsocketProperties
 from pyfly_hydra.runner.serve import make_plan
 from pyfly_hydra.system.bind import check_listener
 from tests.conftest import assert_one_line_error, run_cli
@@ -100,6 +102,23 @@ def _patterns(*, required: bool) -> Callable[[Any], bool]:
     return check
 
 
+def _access_format(value: Any) -> bool:
+    """None, or text whose {fields} are the access log's own or headers, without a !conversion."""
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    fields = {"client", "method", "path", "query", "protocol", "status", "bytes", "duration_ms", "pid"}
+    try:
+        pieces = list(string.Formatter().parse(value))
+    except ValueError:
+        return False
+    return all(
+        name is None or (conversion is None and (name in fields or re.fullmatch(r"(request|response)\.[\w-]+", name)))
+        for _, name, _, conversion in pieces
+    )  # {request_id} needs server.request_id=true, which the fuzzed default is not
+
+
 def _dirs(value: Any) -> bool:
     return isinstance(value, ListConfig) and all(os.path.isdir(str(item)) for item in value)
 
@@ -162,20 +181,26 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "reload_includes": _patterns(required=True),
     "reload_excludes": _patterns(required=False),
     "access_log": _bool,
+    "access_log_format": _access_format,
+    "request_id": _bool,
     "log_level": lambda v: v in LOG_LEVELS,
     "proxy_headers": _bool,
     "forwarded_allow_ips": _allow_ips,
     "websocket.ping_interval": lambda v: v is None,  # granian, the fuzzed server, has no websocket settings
     "websocket.ping_timeout": lambda v: v is None,
     "websocket.max_size": lambda v: v is None,
+    # The admin listener: never the app's port (8000 in the fuzzed config); its host is resolved when it binds.
+    "metrics.port": lambda v: v is None or (_is_int(1, 65535)(v) and v != 8000),
+    "metrics.host": lambda v: isinstance(v, str) and bool(v) and not any(c.isspace() for c in v),
     "granian.runtime_threads": _bounded("granian.runtime_threads"),
     "granian.runtime_mode": lambda v: v in ("auto", "st", "mt"),
     "granian.backpressure": _bounded("granian.backpressure", optional=True),
     "granian.respawn_failed_workers": _bool,
 }
 KEYS = (
-    [f.name for f in fields(ServerProperties) if f.name not in ("granian", "options", "websocket")]
+    [f.name for f in fields(ServerProperties) if f.name not in ("granian", "options", "websocket", "metrics")]
     + [f"websocket.{f.name}" for f in fields(WebsocketProperties)]
+    + [f"metrics.{f.name}" for f in fields(MetricsProperties)]
     + [f"granian.{f.name}" for f in fields(GranianProperties)]
 )
 

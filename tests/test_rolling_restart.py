@@ -17,9 +17,11 @@ import httpx
 import psutil
 import pytest
 
+from pyfly_hydra.bench.process import free_port
 from pyfly_hydra.registry import SERVER_NAMES
 from tests.conftest import RunningServer
 from tests.keep_alive_clients import Load, keep_alive_clients
+from tests.test_metrics import scrape, total
 
 APP = (
     "import os\n"
@@ -65,7 +67,11 @@ def test_sighup_rolls_onto_the_new_code_without_a_failed_request(
     project = tmp_path / "project"
     project.mkdir()
     _write(project, "v1")
-    running = start_server(f"server={server}", f"server.workers={workers}", "app=main:app", cwd=project, ready_path="/")
+    admin = free_port()
+    running = start_server(
+        f"server={server}", f"server.workers={workers}", "app=main:app", f"server.metrics.port={admin}",
+        cwd=project, ready_path="/",
+    )  # fmt: skip
     _all_serving(running, server, workers)
     with keep_alive_clients(running.url + "/") as traffic:
         time.sleep(3)
@@ -79,6 +85,11 @@ def test_sighup_rolls_onto_the_new_code_without_a_failed_request(
     late = [(version, pid) for at, version, pid in answers if at > signalled + ROLLED_WITHIN]
     assert late and all(version == "v2" for version, _ in late), sorted(set(late))[:5]
     assert not {pid for _, pid in late} & before, "the rolled answers come from new processes"
+    # /metrics across the roll: the rolled workers' exits said, and what they counted kept.
+    families = scrape(admin)
+    assert total(families, "pyfly_hydra_worker_exits", reason="rolled") == workers, families["pyfly_hydra_worker_exits"]
+    assert total(families, "pyfly_hydra_worker_starts") == 2 * workers
+    assert total(families, "pyfly_hydra_requests") >= len(answers)
     assert running.stop() == 0, running.log()
     assert f"SIGHUP: {workers} {server} worker(s) rolled" in running.log(), running.log()
     (roll,) = _rolls(running)

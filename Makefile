@@ -65,13 +65,15 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m "slow and serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The end-to-end server tests (every server x loop with 2 workers, shutdown, supervision, recycling,
-# reload, limits, deploying, rolling restarts, the watchdog, readiness) on the oldest versions pyproject.toml declares (constraints/oldest.txt),
+# reload, limits, deploying, rolling restarts, the watchdog, readiness, metrics, access log, log rotation, configuration
+# from the environment) on the oldest versions pyproject.toml declares (constraints/oldest.txt),
 # in a virtualenv of their own. `.ci/run` runs it after `make test`.
 OLDEST_VENV ?= .venv-oldest
 OLDEST_STAMP := $(OLDEST_VENV)/.installed-stamp
 SERVER_TESTS ?= tests/test_loops_per_worker.py tests/test_shutdown.py tests/test_supervision.py \
 	tests/test_recycling.py tests/test_reload.py tests/test_limits.py tests/test_reliability.py tests/test_deploying.py \
-	tests/test_security.py tests/test_proxies.py tests/test_rolling_restart.py tests/test_watchdog.py tests/test_notify.py
+	tests/test_security.py tests/test_proxies.py tests/test_rolling_restart.py tests/test_watchdog.py tests/test_notify.py \
+	tests/test_metrics.py tests/test_access_log_format.py tests/test_log_rotation.py tests/test_environment_config.py
 $(OLDEST_STAMP): pyproject.toml constraints/oldest.txt
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip

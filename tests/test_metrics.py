@@ -22,6 +22,16 @@ from pyfly_hydra.worker.metrics import DURATION_BUCKETS, WorkerMetrics
 from tests.conftest import assert_one_line_error, run_cli
 
 
+def app_and_admin_ports() -> tuple[int, int]:
+    """Two free ports that differ: two calls of ``free_port`` may give the same one (the second run then refused
+    with "must not be the app's port")."""
+    app = free_port()
+    admin = free_port()
+    while admin == app:
+        admin = free_port()
+    return app, admin
+
+
 def scrape(port: int) -> dict[str, list[tuple[str, dict[str, str], float]]]:
     """``/metrics`` as {family: [(sample, labels, value)]}, through prometheus_client's parser."""
     response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
@@ -43,8 +53,10 @@ def total(families: dict[str, list[tuple[str, dict[str, str], float]]], name: st
 
 @pytest.mark.parametrize("server", SERVER_NAMES)
 def test_metrics_sum_every_worker_and_readyz_follows_the_drain(start_server, server: str) -> None:
-    admin = free_port()
-    running = start_server(f"server={server}", "server.workers=2", f"server.metrics.port={admin}", ready_path=None)
+    port, admin = app_and_admin_ports()
+    running = start_server(
+        f"server={server}", "server.workers=2", f"server.metrics.port={admin}", ready_path=None, port=port
+    )
     deadline, ready = time.monotonic() + 30, None
     while ready is None or ready.status_code != 200:  # 503 "starting" until both workers serve
         assert time.monotonic() < deadline, (ready, running.log())
@@ -94,10 +106,11 @@ def test_metrics_sum_every_worker_and_readyz_follows_the_drain(start_server, ser
 @pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
 def test_a_recycled_workers_counts_are_kept(start_server, server: str) -> None:
     """Workers replaced after their requests: the counter keeps what they counted, the exits say why."""
-    admin = free_port()
+    port, admin = app_and_admin_ports()
     running = start_server(
-        f"server={server}", "server.workers=2", "server.max_requests_per_worker=40", f"server.metrics.port={admin}"
-    )
+        f"server={server}", "server.workers=2", "server.max_requests_per_worker=40", f"server.metrics.port={admin}",
+        port=port,
+    )  # fmt: skip
     for _ in range(200):  # a connection each: both workers reach their limit
         assert httpx.get(running.url + "/", timeout=5).status_code == 200
     deadline = time.monotonic() + 20

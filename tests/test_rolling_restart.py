@@ -17,11 +17,10 @@ import httpx
 import psutil
 import pytest
 
-from pyfly_hydra.bench.process import free_port
 from pyfly_hydra.registry import SERVER_NAMES
 from tests.conftest import RunningServer
 from tests.keep_alive_clients import Load, keep_alive_clients
-from tests.test_metrics import scrape, total
+from tests.test_metrics import app_and_admin_ports, scrape, total
 
 APP = (
     "import os\n"
@@ -67,10 +66,10 @@ def test_sighup_rolls_onto_the_new_code_without_a_failed_request(
     project = tmp_path / "project"
     project.mkdir()
     _write(project, "v1")
-    admin = free_port()
+    port, admin = app_and_admin_ports()
     running = start_server(
         f"server={server}", f"server.workers={workers}", "app=main:app", f"server.metrics.port={admin}",
-        cwd=project, ready_path="/",
+        cwd=project, ready_path="/", port=port,
     )  # fmt: skip
     _all_serving(running, server, workers)
     with keep_alive_clients(running.url + "/") as traffic:

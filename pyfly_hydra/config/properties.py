@@ -48,6 +48,11 @@ def _between(key: str, value: int | None, minimum: int, maximum: int, *, optiona
         raise ConfigError(key, value, f"must be an integer {minimum}..{maximum}{extra}")
 
 
+def _host(key: str, value: str) -> None:
+    if not value or any(c.isspace() for c in value):
+        raise ConfigError(key, value, "must be an IP address or host name, e.g. 127.0.0.1")
+
+
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(key, value, f"must be one of {', '.join(allowed)}")
@@ -133,8 +138,7 @@ def _metrics(metrics: MetricsProperties, *, app_port: int) -> None:
         raise ConfigError("server.metrics.port", metrics.port, f"must be a port 1..{MAX_PORT}, or null (no listener)")
     if metrics.port is not None and metrics.port == app_port:
         raise ConfigError("server.metrics.port", metrics.port, "must not be the app's port (server.port)")
-    if not metrics.host or any(c.isspace() for c in metrics.host):
-        raise ConfigError("server.metrics.host", metrics.host, "must be an IP address or host name, e.g. 127.0.0.1")
+    _host("server.metrics.host", metrics.host)
 
 
 def _access_log(properties: ServerProperties) -> None:
@@ -182,8 +186,7 @@ def _proxy_headers(properties: ServerProperties) -> None:
 
 def validate_properties(properties: ServerProperties) -> ServerProperties:
     """Check every ``server.*`` value; return the properties with ``workers=0`` resolved to the CPU count."""
-    if not properties.host or any(c.isspace() for c in properties.host):
-        raise ConfigError("server.host", properties.host, "must be an IP address or host name, e.g. 127.0.0.1")
+    _host("server.host", properties.host)
     if not 1 <= properties.port <= MAX_PORT:
         raise ConfigError("server.port", properties.port, f"must be an integer 1..{MAX_PORT}")
     _between("server.workers", properties.workers, 0, MAX_WORKERS)

@@ -26,7 +26,7 @@ logger = logging.getLogger("pyfly_hydra")
 
 
 class AdminHandler(BaseHTTPRequestHandler):
-    """GET (or HEAD) of the three paths; anything else is 404 or 405."""
+    """GET (or HEAD) of the three paths; another path is 404, another method 501 (the standard library's)."""
 
     server: AdminServer
     server_version = "pyfly-hydra-admin"

@@ -34,10 +34,13 @@ def reopen_log_files() -> list[str]:
     """Reopen every file handler of this process at its path; the paths reopened."""
     reopened = []
     for handler in _file_handlers():
-        with handler.lock or threading.RLock():
+        handler.acquire()
+        try:
             if handler.stream is not None:
                 handler.stream.close()
             handler.stream = handler._open()
+        finally:
+            handler.release()
         reopened.append(handler.baseFilename)
     return reopened
 

@@ -9,7 +9,6 @@ serve until their replacements do), ``draining`` from the stop signal on. system
 from __future__ import annotations
 
 import logging
-import threading
 
 from pyfly_hydra.system.notify import notify
 
@@ -22,23 +21,17 @@ class Readiness:
     """The state of this process's server (the runner holds one server, so one state per process)."""
 
     def __init__(self) -> None:
-        self.state = STARTING
-        self.changed = threading.Condition()
-
-    def _set(self, state: str) -> None:
-        with self.changed:
-            self.state = state
-            self.changed.notify_all()
+        self.state = STARTING  # one assignment per change, read by the admin listener's threads
 
     def serving(self, server: str, count: int) -> None:
         """Every worker of the start serves: one line, ``READY=1`` for systemd, /readyz 200."""
         logger.info("%d %s worker(s) serving", count, server)
-        self._set(SERVING)
+        self.state = SERVING
         notify("READY=1", f"STATUS={server}: {count} worker(s) serving")
 
     def draining(self, server: str) -> None:
         """The stop signal came: ``STOPPING=1`` for systemd, /readyz 503 while the workers drain."""
-        self._set(DRAINING)
+        self.state = DRAINING
         notify("STOPPING=1", f"STATUS={server}: draining")
 
 

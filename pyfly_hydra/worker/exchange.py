@@ -67,22 +67,27 @@ class HTTPExchange:
         started, status, sent = perf_counter(), 500, 0  # 500: what the server answers if the app fails first
         response_headers: Iterable[tuple[bytes, bytes]] = ()
         responded = complete = timed_out = False
+        app_receive = receive
 
-        async def timed_receive() -> Message:
-            nonlocal complete, timed_out, status, sent
-            if complete or timed_out:
-                return await receive() if complete else DISCONNECT
-            try:
-                async with asyncio.timeout(timeout):
-                    message = await receive()
-            except TimeoutError:
-                timed_out = True
-                if not responded:
-                    status, sent = 408, len(TIMED_OUT)
-                    await send_error(send, 408, TIMED_OUT)
-                return DISCONNECT
-            complete = message["type"] != "http.request" or not message.get("more_body", False)
-            return message
+        if timeout is not None:  # no closure per request for what is not on
+
+            async def timed_receive() -> Message:
+                nonlocal complete, timed_out, status, sent
+                if complete or timed_out:
+                    return await receive() if complete else DISCONNECT
+                try:
+                    async with asyncio.timeout(timeout):
+                        message = await receive()
+                except TimeoutError:
+                    timed_out = True
+                    if not responded:
+                        status, sent = 408, len(TIMED_OUT)
+                        await send_error(send, 408, TIMED_OUT)
+                    return DISCONNECT
+                complete = message["type"] != "http.request" or not message.get("more_body", False)
+                return message
+
+            app_receive = timed_receive
 
         def exchange_send(message: Message) -> Awaitable[None]:
             """Not a coroutine of its own: the app awaits the server's ``send`` directly (one frame less)."""
@@ -99,7 +104,7 @@ class HTTPExchange:
             return send(message)
 
         try:
-            await self.app(scope, receive if timeout is None else timed_receive, exchange_send)
+            await self.app(scope, app_receive, exchange_send)
         finally:
             seconds = perf_counter() - started
             if metrics is not None:

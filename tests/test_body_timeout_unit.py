@@ -63,3 +63,52 @@ def test_other_scopes_go_straight_to_the_app() -> None:
 
     asyncio.run(HTTPExchange(app, body_timeout=0.05)({"type": "websocket"}, None, None))  # type: ignore[arg-type]
     assert seen == ["websocket"]
+
+
+def _receive_given(headers: list[tuple[bytes, bytes]], http_version: str) -> tuple[Any, Any]:
+    """The ``receive`` the app is handed for a request with these headers, and the server's own."""
+    handed: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        handed.append(receive)
+
+    async def server_receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "http_version": http_version, "headers": headers}
+    asyncio.run(HTTPExchange(app, body_timeout=0.05)(scope, server_receive, None))  # type: ignore[arg-type]
+    return handed[0], server_receive
+
+
+def test_an_http1_request_without_a_body_costs_no_timer() -> None:
+    """Neither Content-Length nor Transfer-Encoding: the app gets the server's own ``receive``."""
+    handed, server_receive = _receive_given([(b"host", b"x"), (b"accept", b"*/*")], "1.1")
+    assert handed is server_receive
+
+
+def test_a_request_that_may_have_a_body_is_timed() -> None:
+    for headers, version in (
+        ([(b"host", b"x"), (b"content-length", b"10")], "1.1"),
+        ([(b"transfer-encoding", b"chunked")], "1.1"),
+        ([(b"host", b"x")], "2"),  # HTTP/2 frames a body without either header
+    ):
+        handed, server_receive = _receive_given(headers, version)
+        assert handed is not server_receive, (headers, version)
+
+
+def test_a_stalled_http1_body_with_its_content_length_gets_408() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if not sent and not getattr(receive, "called", False):
+            receive.called = True  # type: ignore[attr-defined]
+            return {"type": "http.request", "body": b"01234", "more_body": True}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "http_version": "1.1", "headers": [(b"content-length", b"10")]}
+    asyncio.run(asyncio.wait_for(HTTPExchange(_reading_app, body_timeout=0.05)(scope, receive, send), 5))
+    assert sent[0]["status"] == 408

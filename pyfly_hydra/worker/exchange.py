@@ -4,7 +4,8 @@
 request body that stops arriving, holding the connection and the app's task. Each wait of the app's ``receive``
 is bounded while the body is incomplete: past it the client gets ``408`` with ``Connection: close`` (unless the
 response had started) and the app is told the client went away. A request whose body is complete costs one
-timer per ``receive`` the app makes.
+timer per ``receive`` the app makes; with only the body timeout on, an HTTP/1 request that has no body (neither
+Content-Length nor Transfer-Encoding) goes straight to the app.
 
 ``server.metrics`` (``worker.metrics``), ``server.access_log`` (``worker.access_log``) and ``server.request_id``
 (``worker.request_id``) need the same moments: the call into the app, the response's start, its last byte.
@@ -36,6 +37,10 @@ async def _dropped() -> None:
     """What the app's ``send`` does once its request timed out and the 408 went out instead."""
 
 
+BODY_HEADERS = (b"content-length", b"transfer-encoding")
+HTTP1 = ("1.1", "1.0")
+
+
 class HTTPExchange:
     """ASGI middleware: each HTTP request's body timed (``body_timeout``), counted in ``metrics``, logged by
     ``access_log`` when it is done, and given an X-Request-ID with ``request_id``; websockets and lifespan
@@ -52,10 +57,22 @@ class HTTPExchange:
     ) -> None:
         self.app, self.body_timeout, self.metrics = app, body_timeout, metrics
         self.access_log, self.request_id = access_log, request_id
+        self.observed = metrics is not None or access_log is not None or request_id
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A plain function: what goes straight to the app costs one call, not another coroutine."""
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            return self.app(scope, receive, send)
+        # Only the body timeout is on: an HTTP/1 request without either body header has no body to time. HTTP/2
+        # and HTTP/3 frame a body without either, so theirs are always timed. (A loop, not any(): every request.)
+        if self.observed or scope.get("http_version") not in HTTP1:
+            return self._exchange(scope, receive, send)
+        for name, _ in scope["headers"]:
+            if name in BODY_HEADERS:
+                return self._exchange(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics, access_log, timeout = self.metrics, self.access_log, self.body_timeout
         request_id: bytes | None = None
         if self.request_id:

@@ -35,6 +35,7 @@ HTTP_PROTOCOL = (
     if importlib.util.find_spec("httptools")
     else "uvicorn.protocols.http.h11_impl:H11Protocol"
 )
+HTTP_CYCLE = HTTP_PROTOCOL.partition(":")[0] + ":RequestResponseCycle"  # a request's state: its scope, its response
 # The first uvicorn whose wsproto websockets honour ws_ping_interval, ws_ping_timeout and ws_max_size.
 WSPROTO_SETTINGS_SINCE = Version("0.46")
 LOOP_FACTORIES_SINCE = Version("0.36")  # before, uvicorn's loop is one of its own names (a loop policy)
@@ -83,14 +84,20 @@ class UvicornServer(ServerAdapter):
             for name in (
                 "connection_made",
                 "data_received",
-                "on_message_begin",
-                "on_headers_complete",
-                "on_message_complete",
                 "shutdown",
                 "timeout_keep_alive_handler",
                 "timeout_keep_alive_task",
                 "cycle",
+                "scope",
+                "app",
+                "pipeline",
+                "flow",
+                *(("on_url", "on_header") if HTTP_PROTOCOL.endswith("HttpToolsProtocol") else ()),
             )
+        ),
+        *(
+            Hook(f"{HTTP_CYCLE}.{name}", "the request-head limit (pyfly_hydra.servers.uvicorn.protocol)")
+            for name in ("scope", "on_response", "response_complete")
         ),
     )
     support: ClassVar[dict[str, Support]] = {

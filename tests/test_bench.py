@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pyfly_hydra.bench.progress import Progress
+from pyfly_hydra.bench.rounds import shuffled_within_rounds
 from tests.conftest import child_env, hidden_modules_env, needs_h2load, run_cli
 
 SHORT = ["bench.duration=1", "bench.warmup=1", "bench.connections=8"]
@@ -154,9 +155,15 @@ def test_three_interleaved_rounds_show_n_spread_and_a_verdict(tmp_path: Path) ->
         env=child_env(),  # the tests' apps importable
     )
     jobs = sorted((json.loads(path.read_text()) for path in sweep_dir.glob("*/bench.json")), key=lambda r: r["job"])
-    # Interleaved: round 1 of both apps, then round 2 of both, then round 3.
+    # Interleaved: round 1 of both apps, then round 2 of both, then round 3; within each round in the seeded
+    # shuffled order (seed 0: delayed_app first in round 1, second in rounds 2 and 3), numbered as they ran.
     apps = ("pyfly_hydra.demo:app", "delayed_app:app")
-    assert [(r["round"], r["app"]) for r in jobs] == [(n, app) for n in (1, 2, 3) for app in apps]
+    grid = [[f"bench.round={n}", f"app={app}"] for n in (1, 2, 3) for app in apps]
+    ran = [(int(job[0].split("=")[1]), job[1].removeprefix("app=")) for job in shuffled_within_rounds(grid, seed=0)]
+    assert ran[:2] == [(1, "delayed_app:app"), (1, "pyfly_hydra.demo:app")]
+    assert [(r["round"], r["app"]) for r in jobs] == ran
+    launched = re.findall(r"#(\d+) : bench\.round=(\d)\b.*?\bapp=(\S+)", output)
+    assert [(int(number), app.replace("\\:", ":")) for _, number, app in launched] == ran, output  # Hydra escapes ":"
     rows = summary_rows(sweep_dir)
     assert len(rows) == 6 and {row["verdict"] for row in rows} == {"best", "worse"}, rows
     summary = (sweep_dir / "summary.md").read_text()

@@ -152,7 +152,7 @@ def _table(ranked: list[Configuration], metric: str, digits: int) -> str:
         ("n", "number", "clean rounds"),
         (metric, "number", f"median {metric} over the clean rounds"),
         ("spread (min-max)", "number", "the lowest and highest round; sorts by their distance"),
-        ("vs best (95% CI)", "number", "the median's share of the best one, with the 95% bootstrap interval"),
+        ("vs best (95% CI)", "number", "the median's share of the best one, with its 95% interval"),
         ("p50 ms", "number", "median p50 latency"),
         ("p99 ms", "number", "median p99 latency"),
         ("errors", "number", "failed requests, over every round that ran"),

@@ -217,8 +217,10 @@ def advice(ranked: list[Configuration], bigger_is_better: bool) -> list[str]:
     advice = [
         "How to read it: each row is one configuration over its rounds (n clean ones); the figure is their median"
         " and *spread* their lowest and highest. *vs best* is the median's share of the best one, with the 95%"
-        " bootstrap interval of that ratio; when the interval reaches 1.00 the data cannot tell the two apart and"
-        f" the row is a **tie**. Among tied rows the winner is picked by {tie_break_rule(bigger_is_better)}."
+        " interval of the ratio (of geometric means; the noise pooled over every row, the margin widened because"
+        " the best was picked as the best); when the interval reaches 1.00 the data cannot tell the two apart and"
+        " the row is a **tie**. A row as good as the best is called *worse* at most 2.5% of the time, at any"
+        f" number of rounds. Among tied rows the winner is picked by {tie_break_rule(bigger_is_better)}."
         " Rows with errors rank below clean ones whatever their speed. A **yes** under *client saturated* means the"
         " load generator used (nearly) all the CPU its threads could, so that row measures the client as much as"
         " the server: pin the two sides apart (`bench.server_cpus=0 bench.client_cpus=1`) or use wrk.",
@@ -226,7 +228,8 @@ def advice(ranked: list[Configuration], bigger_is_better: bool) -> list[str]:
     if any(c.verdict == "n=1" for c in ranked):
         advice += [
             "",
-            "**n=1: no confidence.** One round per configuration cannot separate a real difference from this"
+            "**n=1: no confidence.** One round per configuration leaves nothing to measure the noise with, so it cannot"
+            " separate a real difference from this"
             " machine's run-to-run noise (often 10-15%). Run the sweep again with `bench.rounds=3` (or more): the"
             " rounds are interleaved, and the summary then says which rows are ties.",
         ]

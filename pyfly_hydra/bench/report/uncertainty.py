@@ -1,13 +1,26 @@
-"""A sweep's rounds grouped per configuration: n, median, spread, and a confidence interval of each
-configuration's ratio to the best, so configurations the data cannot tell apart are called a **tie**.
+"""A sweep's rounds grouped per configuration: n, median, spread, and an interval of each configuration's ratio
+to the best, so configurations the data cannot tell apart are called a **tie**.
 
-The interval is a percentile bootstrap (``DRAWS`` resamplings, seeded, so a summary repeats) of the ratio of
-the two medians, oriented so that 1.0 is the best and lower is worse. A configuration whose interval reaches
-1.0 is tied with the best; among the tied, the winner is the one the tie-break rule picks.
+The verdict is calibrated: a configuration identical to the best is called **worse** at most ``LEVEL`` (2.5%) of
+the time, for every number of rounds the tool allows (2 and up) and however many configurations the sweep has.
+Two things make that hold at small n, where a bootstrap of medians cannot (with two rounds each, identical
+configurations land wholly on one side of each other one time in three):
+
+- the rounds' noise is estimated from every configuration at once (the pooled variance of the log of the metric:
+  on one machine the noise is a similar share of every configuration's figure), so two rounds each over twelve
+  configurations give twelve degrees of freedom, not one;
+- the best was *picked* as the best, so it looks better than it is: the critical value is the one that keeps an
+  identical configuration's standardised gap to the picked best below it 97.5% of the time, found by simulating
+  the sweep's own design (its rounds per configuration, the best picked by median), seeded, so a summary repeats.
+
+The interval shown is the ratio of geometric means with that margin, oriented so that 1.0 is the best; a
+configuration whose interval reaches 1.0 is tied with the best; among the tied, the tie-break rule picks the
+winner. Only when no configuration has two clean rounds is there nothing to measure the noise with (``n=1``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
@@ -16,8 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Record = dict[str, Any]
-DRAWS = 2000
-CONFIDENCE = 0.95
+LEVEL = 0.025  # how often an identical configuration may be called worse: half of 5%, a margin for real noise
+COMPARISONS = 40_000  # simulated comparisons behind a critical value (at least MIN_SIMULATIONS sweeps)
+MIN_SIMULATIONS = 1_000
+SEED = 20_171_022  # the simulations' seed: the same sweep gives the same summary
 # Among tied configurations: for a throughput metric, lower p99, then lower CPU, then lower RSS; for a latency
 # metric, higher throughput first.
 TIE_BREAKS: dict[bool, tuple[tuple[str, bool], ...]] = {
@@ -104,18 +119,31 @@ def varied_bench_keys(records: Sequence[Record]) -> set[str]:
     return {key for key, values in seen.items() if len(values) > 1}
 
 
-def ratio_interval(
-    values: Sequence[float], best: Sequence[float], *, bigger_is_better: bool, seed: int = 0
-) -> tuple[float, float]:
-    """The bootstrap interval of median(values) / median(best), oriented so that 1.0 is the best."""
-    draw = random.Random(seed).choices
-    ratios = []
-    for _ in range(DRAWS):
-        mine, theirs = statistics.median(draw(values, k=len(values))), statistics.median(draw(best, k=len(best)))
-        ratios.append(_oriented(mine, theirs, bigger_is_better))
-    ratios.sort()
-    tail = (1 - CONFIDENCE) / 2
-    return ratios[int(tail * DRAWS)], ratios[min(DRAWS - 1, int((1 - tail) * DRAWS))]
+@functools.cache
+def critical_value(sizes: tuple[int, ...]) -> float:
+    """The gap, in standard errors, an identical configuration stays under 1 - ``LEVEL`` of the time when compared
+    with the best of a sweep whose configurations have ``sizes`` clean rounds (sorted), the best picked by median.
+
+    Simulated: every configuration drawn from one normal distribution, the best picked as the report picks it, each
+    other one's gap to it standardised with the pooled variance, as ``_judge`` does."""
+    draw = random.Random(SEED)
+    count = len(sizes)
+    freedom = sum(size - 1 for size in sizes)
+    gaps: list[float] = []
+    for _ in range(max(MIN_SIMULATIONS, -(-COMPARISONS // (count - 1)))):
+        samples = [[draw.gauss(0.0, 1.0) for _ in range(size)] for size in sizes]
+        medians = [statistics.median(sample) for sample in samples]
+        best = max(range(count), key=medians.__getitem__)
+        means = [math.fsum(sample) / len(sample) for sample in samples]
+        spread = math.sqrt(
+            math.fsum((x - mean) ** 2 for sample, mean in zip(samples, means, strict=True) for x in sample) / freedom
+        )
+        for other in range(count):
+            if other != best:
+                error = spread * math.sqrt(1 / sizes[other] + 1 / sizes[best])
+                gaps.append((means[best] - means[other]) / error)
+    gaps.sort()
+    return gaps[min(len(gaps) - 1, int((1 - LEVEL) * len(gaps)))]
 
 
 def rank_configurations(records: Sequence[Record], metric: str, bigger_is_better: bool) -> list[Configuration]:
@@ -141,16 +169,25 @@ def rank_configurations(records: Sequence[Record], metric: str, bigger_is_better
 def _judge(clean: list[Configuration], bigger_is_better: bool) -> None:
     """Ratios, intervals and verdicts against the best median; the tie-break's pick moves to the front."""
     best = clean[0]
+    logs = {id(c): [_oriented_log(value, bigger_is_better) for value in c.values] for c in clean}
+    means = {key: math.fsum(values) / len(values) for key, values in logs.items()}
+    freedom = sum(c.n - 1 for c in clean)
+    spread = 0.0
+    if freedom:
+        squares = math.fsum((x - means[key]) ** 2 for key, values in logs.items() for x in values)
+        spread = math.sqrt(squares / freedom)
+    critical = critical_value(tuple(sorted(c.n for c in clean))) if freedom and len(clean) > 1 else math.nan
     for configuration in clean:
         configuration.ratio = _oriented(configuration.median, best.median, bigger_is_better)
         if configuration is best:
             configuration.verdict = "best"
-        elif configuration.n < 2 or best.n < 2:
+        elif not freedom:
             configuration.verdict = "n=1"
         else:
-            low, high = ratio_interval(configuration.values, best.values, bigger_is_better=bigger_is_better)
-            configuration.ratio_interval = (low, high)
-            configuration.verdict = "tie" if high >= 1.0 else "worse"
+            gap = means[id(configuration)] - means[id(best)]
+            margin = critical * spread * math.sqrt(1 / configuration.n + 1 / best.n)
+            configuration.ratio_interval = (math.exp(gap - margin), math.exp(gap + margin))
+            configuration.verdict = "tie" if gap + margin >= 0 else "worse"
     tied = [c for c in clean if c.verdict in ("best", "tie")]
     if len(tied) > 1:
         winner = min(tied, key=lambda c: tie_break_key(c, bigger_is_better))
@@ -183,6 +220,12 @@ def _oriented(value: float, best: float, bigger_is_better: bool) -> float:
     if bigger_is_better:
         return value / best if best else math.nan
     return best / value if value else math.nan
+
+
+def _oriented_log(value: float, bigger_is_better: bool) -> float:
+    """The log of a round's figure, signed so that bigger is better (a figure is positive; 0 is floored)."""
+    logged = math.log(max(value, 1e-12))
+    return logged if bigger_is_better else -logged
 
 
 def _finite(value: object) -> bool:

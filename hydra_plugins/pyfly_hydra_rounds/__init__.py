@@ -1,0 +1,1 @@
+"""pyfly-hydra's grid sweeper: ``hydra/sweeper=rounds`` (see :mod:`.rounds_sweeper`)."""

@@ -184,8 +184,23 @@ def build() -> Any:
             app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:
             app = RootPath(app, root_path=spec.root_path)
-        if spec.going_away:
-            app = GoingAway(app)
+    http_app = app  # what an HTTP request needs: the wrappers below pass it through
+    if spec.interface == "asgi" and spec.going_away:
+        app = GoingAway(app)
     if spec.lifespan is not None:
         app = LifespanGuard(app, mode=spec.lifespan)
-    return app
+    return HTTPFirst(http=http_app, other=app) if app is not http_app and spec.served_interface == "asgi" else app
+
+
+class HTTPFirst:
+    """ASGI: an HTTP request goes straight to ``http`` (the wrappers it needs), past those only websockets and
+    lifespan need (``other``): one call instead of one per wrapper, for every request (a server that looks up
+    ``http`` itself, as pyfly-hydra's granian worker does, saves this one too)."""
+
+    def __init__(self, *, http: Any, other: Any) -> None:
+        self.http, self.other = http, other
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        if scope["type"] == "http":
+            return self.http(scope, receive, send)
+        return self.other(scope, receive, send)

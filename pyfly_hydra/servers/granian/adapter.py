@@ -103,6 +103,7 @@ class GranianServer(ServerAdapter):
         Hook("granian.server.mp:WorkerProcess.terminate", "workers replaced without a lost request"),
         Hook("granian.server.mp:WorkerProcess.start", "workers that keep a group signal while they start"),
         Hook("granian._signals:set_loop_signals", "websockets closed with 1001 when a worker stops"),
+        Hook("granian._futures:_future_watcher_wrapper", "requests still running at server.graceful_timeout cancelled"),
         Hook("granian:Granian.http1_settings", "workers replaced without a lost request"),
         Hook("granian:Granian.bind_uds", "workers replaced without a lost request"),
         Hook("granian:Granian._reload", "a SIGHUP roll that waits for each new worker to serve"),

@@ -166,3 +166,16 @@ def test_a_verdict_that_does_not_follow_from_the_figures_is_caught(capsys: pytes
         doctored = re.sub(r"^Goals: .*$", wrong, report, flags=re.M)
         with pytest.raises(AssertionError):
             assert_goals_follow_from_the_figures(doctored)
+
+
+def test_layer_cost_measures_every_layer_against_its_own_baseline() -> None:
+    """benchmarks/layer_cost.py, short: a row per in-worker layer, each with a figure (the docs quote a full run)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "layer_cost.py"), "--requests", "300", "--rounds", "2"],
+        capture_output=True, text=True, timeout=120, env=child_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^\| (.+?) \| (.+?) \| ([+-]\d+\.\d\d) \|", result.stdout, flags=re.M)
+    layers = {row[0] for row in rows}
+    assert {"GoingAway (websockets closed with 1001)", "HTTPExchange, + metrics (server.metrics)"} <= layers
+    assert len(rows) == 11, result.stdout

@@ -152,27 +152,34 @@ def test_sweep_runs_one_job_at_a_time_and_lands_records_from_a_separate_filesyst
     # Relative, as Hydra's default is: a node's Ray workers run elsewhere (cwd), the launcher pins the driver's.
     result = cluster.run_sweep(
         "-m", "mode=bench", "server=granian,uvicorn", "loop=uvloop,asyncio", "hydra/launcher=ray_bench",
-        "bench.duration=1", "bench.warmup=0", "bench.connections=4", "hydra.sweep.dir=sweep", cwd=cluster.node_dir,
+        "bench.rounds=3", "bench.duration=1", "bench.warmup=0", "bench.connections=4", "hydra.sweep.dir=sweep",
+        cwd=cluster.node_dir,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    jobs = sorted(path for path in sweep_dir.iterdir() if path.is_dir())
-    assert [job.name for job in jobs] == ["0", "1", "2", "3"], output
+    jobs = sorted((path for path in sweep_dir.iterdir() if path.is_dir()), key=lambda path: int(path.name))
+    assert [job.name for job in jobs] == [str(number) for number in range(12)], output
     # The driver sees only the records that came back: the jobs' own files stayed on the node's disk.
     assert all(sorted(p.name for p in job.iterdir()) == ["bench.json"] for job in jobs), output
-    assert "landed 4 of 4 job records" in output
+    assert output.count("landed 1 of 1 job records") == 12, output  # one job at a time, one bench node
     on_node = subprocess.run(cluster.on_node("ls", str(jobs[0])), capture_output=True, text=True, check=True)
     assert {"bench.json", "server.log", "serve"} <= set(on_node.stdout.split())
 
     records = [json.loads((job / "bench.json").read_text()) for job in jobs]
-    assert [r["status"] for r in records] == ["ok"] * 4, [r["reason"] for r in records]
+    assert [r["status"] for r in records] == ["ok"] * 12, [r["reason"] for r in records]
     for (_, finished), (started, _) in itertools.pairwise(windows(sweep_dir)):
         assert finished <= started, windows(sweep_dir)  # bench_node: 1 per node, so one benchmark at a time
+    # Run in the sweep's order, as their start times show: round-major, each round in its own shuffled order.
+    by_start = sorted(records, key=lambda r: r["started"])
+    assert [r["job"] for r in by_start] == list(range(12)), [(r["job"], r["round"]) for r in by_start]
+    assert [r["round"] for r in by_start] == [1] * 4 + [2] * 4 + [3] * 4
+    orders = {tuple(r["label"] for r in by_start if r["round"] == number) for number in (1, 2, 3)}
+    assert len(orders) > 1, orders  # shuffled: not every round in the grid's order
 
     rows = list(csv.DictReader(io.StringIO((sweep_dir / "summary.csv").read_text())))
     expected = {(server, loop) for server in ("granian", "uvicorn") for loop in ("uvloop", "asyncio")}
     assert {(row["server"], row["loop"]) for row in rows} == expected
-    assert sorted(row["job"] for row in rows) == ["0", "1", "2", "3"]
+    assert sorted(int(row["job"]) for row in rows) == list(range(12))
     summary = (sweep_dir / "summary.md").read_text()
     for record in records:
         assert f"`{record['label']}`" in summary, summary

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pyfly_hydra.tune.space import parse_space
+from pyfly_hydra.tune.study import StudySettings, open_study
 from tests.conftest import assert_one_line_error, run_cli
 
 SHORT = ["bench.duration=0.5", "bench.warmup=0", "bench.connections=8", "bench.client=builtin"]
@@ -136,3 +137,28 @@ def test_the_space_reads_hydras_sweep_grammar() -> None:
     assert all(value.isdigit() and 1 <= int(value) <= 64 for value in seen["+x"])
     assert all(0.1 <= float(value) <= 10 for value in seen["y"])
     assert seen["server.granian.runtime_mode"] == {"st", "mt"}
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_resumed_study_with_its_seed_draws_on_instead_of_repeating(tmp_path: Path, sampler: str) -> None:
+    """Reopened with the same seed, the study's next draws are not its first ones again (each would be a
+    benchmark spent on a configuration already measured)."""
+    settings = StudySettings(
+        study_name="resume", storage=None, n_trials=4, n_jobs=1, direction="auto", sampler=sampler,
+        startup_trials=10, seed=7, timeout_seconds=None,
+    )  # fmt: skip
+
+    def draw(count: int) -> list[int]:
+        study = open_study(settings, sweep_dir=tmp_path, maximize=True)
+        drawn = []
+        for _ in range(count):
+            trial = study.ask()
+            drawn.append(trial.suggest_int("workers", 1, 1_000_000))
+            study.tell(trial, float(drawn[-1]))
+        return drawn
+
+    first, resumed = draw(4), draw(4)
+    assert not set(first) & set(resumed), (first, resumed)
+    # A fresh study with the same seed still repeats its own draws: the seed keeps a search reproducible.
+    settings = StudySettings(**{**settings.__dict__, "study_name": "again"})
+    assert draw(4) == first

@@ -3,6 +3,11 @@
 Each job asks for the resources in ``ray.remote.resources`` (one ``bench_node`` per benchmark machine, so one
 benchmark per node at a time) and returns a ``BenchOutcome`` carrying its record; the driver writes every
 record a node's filesystem kept to itself into its own sweep dir, where the summary reads them.
+
+Jobs run in the sweep's order: hydra-ray-launcher submits every job at once and Ray starts whichever it
+likes (a 4-job sweep ran 0, 3, 2, 1; rounds ran 1, 3, 1, 3, 2, 2), which undid the interleaved, shuffled rounds
+the summary's verdicts rely on. So they are handed over as many at a time as the cluster can run together
+(its resources over a job's: one at a time on one bench node), the next ones once those are done.
 """
 
 from __future__ import annotations
@@ -43,7 +48,10 @@ if not OmegaConf.has_resolver("driver_pythonpath"):
 
 
 class RayBenchLauncher(RayLauncher):
-    """Checks the cluster before the sweep and lands the jobs' records in the driver's sweep dir after it."""
+    """Checks the cluster before the sweep, runs the jobs in order, and lands their records in the driver's sweep
+    dir after it."""
+
+    _at_once: int | None = None  # jobs the cluster runs together (its resources over a job's); None: no limit
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Run the jobs on the cluster; return what they returned, their records landed here."""
@@ -52,7 +60,11 @@ class RayBenchLauncher(RayLauncher):
         # A worker resolves a relative sweep dir against its own working directory: every job gets the driver's.
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         pinned = f"hydra.sweep.dir={escape_special_characters(str(sweep_dir))}"
-        returns = super().launch([[*overrides, pinned] for overrides in job_overrides], initial_job_idx)
+        jobs = [[*overrides, pinned] for overrides in job_overrides]
+        width = self._at_once or max(len(jobs), 1)
+        returns: list[JobReturn] = []
+        for start in range(0, len(jobs), width):  # the next ones once these are done: the sweep's order kept
+            returns += super().launch(jobs[start : start + width], initial_job_idx + start)
         landed = land_records(returns)
         if landed:
             log.info(
@@ -84,6 +96,8 @@ class RayBenchLauncher(RayLauncher):
                 raise ConfigError(
                     f"{RESOURCES_KEY}.{name}", amount, f"{hint} ray start --resources='{{\"{name}\": 1}}'"
                 )
+        positive = {name: amount for name, amount in wanted.items() if amount > 0}
+        self._at_once = min((int(offered[name] // amount) for name, amount in positive.items()), default=None)
         log.info("Ray cluster at %s: %s", where, ", ".join(f"{offered[name]:g} {name}" for name in wanted) or "up")
 
 

@@ -67,16 +67,12 @@ def open_study(settings: StudySettings, *, sweep_dir: Path, maximize: bool) -> o
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial says more
     storage = storage_url(settings, sweep_dir)
-    sampler: optuna.samplers.BaseSampler
-    if settings.sampler == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.startup_trials)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=settings.seed)
     direction = "maximize" if maximize else "minimize"
     try:
         study = optuna.create_study(
-            study_name=settings.study_name, storage=storage, sampler=sampler, direction=direction, load_if_exists=True
-        )
+            study_name=settings.study_name, storage=storage, sampler=_sampler(settings, settings.seed),
+            direction=direction, load_if_exists=True,
+        )  # fmt: skip
     except (ValueError, ImportError, SQLAlchemyError) as exc:
         raise ConfigError("hydra.sweeper.storage", storage, f"cannot be opened: {exc}") from None
     if study.direction.name.lower() != direction:
@@ -85,7 +81,20 @@ def open_study(settings: StudySettings, *, sweep_dir: Path, maximize: bool) -> o
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)
         logger.warning("trial %d was left running by an interrupted tuner: recorded as failed", trial.number)
+    before = len(study.get_trials(deepcopy=False))
+    if before and settings.seed is not None:
+        # A resumed study draws on from where it stopped: seeded as at its start, it drew the same configurations
+        # again (its first trials repeated, each one a benchmark spent on a known answer).
+        study.sampler = _sampler(settings, settings.seed + before)
     return study
+
+
+def _sampler(settings: StudySettings, seed: int | None) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    if settings.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def storage_url(settings: StudySettings, sweep_dir: Path) -> str:

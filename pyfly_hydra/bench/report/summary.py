@@ -15,9 +15,10 @@ import json
 import logging
 import math
 import re
+import textwrap
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf._utils import get_omega_conf_dumper
@@ -32,6 +33,9 @@ from pyfly_hydra.bench.report.uncertainty import (
 )
 from pyfly_hydra.config.schema import ServerProperties
 from pyfly_hydra.registry import SERVERS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -319,19 +323,33 @@ def best_yaml(ranked: list[Configuration], *, sweep_dir: Path, metric: str) -> s
 
 
 def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: str) -> bool:
-    """Bars: each configuration's median ``metric``, whiskers its lowest and highest round (colour: server,
-    hatching: asyncio loop), the verdict beside it, p99 marked; False without matplotlib."""
+    """``draw_chart`` into ``path``; False without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.patches import Patch
     except ImportError:
         return False
+    figure = draw_chart(ranked, title=title, metric=metric)
+    # The saved image grows to hold the labels, the legend and the title, however long (tight_layout gave up on
+    # long labels: "Tight layout not applied", and cut them).
+    figure.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.2)
+    plt.close(figure)
+    return True
+
+
+def draw_chart(ranked: list[Configuration], *, title: str, metric: str) -> Figure:
+    """Bars: each configuration's median ``metric``, whiskers its lowest and highest round (colour: server,
+    hatching: asyncio loop), the verdict beside it, p99 marked. Needs matplotlib."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
     rows = list(reversed(ranked))  # best at the top
-    figure, axis = plt.subplots(figsize=(11, 1.2 + 0.55 * len(rows)))
-    labels = [one_line(f"{c.first['server']}/{c.first['loop']} x{c.first['workers']}  ({c.label})") for c in rows]
+    # A tuner's labels run long (every drawn key): wrapped, never cut, and the rows as tall as their lines.
+    labels = [chart_label(c) for c in rows]
+    height = 1.2 + sum(0.3 + 0.16 * label.count("\n") for label in labels) + 0.25 * len(rows)
+    figure, axis = plt.subplots(figsize=(11, height))
     values = [0.0 if math.isnan(c.median) else c.median for c in rows]
     whiskers = [
         [max(0.0, c.median - c.spread[0]) if c.values else 0.0 for c in rows],
@@ -366,12 +384,21 @@ def write_chart(path: Path, ranked: list[Configuration], *, title: str, metric: 
         legend.append(Patch(facecolor=OTHER_COLOUR, edgecolor="black", label="other"))
     if any(c.first["loop"] == "asyncio" for c in rows):
         legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="asyncio loop"))
-    axis.legend(handles=legend, loc="lower right", fontsize=8)
+    # Beside the bars, not over the figures written at their ends.
+    axis.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
+    axis.tick_params(axis="y", labelsize=8)
     axis.set_title(one_line(title), fontsize=10, pad=28)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return True
+    return figure
+
+
+CHART_LABEL_WIDTH = 60  # characters per line of a bar's label
+
+
+def chart_label(configuration: Configuration) -> str:
+    """A bar's label: server/loop xworkers, then the configuration's overrides wrapped at spaces."""
+    first = configuration.first
+    text = one_line(f"{first['server']}/{first['loop']} x{first['workers']}  ({configuration.label})")
+    return "\n".join(textwrap.wrap(text, CHART_LABEL_WIDTH, break_long_words=True, break_on_hyphens=False))
 
 
 def write_ladder(path: Path, ranked: list[Configuration], *, title: str) -> bool:

@@ -56,6 +56,27 @@ def test_a_users_workload_on_a_fastapi_app_counts_each_kind(tmp_path: Path, serv
     assert 0.5 < kinds["search"]["requests"] / total < 0.7, kinds  # weight 6 of 10
 
 
+def test_two_client_processes_count_each_kind_as_the_app_does(tmp_path: Path) -> None:
+    """bench.client_processes=2: the connections split over two processes, their counts merged, each kind's
+    count within 1% of the app's own counters (at most one request per connection is in flight at the end)."""
+    counts_file, run_dir = tmp_path / "counts.json", tmp_path / "run"
+    result = run_cli(
+        "mode=bench", "server=uvicorn", "app=counted_app:app", "bench/workload=checkout", "bench.client_processes=2",
+        f"hydra.searchpath=[file://{_config_dir(tmp_path)}]", "bench.warmup=0", "bench.duration=3",
+        "bench.connections=16", f"hydra.run.dir={run_dir}",
+        env=child_env(COUNTS_FILE=str(counts_file)),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((run_dir / "bench.json").read_text())
+    answered = json.loads(counts_file.read_text())
+    assert record["client"] == "builtin" and record["client_threads"] == 2, record  # auto picked the builtin
+    assert len(record["client_process_cores"]) == 2, record
+    for name, figures in record["kinds"].items():
+        assert abs(figures["requests"] - answered[name]) <= max(16, 0.01 * answered[name]), (name, figures, answered)
+        assert figures["errors"] == 0, record["kinds"]
+    assert sum(figures["requests"] for figures in record["kinds"].values()) == record["requests"]
+
+
 BROWSE = """\
 name: browse
 requests:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pyfly_hydra.bench.capacity import LIMITS, Capacity, find_capacity, step_passes
 from pyfly_hydra.bench.clients.base import KindResult, LoadClient, LoadResult, LoadSpec
+from pyfly_hydra.bench.clients.builtin import BuiltinClient
 from pyfly_hydra.bench.clients.registry import select_client
 from pyfly_hydra.bench.metrics import METRICS
 from pyfly_hydra.bench.outcome import BenchOutcome, write_record
@@ -62,6 +63,7 @@ class BenchSettings:
     metric: str
     server_cpus: frozenset[int] | None
     client_cpus: frozenset[int] | None
+    client_processes: int | None  # None: one per CPU of client_cpus (the builtin client), else its own threads
     ready_timeout: float
 
 
@@ -88,6 +90,12 @@ def bench_settings(node: DictConfig) -> BenchSettings:
     sweep_rounds(node.rounds)  # checks bench.rounds
     if node.ready_timeout <= 0:
         raise ConfigError("bench.ready_timeout", node.ready_timeout, "must be a number of seconds > 0")
+    processes = node.client_processes
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        raise ConfigError("bench.client_processes", processes, "must be an integer >= 1, or null (one per client CPU)")
+    if processes is not None and processes > 1 and node.client not in ("auto", "builtin"):
+        allowed = f"only the builtin client runs in processes; {node.client} has bench.threads"
+        raise ConfigError("bench.client_processes", processes, allowed)
     return BenchSettings(
         duration=float(node.duration),
         warmup=float(node.warmup),
@@ -103,6 +111,7 @@ def bench_settings(node: DictConfig) -> BenchSettings:
         metric=str(node.metric),
         server_cpus=parse_cpus("bench.server_cpus", node.server_cpus),
         client_cpus=parse_cpus("bench.client_cpus", node.client_cpus),
+        client_processes=processes,
         ready_timeout=float(node.ready_timeout),
     )
 
@@ -172,7 +181,12 @@ def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: P
     workload = settings.workload
     http2, capped = plan.info.http == "2", settings.requests is not None
     open_loop = settings.rate is not None or settings.slo_p99_ms is not None
-    client = select_client(settings.client, http2=http2, capped=capped, workload=workload, open_loop=open_loop)
+    # bench.client_processes > 1 is the builtin client's: auto then picks it.
+    name = "builtin" if settings.client == "auto" and (settings.client_processes or 1) > 1 else settings.client
+    client = select_client(name, http2=http2, capped=capped, workload=workload, open_loop=open_loop)
+    if isinstance(client, BuiltinClient):
+        default = len(settings.client_cpus) if settings.client_cpus else 1
+        client = BuiltinClient(processes=settings.client_processes or default, cpus=settings.client_cpus)
     if client.name == "wrk":
         for key, seconds in (("bench.duration", settings.duration), ("bench.warmup", settings.warmup)):
             if seconds != int(seconds):
@@ -306,7 +320,8 @@ def _measured_fields(result: LoadResult, usage: Usage, settings: BenchSettings, 
         "client_cpus": sorted(settings.client_cpus) if settings.client_cpus else None,
         "client_cpu_cores": round(result.client_cpu, 2),
         "client_waited_cores": round(result.client_waited, 2),  # runnable, but another process held the CPU
-        "client_threads": result.client_threads,
+        "client_threads": result.client_threads,  # the builtin client in several processes: one per process
+        "client_process_cores": [round(load, 2) for load in result.process_loads] or None,  # each, used or waited
         "client_saturated": result.saturated,
         "server_exit_code": exit_code,
         "kinds": {

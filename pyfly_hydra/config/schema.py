@@ -158,6 +158,7 @@ class BenchConfig:
     metric: str = "rps"  # what the job returns to sweepers: rps | p50_ms | p90_ms | p99_ms | capacity
     server_cpus: str | None = None  # pin the server to these CPUs, e.g. "0" or "0-1"
     client_cpus: str | None = None  # pin the load client to these CPUs, e.g. "1"
+    client_processes: int | None = None  # builtin client: processes driving the load; null: one per client_cpus CPU
     ready_timeout: float = 30.0  # seconds the server gets to answer its first request
     rounds: int = 1  # in a sweep (-m): measure every configuration this many times, rounds interleaved
     round: int = 1  # which round this job is (set by the sweep from bench.rounds)

@@ -72,11 +72,14 @@ class LoadResult:
     late_sends: int | None = None  # open loop: sends that left more than LATE_SLACK after their intended time
     saturation_share: float = SATURATION_SHARE  # the CPU share from which this client limits the rate
     client_waited: float = 0.0  # in cores: runnable but waiting for a CPU another process held
+    process_loads: tuple[float, ...] = ()  # a client in several processes: each one's CPU, used or waited for, in cores
 
     @property
     def saturated(self) -> bool:
         """True when the client itself, not the server, limited the rate: it used, or wanted and waited for
-        on a busy machine, the CPU share from which it cannot keep up."""
+        on a busy machine, the CPU share from which it cannot keep up (in any one of its processes)."""
+        if self.process_loads:
+            return any(load >= self.saturation_share for load in self.process_loads)
         return self.client_cpu + self.client_waited >= self.saturation_share * self.client_threads
 
 

@@ -1,7 +1,9 @@
 """The embedded load client: HTTP/1.1 keep-alive connections on asyncio (uvloop when importable).
 
 Closed loop (the default): each connection keeps exactly one request in flight: send, read the whole response,
-record its latency, send the next. Open loop (``LoadSpec.rate``): see :mod:`.open_loop`.
+record its latency, send the next. Open loop (``LoadSpec.rate``): see :mod:`.open_loop`. One Python thread feeds
+about one core's worth of load: ``processes`` runs it in several processes (:mod:`.processes`), each measuring a
+part of the connections, their counts and latencies merged whole.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from array import array
+from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar, cast
 
@@ -23,7 +27,7 @@ from pyfly_hydra.bench.clients.base import (
     run_queue_wait,
 )
 from pyfly_hydra.bench.clients.http1 import ResponseParser, Target, kind_chooser
-from pyfly_hydra.bench.clients.open_loop import run_open_loop
+from pyfly_hydra.bench.clients.open_loop import OpenLoopPart, open_loop_result, run_open_loop
 from pyfly_hydra.bench.workload import Workload
 
 try:
@@ -166,8 +170,24 @@ class _LoadProtocol(asyncio.Protocol):
         return True
 
 
+@dataclass(frozen=True)
+class ClosedLoopPart:
+    """What one process measured of a closed-loop run: counts, and every latency kept (seconds, per kind), so the
+    parts of a run in several processes merge exactly."""
+
+    requests: int
+    errors: int
+    start: float  # perf_counter() seconds: the system's monotonic clock, the same in every process
+    end: float
+    kind_latencies: tuple[array[float], ...]
+    kind_errors: tuple[int, ...]
+    cpu: float  # seconds of CPU this process used
+    waited: float  # seconds it was runnable but waiting for a CPU
+
+
 class BuiltinClient:
-    """The embedded HTTP/1.1 load client: asyncio (uvloop when importable) in the calling thread.
+    """The embedded HTTP/1.1 load client: asyncio (uvloop when importable) in the calling thread, or in
+    ``processes`` processes (one per CPU of ``cpus`` when given).
 
     ``timeout`` bounds connecting and each response; a late response is detected within ``timeout`` + 0.5 s.
     """
@@ -178,8 +198,10 @@ class BuiltinClient:
     open_loop: ClassVar[bool] = True
     reconnects: ClassVar[bool] = True
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.timeout = timeout
+    def __init__(
+        self, timeout: float = DEFAULT_TIMEOUT, *, processes: int = 1, cpus: frozenset[int] | None = None
+    ) -> None:
+        self.timeout, self.processes, self.cpus = timeout, processes, cpus
 
     def available(self) -> bool:
         """Always: it needs nothing but Python."""
@@ -190,19 +212,36 @@ class BuiltinClient:
         return None
 
     def run(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> LoadResult:
-        """Drive the load on a fresh event loop; ``on_progress(elapsed, requests)`` is called about every 0.5 s."""
+        """Drive the load; ``on_progress(elapsed, requests)`` is called about every 0.5 s (in one process; at the end
+        in several)."""
+        if min(self.processes, spec.connections) > 1:
+            from pyfly_hydra.bench.clients.processes import measure_in_processes
+
+            parts = measure_in_processes(spec, processes=self.processes, cpus=self.cpus, timeout=self.timeout)
+            result = self.result(spec, parts)
+            if on_progress is not None:
+                on_progress(result.duration, result.requests)
+            return result
+        return self.result(spec, [self.measure(spec, on_progress)])
+
+    def measure(self, spec: LoadSpec, on_progress: ProgressCallback | None = None) -> ClosedLoopPart | OpenLoopPart:
+        """Drive ``spec`` on a fresh event loop in this thread: what it measured, mergeable with other parts."""
         factory = uvloop.new_event_loop if uvloop is not None else None
         with asyncio.Runner(loop_factory=factory) as runner:
+            target = Target(spec.url, spec.workload)
             if spec.rate is not None:
-                target = Target(spec.url, spec.workload)
-                return runner.run(
-                    run_open_loop(spec, target, timeout=self.timeout, client=self.name, on_progress=on_progress)
-                )
-            return runner.run(self._main(spec, on_progress))
+                return runner.run(run_open_loop(spec, target, timeout=self.timeout, on_progress=on_progress))
+            return runner.run(self._main(spec, target, on_progress))
 
-    async def _main(self, spec: LoadSpec, on_progress: ProgressCallback | None) -> LoadResult:
-        loop = asyncio.get_running_loop()
+    def result(self, spec: LoadSpec, parts: list[ClosedLoopPart] | list[OpenLoopPart]) -> LoadResult:
+        """The run's result from the parts its processes measured."""
         target = Target(spec.url, spec.workload)
+        if spec.rate is not None:
+            return open_loop_result(self.name, spec, target, cast(list[OpenLoopPart], parts))
+        return closed_loop_result(self.name, target, cast(list[ClosedLoopPart], parts))
+
+    async def _main(self, spec: LoadSpec, target: Target, on_progress: ProgressCallback | None) -> ClosedLoopPart:
+        loop = asyncio.get_running_loop()
         cpu_start, waited_start = time.process_time(), run_queue_wait()
         run = _Run(spec, target, loop)
         drivers = [asyncio.create_task(self._connection(run, target)) for _ in range(spec.connections)]
@@ -216,8 +255,12 @@ class BuiltinClient:
             if on_progress is not None:
                 on_progress(min(now, run.end) - run.start, run.requests)
         await _shutdown(run, drivers)
-        cpu, waited = time.process_time() - cpu_start, run_queue_wait() - waited_start
-        return _result(self.name, run, target, cpu=cpu, waited=waited)
+        return ClosedLoopPart(
+            requests=run.requests, errors=run.errors, start=run.start, end=run.end,
+            kind_latencies=tuple(array("d", latencies) for latencies in run.kind_latencies),
+            kind_errors=tuple(run.kind_errors),
+            cpu=time.process_time() - cpu_start, waited=run_queue_wait() - waited_start,
+        )  # fmt: skip
 
     async def _connection(self, run: _Run, target: Target) -> None:
         """Keep one connection open until the run is over, reconnecting (with a backoff after errors)."""
@@ -252,28 +295,45 @@ async def _shutdown(run: _Run, drivers: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*drivers, return_exceptions=True)
 
 
-def _result(client: str, run: _Run, target: Target, *, cpu: float, waited: float) -> LoadResult:
-    duration = run.end - run.start
-    latencies = sorted(run.latencies)
+def closed_loop_result(client: str, target: Target, parts: list[ClosedLoopPart]) -> LoadResult:
+    """One result from the parts of a closed-loop run: counts summed, latencies pooled whole (so the percentiles
+    are those of every response), the run from its first start to its last end."""
+    duration = max(part.end for part in parts) - min(part.start for part in parts)
+    kind_latencies = [
+        sorted(value for part in parts for value in part.kind_latencies[kind]) for kind in range(len(target.kinds))
+    ]
+    latencies = sorted(value for values in kind_latencies for value in values)
+    requests = sum(part.requests for part in parts)
     kinds = []
-    for kind, kind_latencies, errors in zip(target.kinds, run.kind_latencies, run.kind_errors, strict=True):
-        ordered = sorted(kind_latencies)
-        p50, p99 = percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000
-        kinds.append(KindResult(kind.name, len(ordered), errors, p50, p99))
+    for kind, ordered in zip(target.kinds, kind_latencies, strict=True):
+        errors = sum(part.kind_errors[len(kinds)] for part in parts)
+        kinds.append(
+            KindResult(
+                kind.name, len(ordered), errors, percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000
+            )
+        )
     return LoadResult(
         client=client,
-        requests=run.requests,
-        errors=run.errors,
+        requests=requests,
+        errors=sum(part.errors for part in parts),
         duration=duration,
-        rps=run.requests / duration if duration > 0 else 0.0,
+        rps=requests / duration if duration > 0 else 0.0,
         p50_ms=percentile(latencies, 0.5) * 1000,
         p90_ms=percentile(latencies, 0.9) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         p999_ms=percentile(latencies, 0.999) * 1000,
         max_ms=latencies[-1] * 1000 if latencies else math.nan,
-        client_cpu=cpu / duration if duration > 0 else 0.0,
-        client_waited=waited / duration if duration > 0 else 0.0,
-        client_threads=1,
+        client_cpu=sum(part.cpu for part in parts) / duration if duration > 0 else 0.0,
+        client_waited=sum(part.waited for part in parts) / duration if duration > 0 else 0.0,
+        client_threads=len(parts),
         saturation_share=BUILTIN_SATURATION_SHARE,
         kinds=tuple(kinds),
+        process_loads=_process_loads(parts, duration),
     )
+
+
+def _process_loads(parts: list[ClosedLoopPart], duration: float) -> tuple[float, ...]:
+    """Each process's CPU, used or waited for, in cores: any one at the saturation share limits the run."""
+    if len(parts) < 2 or duration <= 0:
+        return ()
+    return tuple((part.cpu + part.waited) / duration for part in parts)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from pyfly_hydra.bench.clients.base import (
@@ -159,30 +160,69 @@ class OpenLoopRun:
             self.errors += 1
             self.kind_errors[kind] += 1
 
+    def part(self, *, cpu: float, waited: float) -> OpenLoopPart:
+        """What this run measured, mergeable with other processes' parts of the same run."""
+        return OpenLoopPart(
+            requests=self.requests, errors=self.errors, late=self.late, kind_errors=tuple(self.kind_errors),
+            kind_histograms=tuple(histogram.encode() for histogram in self.kind_histograms), cpu=cpu, waited=waited,
+        )  # fmt: skip
+
     def result(self, client: str, *, cpu: float, waited: float) -> LoadResult:
-        duration = self.spec.duration
-        kinds = tuple(
-            KindResult(kind.name, histogram.get_total_count(), errors, _ms(histogram, 50), _ms(histogram, 99))
-            for kind, histogram, errors in zip(self.target.kinds, self.kind_histograms, self.kind_errors, strict=True)
-        )
-        return LoadResult(
-            client=client,
-            requests=self.requests,
-            errors=self.errors,
-            duration=duration,
-            rps=self.requests / duration,
-            p50_ms=_ms(self.histogram, 50),
-            p90_ms=_ms(self.histogram, 90),
-            p99_ms=_ms(self.histogram, 99),
-            p999_ms=_ms(self.histogram, 99.9),
-            max_ms=self.histogram.get_max_value() / 1000 if self.requests else math.nan,
-            client_cpu=cpu / duration,
-            client_waited=waited / duration,
-            client_threads=1,
-            kinds=kinds,
-            late_sends=self.late,
-            rate=self.spec.rate,
-        )
+        return open_loop_result(client, self.spec, self.target, [self.part(cpu=cpu, waited=waited)])
+
+
+@dataclass(frozen=True)
+class OpenLoopPart:
+    """What one process measured of an open-loop run: counts and its per-kind HDR histograms (encoded), which
+    add up exactly into the histograms of the whole run."""
+
+    requests: int
+    errors: int
+    late: int
+    kind_errors: tuple[int, ...]
+    kind_histograms: tuple[bytes, ...]
+    cpu: float  # seconds of CPU this process used
+    waited: float  # seconds it was runnable but waiting for a CPU
+
+
+def open_loop_result(client: str, spec: LoadSpec, target: Target, parts: list[OpenLoopPart]) -> LoadResult:
+    """One result from the parts of an open-loop run: counts summed, histograms added (HDR: exact, bucket by
+    bucket)."""
+    from hdrh.histogram import HdrHistogram
+
+    duration = spec.duration
+    whole, kind_histograms = new_histogram(), []
+    for kind in range(len(target.kinds)):
+        histogram = new_histogram()
+        for part in parts:
+            histogram.add(HdrHistogram.decode(part.kind_histograms[kind]))
+        whole.add(histogram)
+        kind_histograms.append(histogram)
+    kinds = tuple(
+        KindResult(kind.name, histogram.get_total_count(), sum(part.kind_errors[index] for part in parts),
+                   _ms(histogram, 50), _ms(histogram, 99))
+        for index, (kind, histogram) in enumerate(zip(target.kinds, kind_histograms, strict=True))
+    )  # fmt: skip
+    requests = sum(part.requests for part in parts)
+    return LoadResult(
+        client=client,
+        requests=requests,
+        errors=sum(part.errors for part in parts),
+        duration=duration,
+        rps=requests / duration,
+        p50_ms=_ms(whole, 50),
+        p90_ms=_ms(whole, 90),
+        p99_ms=_ms(whole, 99),
+        p999_ms=_ms(whole, 99.9),
+        max_ms=whole.get_max_value() / 1000 if requests else math.nan,
+        client_cpu=sum(part.cpu for part in parts) / duration,
+        client_waited=sum(part.waited for part in parts) / duration,
+        client_threads=len(parts),
+        kinds=kinds,
+        late_sends=sum(part.late for part in parts),
+        rate=spec.rate,
+        process_loads=tuple((part.cpu + part.waited) / duration for part in parts) if len(parts) > 1 else (),
+    )
 
 
 def _ms(histogram: HdrHistogram, percentile: float) -> float:
@@ -192,8 +232,8 @@ def _ms(histogram: HdrHistogram, percentile: float) -> float:
 
 
 async def run_open_loop(
-    spec: LoadSpec, target: Target, *, timeout: float, client: str, on_progress: ProgressCallback | None
-) -> LoadResult:
+    spec: LoadSpec, target: Target, *, timeout: float, on_progress: ProgressCallback | None
+) -> OpenLoopPart:
     """Drive ``spec`` open loop on the running event loop."""
     cpu_start, waited_start = time.process_time(), run_queue_wait()
     run = OpenLoopRun(spec, target, timeout)
@@ -205,4 +245,4 @@ async def run_open_loop(
             on_progress(min(time.perf_counter() - run.start, spec.duration), run.requests)
     for slot in slots:
         slot.result()  # a bug in a slot is raised, not lost
-    return run.result(client, cpu=time.process_time() - cpu_start, waited=run_queue_wait() - waited_start)
+    return run.part(cpu=time.process_time() - cpu_start, waited=run_queue_wait() - waited_start)

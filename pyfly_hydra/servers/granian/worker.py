@@ -27,8 +27,6 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
-from granian._futures import _future_watcher_wrapper
-
 from pyfly_hydra.worker import drain
 from pyfly_hydra.worker.app import HTTPFirst
 from pyfly_hydra.worker.control import SUPERVISOR_SIGNALS, die_with_parent
@@ -36,7 +34,6 @@ from pyfly_hydra.worker.types import Message, Scope, Send
 from pyfly_hydra.worker.watchdog import REARM_SECONDS, LoopWatchdog, Watchdog
 
 RETIRE_SIGNAL = signal.SIGUSR1
-_REQUEST_CODE = _future_watcher_wrapper(None).__code__  # the coroutine granian runs each request's task in
 CONNECTION_CLOSE = (b"connection", b"close")
 GOING_AWAY_SECONDS = 1.0  # how long a stopping worker may take to close its open websockets with 1001
 GOING_AWAY_POLL = 0.01
@@ -186,7 +183,10 @@ def _request_tasks() -> list[asyncio.Task[Any]]:
     """The requests this worker still runs: granian runs each in an asyncio task of its own whose coroutine is its
     ``future_watcher`` (``granian._futures``), so they are found when needed, not recorded as they come (asking
     each request for its task cost 4% of granian's throughput on a small response)."""
-    return [task for task in asyncio.all_tasks() if getattr(task.get_coro(), "cr_code", None) is _REQUEST_CODE]
+    from granian._futures import _future_watcher_wrapper  # only when a stop needs it: the adapter imports this module
+
+    request = _future_watcher_wrapper(None).__code__  # the coroutine granian runs each request's task in
+    return [task for task in asyncio.all_tasks() if getattr(task.get_coro(), "cr_code", None) is request]
 
 
 class ClosingWhenRetiring:

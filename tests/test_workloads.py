@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,18 +33,22 @@ def _config_dir(tmp_path: Path, workload: str = CHECKOUT, name: str = "checkout"
     return tmp_path / "conf"
 
 
-@pytest.mark.parametrize("server", SERVERS)
-def test_a_users_workload_on_a_fastapi_app_counts_each_kind(tmp_path: Path, server: str) -> None:
+def _checkout_on_counted_app(tmp_path: Path, *overrides: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """mode=bench of the checkout workload on counted_app: its bench.json, and the app's own counters per kind
+    (written at its shutdown)."""
     counts_file, run_dir = tmp_path / "counts.json", tmp_path / "run"
     result = run_cli(
-        "mode=bench", f"server={server}", "app=counted_app:app", "bench/workload=checkout",
-        f"hydra.searchpath=[file://{_config_dir(tmp_path)}]", "bench.warmup=0", "bench.duration=2",
-        "bench.connections=8", f"hydra.run.dir={run_dir}",
+        "mode=bench", "app=counted_app:app", "bench/workload=checkout", *overrides,
+        f"hydra.searchpath=[file://{_config_dir(tmp_path)}]", "bench.warmup=0", f"hydra.run.dir={run_dir}",
         env=child_env(COUNTS_FILE=str(counts_file)),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    record = json.loads((run_dir / "bench.json").read_text())
-    answered = json.loads(counts_file.read_text())  # the app's own counters, written at shutdown
+    return json.loads((run_dir / "bench.json").read_text()), json.loads(counts_file.read_text())
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_users_workload_on_a_fastapi_app_counts_each_kind(tmp_path: Path, server: str) -> None:
+    record, answered = _checkout_on_counted_app(tmp_path, f"server={server}", "bench.duration=2", "bench.connections=8")
     assert record["workload"] == "checkout" and record["client"] == "builtin", record
     kinds = record["kinds"]
     assert set(kinds) == {"search", "order", "missing"}, kinds
@@ -59,16 +64,9 @@ def test_a_users_workload_on_a_fastapi_app_counts_each_kind(tmp_path: Path, serv
 def test_two_client_processes_count_each_kind_as_the_app_does(tmp_path: Path) -> None:
     """bench.client_processes=2: the connections split over two processes, their counts merged, each kind's
     count within 1% of the app's own counters (at most one request per connection is in flight at the end)."""
-    counts_file, run_dir = tmp_path / "counts.json", tmp_path / "run"
-    result = run_cli(
-        "mode=bench", "server=uvicorn", "app=counted_app:app", "bench/workload=checkout", "bench.client_processes=2",
-        f"hydra.searchpath=[file://{_config_dir(tmp_path)}]", "bench.warmup=0", "bench.duration=3",
-        "bench.connections=16", f"hydra.run.dir={run_dir}",
-        env=child_env(COUNTS_FILE=str(counts_file)),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    record = json.loads((run_dir / "bench.json").read_text())
-    answered = json.loads(counts_file.read_text())
+    record, answered = _checkout_on_counted_app(
+        tmp_path, "server=uvicorn", "bench.client_processes=2", "bench.duration=3", "bench.connections=16"
+    )
     assert record["client"] == "builtin" and record["client_threads"] == 2, record  # auto picked the builtin
     assert len(record["client_process_cores"]) == 2, record
     for name, figures in record["kinds"].items():

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pyfly_hydra.config.known_keys import schema_keys
 from tests.conftest import ROOT, assert_one_line_error, child_env, run_cli
 
@@ -35,6 +37,7 @@ def _overrides_listed(help_text: str) -> list[list[str]]:
     return commands
 
 
+@pytest.mark.slow  # one composition per override --help lists: ~19 s
 def test_every_override_help_lists_works_as_written(tmp_path: Path) -> None:
     """A dry run of each: ``--cfg job`` composes it (a multirun ``-m`` runs its jobs as ``mode=info``)."""
     help_text = run_cli("--help").stdout

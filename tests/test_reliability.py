@@ -196,6 +196,7 @@ def kill_at_age(pids: set[int], seconds: float, *, all_older: bool) -> float:
     return time.monotonic()
 
 
+@pytest.mark.slow  # 11 s a server: three crash loops waited out
 @pytest.mark.parametrize("server", SERVERS)
 def test_workers_dying_again_within_5_s_of_their_respawn_stop_the_runner_with_exit_1(start_server, server: str) -> None:
     """The crash policy end to end, 2 workers, each killed (SIGKILL) three times: first after serving

@@ -74,6 +74,7 @@ def settle_imports(project: Path, seconds: float = 3.0) -> int:
     return count
 
 
+@pytest.mark.slow  # 35 s of edits, each waited out
 def test_env_dev_reloads_once_per_edit_and_waits_out_a_syntax_error(start_server, tmp_path: Path) -> None:
     """A FastAPI app on every server at once (each from its own project directory), so the quiet ten seconds
     are spent once: no change is announced while nothing changes, one line per edit (watchfiles' own is not)."""

@@ -58,7 +58,8 @@ def _version_pid(body: str) -> tuple[str, int]:
     return version, int(pid)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+# One worker rolls the same way as two, one at a time: in the slow tier, so `make test` keeps its 10 minutes.
+@pytest.mark.parametrize("workers", [pytest.param(1, marks=pytest.mark.slow), 2])
 @pytest.mark.parametrize("server", SERVER_NAMES)
 def test_sighup_rolls_onto_the_new_code_without_a_failed_request(
     start_server, tmp_path: Path, server: str, workers: int

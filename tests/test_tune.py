@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -43,22 +44,24 @@ def test_a_search_of_twelve_trials_resumes_by_study_name(tmp_path: Path) -> None
     assert first.returncode == 0, first.stdout + first.stderr
     assert "study ci created" in first.stdout
     after_first = trials(study_dir)
-    assert len(after_first) == 12
+    searched = [row for row in after_first if row["phase"] == "search"]
+    assert len(searched) == 12 and len(after_first) <= 12 + 3 * 3  # the leaders confirmed: at most 3 x 3 jobs
     assert {row["state"] for row in after_first} == {"complete"}, after_first
-    assert len({row["server"] for row in after_first}) >= 2  # the space was searched, not one corner of it
+    assert len({row["server"] for row in searched}) >= 2  # the space was searched, not one corner of it
 
     second = run_cli(
         "sweep=tune", "hydra.sweeper.study_name=ci", "hydra.sweeper.n_trials=3", *SPACE, *SHORT,
         cwd=tmp_path, users_defaults=True, timeout=120,
     )  # fmt: skip
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "study ci resumed" in second.stdout and "12 trials so far" in second.stdout
+    assert "study ci resumed" in second.stdout and f"{len(after_first)} trials so far" in second.stdout
     rows = trials(study_dir)
-    assert [int(row["trial"]) for row in rows] == list(range(15))
-    # Job dirs do not collide: the resumed trials took jobs 12-14, and every job kept its own record.
-    assert [row["jobs"] for row in rows] == [str(number) for number in range(15)]
+    assert [int(row["trial"]) for row in rows] == list(range(len(rows)))
+    assert [row["phase"] for row in rows[len(after_first) :]][:3] == ["search"] * 3
+    # Job dirs do not collide: the resumed trials took the next jobs, and every job kept its own record.
+    assert [row["jobs"] for row in rows] == [str(number) for number in range(len(rows))]
     job_dirs = sorted((path for path in study_dir.iterdir() if path.name.isdigit()), key=lambda p: int(p.name))
-    assert [path.name for path in job_dirs] == [str(number) for number in range(15)]
+    assert [path.name for path in job_dirs] == [str(number) for number in range(len(rows))]
     for row, job_dir in zip(rows, job_dirs, strict=True):
         record = json.loads((job_dir / "bench.json").read_text())
         assert record["status"] == "ok" and record["server"] == row["server"]
@@ -70,7 +73,7 @@ def test_a_search_of_twelve_trials_resumes_by_study_name(tmp_path: Path) -> None
     summary = (study_dir / "summary.md").read_text()
     assert "Benchmark sweep" in summary and (study_dir / "best.yaml").is_file()
     csv_rows = list(csv.DictReader(io.StringIO((study_dir / "summary.csv").read_text())))
-    assert sorted(int(row["job"]) for row in csv_rows) == list(range(15))
+    assert sorted(int(row["job"]) for row in csv_rows) == list(range(len(rows)))
 
 
 def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_path: Path) -> None:
@@ -82,7 +85,8 @@ def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_pat
         timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {row["server"]: row for row in trials(tmp_path)}
+    every = trials(tmp_path)
+    rows = {row["server"]: row for row in every if row["phase"] == "search"}
     if set(rows) != {"granian", "hypercorn"}:
         pytest.fail(f"seed 0 was expected to draw both servers: {rows}")
     assert rows["hypercorn"]["state"] == "fail" and "max_concurrent_connections" in rows["hypercorn"]["reason"]
@@ -91,12 +95,54 @@ def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_pat
     assert granian["state"] == "complete" and len(rounds) == 2
     assert float(granian["value"]) == pytest.approx(sum(rounds) / 2, rel=1e-4)  # the median of two
     assert len(granian["jobs"].split()) == 2
+    # Confirming (3 rounds by default) gives granian its third round, as round 3; the failed hypercorn none.
+    [confirming] = [row for row in every if row["phase"] == "confirm"]
+    assert confirming["server"] == "granian" and confirming["state"] == "complete"
+    [job] = confirming["jobs"].split()
+    assert "bench.round=3" in job_overrides(tmp_path / job)
+    assert "the median of 3 rounds" in result.stdout + result.stderr
+
+
+def test_the_leaders_are_measured_again_before_one_is_named_best(tmp_path: Path) -> None:
+    """Four one-round trials, then the two best configurations get a second round each, interleaved; the one named
+    best leads over every round of it, and the summary counts those rounds as its n."""
+    result = run_cli(
+        "-m", "mode=bench", "hydra/sweeper=tune", "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler=random",
+        "hydra.sweeper.seed=3", "hydra.sweeper.contenders=2", "hydra.sweeper.confirm_rounds=2",
+        "server=granian,uvicorn,hypercorn", "server.workers=range(1,3)", f"hydra.sweep.dir={tmp_path}", *SHORT,
+        timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = trials(tmp_path)
+    assert [row["phase"] for row in rows[:4]] == ["search"] * 4
+    confirming = [row for row in rows if row["phase"] == "confirm"]
+    assert 1 <= len(confirming) <= 2 * 2, rows  # at most contenders x confirm_rounds jobs
+    assert "(confirming)" in result.stdout
+    # Every row's jobs, in order, are the sweep's job dirs: nothing launched twice or lost.
+    assert " ".join(row["jobs"] for row in rows).split() == [str(number) for number in range(len(rows))]
+
+    def configuration(row: dict[str, str]) -> tuple[str, str]:
+        return row["server"], row["server.workers"]
+
+    rounds: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        rounds.setdefault(configuration(row), []).extend(float(value) for value in row["rounds"].split())
+    by_median = sorted(rounds, key=lambda key: statistics.median(rounds[key]), reverse=True)
+    for leader in by_median[:2]:
+        assert len(rounds[leader]) >= 2, rounds  # the leaders were confirmed
+    best = by_median[0]
+    assert f"server={best[0]} server.workers={best[1]}" in result.stdout
+    assert "the median of 2 rounds" in result.stdout or "the median of 3 rounds" in result.stdout
+    summary = list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))
+    assert len(summary) == len(rows)
 
 
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
         (["hydra.sweeper.n_trials=0"], ["hydra.sweeper.n_trials=0", ">= 1"]),
+        (["hydra.sweeper.contenders=0"], ["hydra.sweeper.contenders=0", ">= 1"]),
+        (["hydra.sweeper.confirm_rounds=99"], ["hydra.sweeper.confirm_rounds=99", "0..50"]),
         (["hydra.sweeper.direction=up"], ["hydra.sweeper.direction=up", "maximize"]),
         (["hydra.sweeper.sampler=cmaes"], ["hydra.sweeper.sampler=cmaes", "tpe"]),
         (["server.workers=range(3,1)"], ["server.workers", "is empty"]),
@@ -145,7 +191,7 @@ def test_a_resumed_study_with_its_seed_draws_on_instead_of_repeating(tmp_path: P
     benchmark spent on a configuration already measured)."""
     settings = StudySettings(
         study_name="resume", storage=None, n_trials=4, n_jobs=1, direction="auto", sampler=sampler,
-        startup_trials=10, seed=7, timeout_seconds=None,
+        startup_trials=10, seed=7, timeout_seconds=None, contenders=3, confirm_rounds=3,
     )  # fmt: skip
 
     def draw(count: int) -> list[int]:

@@ -60,7 +60,6 @@ class TuneSweeper(Sweeper):
             next_job_number,
             open_study,
             opening_line,
-            tell,
             write_trials,
         )
 
@@ -84,13 +83,11 @@ class TuneSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = open_study(settings, sweep_dir=sweep_dir, maximize=maximize)
-        job_number = next_job_number(sweep_dir)
+        self.job_number = next_job_number(sweep_dir)
         opening = opening_line(settings, sweep_dir, len(study.get_trials(deepcopy=False)))
         started, asked, returns = time.monotonic(), 0, []
         while asked < settings.n_trials:
-            if settings.timeout_seconds is not None and time.monotonic() - started > settings.timeout_seconds:
-                spent = settings.timeout_seconds
-                logger.info("tuner: hydra.sweeper.timeout_seconds=%s spent after %d trials", spent, asked)
+            if _timed_out(settings, started, study):
                 break
             trials = [study.ask() for _ in range(min(settings.n_jobs, settings.n_trials - asked))]
             asked += len(trials)
@@ -106,17 +103,63 @@ class TuneSweeper(Sweeper):
             if opening:  # said once the space composes, so a bad space is one error line and nothing else
                 logger.info(opening)
                 opening = ""
-            results = list(self.launcher.launch(batch, initial_job_idx=job_number))
-            job_number += len(batch)
-            returns.append(results)
-            for index, (trial, overrides) in enumerate(zip(trials, drawn, strict=True)):
-                value = tell(study, trial, results[index :: len(trials)])
-                shown = "failed" if value is None else f"{metric} {value:,.2f}"
-                drawn_here = " ".join(o for o in overrides if o not in space.fixed) or "(fixed)"
-                logger.info("trial %d: %s -> %s", trial.number, drawn_here, shown)
+            returns.append(self._measure(study, trials, drawn, batch, space=space, metric=metric))
+        returns += self._confirm(study, settings, space=space, metric=metric, maximize=maximize, started=started)
         write_trials(sweep_dir / TRIALS_FILE, study)
-        _log_best(study, metric)
+        _log_best(study, metric, maximize=maximize)
         return returns
+
+    def _measure(
+        self, study: Any, trials: list[Any], drawn: list[list[str]], batch: list[list[str]], *, space: Any, metric: str
+    ) -> list[JobReturn]:
+        """Launch ``batch`` (the trials' rounds, round-major), tell each trial its median, say what it drew."""
+        from pyfly_hydra.tune.study import tell
+
+        assert self.launcher is not None
+        results = list(self.launcher.launch(batch, initial_job_idx=self.job_number))
+        self.job_number += len(batch)
+        for index, (trial, overrides) in enumerate(zip(trials, drawn, strict=True)):
+            value = tell(study, trial, results[index :: len(trials)])
+            shown = "failed" if value is None else f"{metric} {value:,.2f}"
+            drawn_here = " ".join(o for o in overrides if o not in space.fixed) or "(fixed)"
+            phase = " (confirming)" if trial.user_attrs.get("phase") == "confirm" else ""
+            logger.info("trial %d%s: %s -> %s", trial.number, phase, drawn_here, shown)
+        return results
+
+    def _confirm(
+        self, study: Any, settings: Any, *, space: Any, metric: str, maximize: bool, started: float
+    ) -> list[list[JobReturn]]:
+        """Measure the leading configurations again, a round each per pass, until the leaders all have
+        ``confirm_rounds`` rounds or ``contenders x confirm_rounds`` jobs are spent (``pyfly_hydra.tune.confirm``)."""
+        from pyfly_hydra.tune.confirm import shuffled, standings, unconfirmed
+
+        budget, spent, returns = settings.contenders * settings.confirm_rounds, 0, []
+        rule = {"contenders": settings.contenders, "confirm_rounds": settings.confirm_rounds, "maximize": maximize}
+        while short := unconfirmed(standings(study), **rule):
+            if _timed_out(settings, started, study):
+                break
+            if spent + len(short) > budget:
+                named = "; ".join(standing.describe() for standing in short)
+                logger.info("tuner: confirming stopped at its %d jobs (contenders x confirm_rounds): %s", spent, named)
+                break
+            batch = shuffled(short, seed=settings.seed, number=len(returns) + 1)
+            for standing in batch:
+                study.enqueue_trial(standing.params, user_attrs={"phase": "confirm"})
+            trials = [study.ask() for _ in batch]
+            drawn = [space.suggest(trial) for trial in trials]
+            jobs = [[*o, f"bench.round={s.jobs + 1}"] for o, s in zip(drawn, batch, strict=True)]
+            returns.append(self._measure(study, trials, drawn, jobs, space=space, metric=metric))
+            spent += len(batch)
+        return returns
+
+
+def _timed_out(settings: Any, started: float, study: Any) -> bool:
+    """Whether ``hydra.sweeper.timeout_seconds`` is spent (said when it is)."""
+    if settings.timeout_seconds is None or time.monotonic() - started <= settings.timeout_seconds:
+        return False
+    trials = len(study.get_trials(deepcopy=False))
+    logger.info("tuner: hydra.sweeper.timeout_seconds=%s spent, %d trials so far", settings.timeout_seconds, trials)
+    return True
 
 
 def _plain(node: Any) -> Any:
@@ -124,21 +167,18 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def _log_best(study: Any, metric: str) -> None:
-    from optuna.trial import TrialState
+def _log_best(study: Any, metric: str, *, maximize: bool) -> None:
+    """The configuration named best: the best median over every round of it (a lone lucky trial is not)."""
+    from pyfly_hydra.tune.confirm import leaders, standings
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
+    everything = standings(study)
+    ahead = leaders(everything, contenders=1, maximize=maximize)
+    if not ahead:
         logger.warning("tuner: no trial completed; see trials.csv for the reasons")
         return
-    best = study.best_trial
-    drawn = " ".join(f"{key}={value}" for key, value in best.params.items())
+    best = ahead[0]
     logger.info(
-        "tuner: best of %d trials (%d complete): trial %d, %s %s, %s",
-        len(study.get_trials(deepcopy=False)),
-        len(complete),
-        best.number,
-        metric,
-        f"{best.value:,.2f}",
-        drawn,
-    )
+        "tuner: best of %d configurations (%d trials): %s, %s %s, the median of %d rounds",
+        len(everything), len(study.get_trials(deepcopy=False)), best.describe(), metric, f"{best.median:,.2f}",
+        len(best.values),
+    )  # fmt: skip

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.utils import JobReturn, JobStatus
 
 from pyfly_hydra.bench.outcome import BenchOutcome, job_output_dir
+from pyfly_hydra.bench.rounds import MAX_ROUNDS
 from pyfly_hydra.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -40,14 +41,19 @@ class StudySettings:
     startup_trials: int
     seed: int | None
     timeout_seconds: float | None
+    contenders: int
+    confirm_rounds: int
 
     def __post_init__(self) -> None:
-        for key in ("n_trials", "n_jobs"):
+        for key in ("n_trials", "n_jobs", "contenders"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"hydra.sweeper.{key}", value, "must be an integer >= 1")
         if isinstance(self.startup_trials, bool) or not isinstance(self.startup_trials, int) or self.startup_trials < 0:
             raise ConfigError("hydra.sweeper.startup_trials", self.startup_trials, "must be an integer >= 0")
+        rounds = self.confirm_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= MAX_ROUNDS:
+            raise ConfigError("hydra.sweeper.confirm_rounds", rounds, f"must be an integer 0..{MAX_ROUNDS}")
         if self.direction not in DIRECTIONS:
             raise ConfigError("hydra.sweeper.direction", self.direction, f"must be one of {', '.join(DIRECTIONS)}")
         if self.sampler not in SAMPLERS:
@@ -136,17 +142,19 @@ def tell(study: optuna.Study, trial: optuna.trial.Trial, rounds: Sequence[JobRet
 
 
 def write_trials(path: Path, study: optuna.Study) -> None:
-    """Every trial of the study so far: number, state, value, its rounds and jobs, the overrides it drew."""
+    """Every trial of the study so far: number, phase (search or confirm), state, value, its rounds and jobs, the
+    overrides it drew."""
     trials = study.get_trials(deepcopy=False)
     keys = sorted({key for trial in trials for key in trial.params} - {"server"})
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["trial", "state", "value", "rounds", "jobs", "reason", "server", *keys])
+        writer.writerow(["trial", "phase", "state", "value", "rounds", "jobs", "reason", "server", *keys])
         for trial in trials:
             attrs: dict[str, Any] = trial.user_attrs
             writer.writerow(
                 [
                     trial.number,
+                    attrs.get("phase", "search"),
                     trial.state.name.lower(),
                     "" if trial.value is None else trial.value,
                     " ".join(f"{value:g}" for value in attrs.get("rounds", [])),

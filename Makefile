@@ -11,7 +11,7 @@ RUN_STAMP := $(VENV)/.run-stamp
 DOCS_STAMP := $(VENV)/.docs-stamp
 RUN_EXTRAS := granian,uvicorn,hypercorn,uvloop
 
-.PHONY: run test test-slow test-oldest lint docs clean bench-compare bench-reliability bench-key-cost bench-layer-cost bench-client-scaling bytecode
+.PHONY: run test test-slow test-oldest lint docs clean bench-compare bench-reliability bench-key-cost bench-layer-cost bench-client-scaling bench-tuner-vs-grid bytecode
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit("pyfly-hydra needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -99,6 +99,9 @@ bench-layer-cost: $(STAMP) bytecode
 
 bench-client-scaling: $(STAMP) bytecode
 	$(PY) benchmarks/client_scaling.py $(ARGS)
+
+bench-tuner-vs-grid: $(STAMP) bytecode
+	$(PY) benchmarks/tuner_vs_grid.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .ruff_cache site

@@ -179,3 +179,30 @@ def test_layer_cost_measures_every_layer_against_its_own_baseline() -> None:
     layers = {row[0] for row in rows}
     assert {"GoingAway (websockets closed with 1001)", "HTTPExchange, + metrics (server.metrics)"} <= layers
     assert len(rows) == 11, result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_tuner_vs_grid_reports_each_seeds_pick_against_the_grids_truth(tmp_path: Path) -> None:
+    """benchmarks/tuner_vs_grid.py, short (uvicorn and hypercorn, 8 configurations x 3 rounds): the grid ranked, then
+    per seed the tuner's pick, its ratio to the grid's best and the jobs spent, within a third of the grid's."""
+    result = subprocess.run(
+        [
+            sys.executable, str(ROOT / "benchmarks" / "tuner_vs_grid.py"), "--servers", "uvicorn,hypercorn",
+            "--seeds", "1", "--duration", "1", "--warmup", "0", "--workload", "plaintext", "--contenders", "1",
+            "--confirm-rounds", "2", "--out", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=380, cwd=ROOT, env=child_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = r"^\| (\d+) \| ((?:uvicorn|hypercorn) \S+ w[12]) \| ([\d,]+) \| ([\d.]+) \| (\w+) \|$"
+    grid = re.findall(row, result.stdout, re.M)
+    assert sorted(int(row[0]) for row in grid) == list(range(1, 9)), result.stdout
+    assert len({row[1] for row in grid}) == 8
+    [seed] = re.findall(
+        r"^\| 1 \| (\S+ \S+ w[12]) \| (\d+) \| ([\d.]+) \| (\w+) \| (\d+) of 24 \| (yes|no) \|", result.stdout, re.M
+    )
+    assert 1 <= int(seed[1]) <= 2 and 0 < float(seed[2]) <= 1.0
+    assert int(seed[4]) <= 24 // 3  # at most a third of the grid's jobs
+    assert seed[5] == ("yes" if float(seed[2]) >= 0.95 or seed[3] in ("best", "winner", "tie") else "no")
+    assert (tmp_path / "grid" / "summary.md").is_file() and (tmp_path / "tune-1" / "trials.csv").is_file()

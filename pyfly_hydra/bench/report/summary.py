@@ -106,7 +106,8 @@ def load_records(sweep_dir: Path) -> list[Record]:
     records = []
     for path in sweep_dir.glob(f"*/{RECORD_NAME}"):
         record = json.loads(path.read_text())
-        record.setdefault("job", path.parent.name)
+        if record.get("job") is None:  # a single run's record (no multirun numbered it): its directory names it
+            record["job"] = path.parent.name
         records.append(record)
     return sorted(records, key=lambda r: int(r["job"]) if str(r["job"]).isdigit() else math.inf)
 

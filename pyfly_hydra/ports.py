@@ -34,14 +34,16 @@ class EventLoopPort(Protocol):
 @dataclass(frozen=True)
 class Serving:
     """What the runner hands a server adapter to serve: the app (or the worker-app factory wrapping it), the
-    loop its workers run, the job's logging for the server (None: the server's own), what reload watches, and
-    the run's startup record, where each rolling restart is noted (None: the run keeps none)."""
+    loop its workers run, the job's logging for the server (None: the server's own), what reload watches, the
+    run's startup record, where each rolling restart is noted (None: the run keeps none), and whether the first
+    workers may fork from the runner (it holds none of the app's state: ``runner.app_check``)."""
 
     app: AppTarget
     loop: EventLoopPort
     log_config: dict[str, Any] | None = None
     reload_sources: WatchedSources | None = None
     record: Path | None = None
+    workers_may_fork: bool = False
 
 
 @runtime_checkable

@@ -111,7 +111,7 @@ class UsageSampler:
             try:
                 times = process.cpu_times()
                 self._cpu[process.pid] = times.user + times.system
-                rss += process.memory_info().rss
+                rss += _proportional_memory(process)
                 self._cpus.update(process.cpu_affinity())
             except psutil.NoSuchProcess:
                 continue
@@ -207,3 +207,13 @@ class ServerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
             raise ServerProcessError(f"the server did not stop within {timeout:g} s of SIGTERM") from None
+
+
+def _proportional_memory(process: psutil.Process) -> int:
+    """The process's share of physical memory: its own pages, and each page it shares (with the runner it forked
+    from, with the other workers) divided among the processes sharing it (PSS), so a sum over a server's processes
+    counts every page once; its resident set (RSS) where the kernel does not say (not Linux)."""
+    try:
+        return int(process.memory_full_info().pss)
+    except (AttributeError, psutil.AccessDenied):
+        return int(process.memory_info().rss)

@@ -24,14 +24,14 @@ from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort, Serving
 from pyfly_hydra.registry import MOVED_TARGETS
+from pyfly_hydra.runner.app_check import checked_app
 from pyfly_hydra.runner.logs import job_logging, server_logging
 from pyfly_hydra.runner.server_info import ServerInfo
 from pyfly_hydra.supervision.reload import quiet_watcher, watched_sources
 from pyfly_hydra.supervision.signals import runner_signals
 from pyfly_hydra.system.bind import check_listener
 from pyfly_hydra.worker.app import plan_worker_app
-from pyfly_hydra.worker.apps import AppTarget, load_app_target
-from pyfly_hydra.worker.log_format import kept_logging
+from pyfly_hydra.worker.apps import AppTarget
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -130,8 +130,7 @@ def make_plan(
     )
     _require_installed("server", server.name, server.module, SERVER_PRIORITY)
     server.check(loop=loop)
-    with kept_logging():  # the app's import may configure logging for the whole process
-        user_app = load_app_target(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
+    user_app, apart = checked_app(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
     log_config = server_logging(job_logging(), level=properties.log_level)
     app = served_app(user_app, server, keep_logging=log_config is not None, metrics_dir=metrics_dir)
     reload_sources = None
@@ -145,7 +144,10 @@ def make_plan(
         )
         logger.info(reload_sources.describe())
         quiet_watcher()
-    serving = Serving(app=app, loop=loop, log_config=log_config, reload_sources=reload_sources)
+    serving = Serving(
+        app=app, loop=loop, log_config=log_config, reload_sources=reload_sources,
+        workers_may_fork=apart and reload_sources is None,
+    )  # fmt: skip
     server.check_native(serving)
     info = ServerInfo(
         app=cfg.app,

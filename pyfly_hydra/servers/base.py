@@ -136,6 +136,7 @@ class ServerAdapter:
             worker_timeout=p.worker_timeout,
             roll_batch=p.roll_batch,
             record=serving.record,
+            fork_first=serving.workers_may_fork,
         )
 
     @staticmethod

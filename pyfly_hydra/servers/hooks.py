@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from importlib import import_module
 
-from pyfly_hydra.config.versions import declared_range
 from pyfly_hydra.errors import ConfigError
 
 
@@ -56,6 +55,9 @@ def require_hooks(server: str, version: str, hooks: tuple[Hook, ...], *, keys_se
     """Refuse to serve when a hook this run needs is missing from the installed server."""
     for hook in hooks:
         if (hook.key is None or hook.key in keys_set) and not hook.exists():
+            # Here, not at the top: the declared ranges import packaging's requirement parser, 50 ms of start-up.
+            from pyfly_hydra.config.versions import declared_range
+
             tested = declared_range(server)
             raise ConfigError(
                 "server" if hook.key is None else f"server.{hook.key}",

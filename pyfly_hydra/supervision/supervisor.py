@@ -54,6 +54,7 @@ from pyfly_hydra.supervision.recycling import Recycling, ReplacementRetry, Worke
 from pyfly_hydra.supervision.rolls import Roll
 from pyfly_hydra.supervision.signals import IGNORED_SIGNALS, ROLL_SIGNAL, STOP_SIGNALS, log_ignored, start_blocked
 from pyfly_hydra.supervision.stuck import StuckWorkers
+from pyfly_hydra.system.forking import fork_is_safe
 from pyfly_hydra.system.readiness import READINESS
 from pyfly_hydra.worker.control import RequestLimit, WorkerControl
 
@@ -121,10 +122,12 @@ class Supervisor:
         worker_timeout: float | None = None,
         roll_batch: int = 1,
         record: Path | None = None,
+        fork_first: bool = False,
     ) -> None:
         self.target, self.server, self.listeners, self.sources = target, server, listeners, sources
         self.stuck = StuckWorkers(server, worker_timeout) if worker_timeout is not None else None
         self.record = record  # the run's startup record, where each roll is noted
+        self.fork_first = fork_first  # the first workers may fork from this process (see _spawn)
         self.roll_batch = roll_batch  # workers a SIGHUP replaces at once
         self.count = workers
         self.max_requests = max_requests
@@ -160,14 +163,22 @@ class Supervisor:
     def _all_workers(self) -> list[Worker]:
         return [*(slot.worker for slot in self.slots), *self.retiring]
 
-    def _spawn(self) -> Worker:
+    def _spawn(self, *, first: bool = False) -> Worker:
         """A new worker, started with the supervisor's signals blocked (``signals.start_blocked``; ``attach``
-        ignores them in the worker, then unblocks): a group signal reaches it as its shutdown event."""
-        limit = None if self.max_requests is None else RequestLimit.drawn(self.max_requests, self.context.Event())
-        events = self.context.Event(), self.context.Event(), self.context.Event()
+        ignores them in the worker, then unblocks): a group signal reaches it as its shutdown event.
+
+        Spawned (a fresh interpreter importing the app's current code), except the ``first`` workers when
+        ``fork_first`` (the runner holds none of the app's state: ``runner.app_check``) and no other thread runs
+        here: they fork, the server's modules imported already (a second interpreter importing them again was
+        most of the runner's start-up above Hydra's own), and import the app themselves."""
+        context = self.context
+        if first and self.fork_first and fork_is_safe():
+            context = multiprocessing.get_context("fork")
+        limit = None if self.max_requests is None else RequestLimit.drawn(self.max_requests, context.Event())
+        events = context.Event(), context.Event(), context.Event()
         watchdog = self.stuck.watchdog if self.stuck is not None else None
         control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit, watchdog=watchdog)
-        process = self.context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
+        process = context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
         start_blocked(process.start)
         WORKER_EVENTS.started()
         return Worker(process, control)
@@ -187,7 +198,7 @@ class Supervisor:
                 # Watching before the first worker starts: an edit made while it starts, or right after it
                 # serves, is a change to reload on (the watch began after the workers served: CI23 missed one).
                 watcher = _watch(self.sources, self.changed, stop_watching)
-            self.slots = [Slot(self._spawn()) for _ in range(self.count)]
+            self.slots = [Slot(self._spawn(first=True)) for _ in range(self.count)]
             self._wait_until_serving()
             READINESS.serving(self.server, self.count)
             while not self.stopping:

@@ -99,6 +99,9 @@ class GranianServer(ServerAdapter):
         Hook("granian:Granian.signal_handler_reload", "SIGHUP taken without a lock"),
         Hook("granian:Granian.main_loop_interrupt", "clean stops on a group signal"),
         Hook("granian:Granian._spawn_worker", "clean stops on a group signal"),
+        Hook("granian.server.mp:WorkerProcess._spawn_method", "the start's workers forked, later ones spawned"),
+        Hook("granian.server.common:AbstractWorker._watch", "the start's workers forked, later ones spawned"),
+        Hook("granian.server.common:logger", "the start's workers forked, later ones spawned"),
         Hook("granian._internal:load_target", "workers that die with their runner and retire without a loss"),
         Hook("granian.server.mp:WorkerProcess.terminate", "workers replaced without a lost request"),
         Hook("granian.server.mp:WorkerProcess.start", "workers that keep a group signal while they start"),
@@ -257,7 +260,7 @@ class GranianServer(ServerAdapter):
             )  # fmt: skip
         elif p.worker_timeout is not None:
             server.stuck = StuckWorkers(self.name, p.worker_timeout)
-        server.record, server.roll_batch = serving.record, p.roll_batch
+        server.record, server.roll_batch, server.fork_first = serving.record, p.roll_batch, serving.workers_may_fork
         in_worker = partial(
             granian_worker.load,
             parent_pid=os.getpid(),
@@ -284,8 +287,8 @@ class GranianServer(ServerAdapter):
     def _granian(self, serving: Serving) -> Any:
         """granian's server for ``serving``."""
         p = self.properties
-        # Forked workers would inherit the app module imported (and checked) in this process, so a reload or a
-        # roll (SIGHUP) would serve the old code: every worker is a fresh interpreter importing the app's code.
+        # A worker is a fresh interpreter importing the app's current code, for a roll (SIGHUP) or a reload; only
+        # the start's workers fork, when this process holds none of the app's state (GroupSignalAwareGranian).
         multiprocessing.set_start_method("spawn", force=True)
         return granian_server_class(fd=p.fd, uds_group=parse_group(p.uds_group))(**self.native_settings(serving))
 

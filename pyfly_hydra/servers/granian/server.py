@@ -8,6 +8,7 @@ release that renames them breaks only what they add; the tests cover each.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import socket
 import threading
@@ -23,6 +24,7 @@ from pyfly_hydra.supervision.lifecycle import WORKER_EVENTS
 from pyfly_hydra.supervision.signals import start_blocked
 from pyfly_hydra.supervision.stuck import StuckWorkers
 from pyfly_hydra.system.bind import inherited_socket
+from pyfly_hydra.system.forking import fork_is_safe
 from pyfly_hydra.system.readiness import READINESS
 
 logger = logging.getLogger("pyfly_hydra")
@@ -77,6 +79,7 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
     The handlers take no lock (``SignalSafeEvent.set_from_signal``): granian's own set the event the
     interrupted main thread may be inside of, and ``threading.Event``'s lock is not reentrant.
     """
+    from granian.server.common import logger as granian_logger
     from granian.server.mp import WorkerProcess
 
     class GroupSignalWorker(WorkerProcess):  # type: ignore[misc, valid-type]
@@ -84,9 +87,18 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
         exit_reason: str | None = None  # set by whoever retires it (supervision.lifecycle); None: it decides itself
 
         def start(self) -> None:
-            """Spawned with the runner's signals blocked (``start_blocked``): the new interpreter keeps them
-            blocked (and a group signal pending) until ``worker.take_signals``, instead of dying of one."""
-            start_blocked(super().start)
+            """Started with the runner's signals blocked (``start_blocked``): the worker keeps them blocked (and a
+            group signal pending) until ``worker.take_signals``, instead of dying of one.
+
+            A worker of the start is watched (granian's watcher thread) only once all of them are started, so
+            each of them forks with no other thread here (``GroupSignalAwareGranian.startup``)."""
+            parent = self.parent
+            if not parent.forking:
+                start_blocked(super().start)
+                return
+            start_blocked(self.inner.start)
+            granian_logger.info("Spawning worker-%d with %s: %s", self.idx + 1, self._idl, self._id())
+            parent.unwatched.append(self)
 
         def terminate(self) -> None:
             """Retire a worker replaced while the server goes on (``servers.granian.worker``), then stop it."""
@@ -175,11 +187,23 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             self.announced_serving = False
             self.announce_lock = threading.Lock()
             self.recycling_reason = "recycled_lifetime"  # why granian's own respawn retires a live worker
+            self.fork_first = False  # the start's workers may fork from the runner (the adapter's)
+            self.forking = False  # the start's workers are being started (see startup)
+            self.unwatched: list[Any] = []  # the start's workers, watched once all are started
 
         def startup(self, spawn_target: Any, target_loader: Any) -> None:
             self.serving_reports.on_report = self._announce_once_serving
+            # The start's workers fork while no other thread runs here (see _spawn_worker), so the reports'
+            # reader starts after them: what they report meanwhile waits in its pipe.
+            self.forking = self.fork_first
+            try:
+                super().startup(spawn_target, target_loader)
+            finally:
+                self.forking = False
+                for worker in self.unwatched:
+                    worker._watch()
+                self.unwatched.clear()
             self.serving_reports.start()
-            super().startup(spawn_target, target_loader)
             self._announce_once_serving()
 
         def _announce_once_serving(self) -> None:
@@ -238,7 +262,15 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
             self.main_loop_interrupt.set_from_signal()
 
         def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
-            worker = super()._spawn_worker(*args, **kwargs)
+            """A worker process, forked while the start's workers are started and no other thread runs here (the
+            runner holds none of the app's state: ``runner.app_check``; each worker imports the app), spawned
+            otherwise: a roll, a respawn or a reload imports the app's current code in a fresh interpreter."""
+            method = "fork" if self.forking and fork_is_safe() else "spawn"
+            multiprocessing.set_start_method(method, force=True)  # what granian's WorkerProcess reads
+            try:
+                worker = super()._spawn_worker(*args, **kwargs)
+            finally:
+                multiprocessing.set_start_method("spawn", force=True)
             WORKER_EVENTS.started()
             if isinstance(worker, WorkerProcess):  # thread workers (free-threaded builds) get no signals
                 worker.__class__ = GroupSignalWorker

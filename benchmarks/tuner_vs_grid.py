@@ -34,9 +34,10 @@ from pyfly_hydra.bench.report.summary import load_records, rank
 from pyfly_hydra.bench.report.sweep import write_summary
 from pyfly_hydra.bench.rounds import shuffled_within_rounds
 from pyfly_hydra.config.environment import PREFIX
+from pyfly_hydra.registry import SERVER_NAMES
 
 # The space, written once: the grid enumerates it, the tuner is given it in Hydra's sweep grammar.
-SHARED = {"server": ("granian", "uvicorn", "hypercorn"), "loop": ("uvloop", "asyncio"), "server.workers": ("1", "2")}
+SHARED = {"server": SERVER_NAMES, "loop": ("uvloop", "asyncio"), "server.workers": ("1", "2")}
 GRANIAN_ONLY = {"server.granian.runtime_mode": ("st", "mt"), "server.granian.runtime_threads": ("1", "2")}
 Key = tuple[str, ...]
 
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--contenders", type=int, default=3, help="the tuner's hydra.sweeper.contenders")
     parser.add_argument("--confirm-rounds", type=int, default=3, help="the tuner's hydra.sweeper.confirm_rounds")
     parser.add_argument("--out", type=Path, default=None, help="where the jobs go (default: a new temporary dir)")
+    parser.add_argument("--grid", type=Path, default=None, help="an earlier run's grid dir: its truth, not run again")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="pyfly-tuner-vs-grid-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -152,13 +154,14 @@ def main() -> None:
         raise SystemExit(f"tuner_vs_grid: a third of {grid_jobs} grid jobs leaves the tuner no trial: raise --rounds")
 
     started = time.monotonic()
-    records = run_grid(out, space, rounds=args.rounds, common=common)
+    records = load_records(args.grid) if args.grid else run_grid(out, space, rounds=args.rounds, common=common)
     ranked = rank(records, "rps")
     truth = {key_of(c.first): c for c in ranked}
     best = max((c for c in ranked if c.values), key=lambda c: c.median)
     grid_minutes = (time.monotonic() - started) / 60
 
-    print(f"Grid: {len(truth)} configurations x {args.rounds} rounds = {grid_jobs} jobs ({grid_minutes:.1f} min), "
+    grid_from = f"from {args.grid}" if args.grid else f"{grid_minutes:.1f} min"
+    print(f"Grid: {len(truth)} configurations x {args.rounds} rounds = {grid_jobs} jobs ({grid_from}), "
           f"workload {args.workload}, {args.duration:g} s per job; results in {out}\n")  # fmt: skip
     print("| grid rank | configuration | rps median | vs best | verdict |")
     print("|---:|---|---:|---:|---|")

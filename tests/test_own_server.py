@@ -149,6 +149,7 @@ def test_a_users_own_server_is_swept_summarised_and_tuned(tmp_path: Path) -> Non
     result = run_cli(
         "--config-dir", "conf", "-m", "mode=bench", "app=main:app", "bench.path=/", "hydra/sweeper=tune",
         "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=0", "server=tiny",
+        "hydra.sweeper.confirm_rounds=0",
         "+hydra.sweeper.spaces.tiny={server.backlog:'choice(128,256)'}", f"hydra.sweep.dir={tuned}", *SHORT_BENCH,
         cwd=project, timeout=120,
     )  # fmt: skip

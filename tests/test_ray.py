@@ -189,8 +189,8 @@ def test_the_tuner_runs_its_trials_on_the_cluster(cluster: Cluster) -> None:
     sweep_dir = cluster.node_dir / "tune"
     result = cluster.run_sweep(
         "-m", "mode=bench", "hydra/sweeper=tune", "hydra/launcher=ray_bench", "hydra.sweeper.n_trials=2",
-        "server=granian,uvicorn", "bench.duration=1", "bench.warmup=0", "bench.connections=4",
-        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweeper.confirm_rounds=0", "server=granian,uvicorn", "bench.duration=1", "bench.warmup=0",
+        "bench.connections=4", f"hydra.sweep.dir={sweep_dir}",
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -54,9 +55,11 @@ def test_a_search_of_twelve_trials_resumes_by_study_name(tmp_path: Path) -> None
         cwd=tmp_path, users_defaults=True, timeout=120,
     )  # fmt: skip
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "study ci resumed" in second.stdout and f"{len(after_first)} trials so far" in second.stdout
+    so_far = re.search(r"study ci resumed from .*: (\d+) trials so far", second.stdout)
+    assert so_far and int(so_far[1]) >= len(after_first), second.stdout  # the told draws (no job) count too
     rows = trials(study_dir)
-    assert [int(row["trial"]) for row in rows] == list(range(len(rows)))
+    numbers = [int(row["trial"]) for row in rows]
+    assert numbers == sorted(set(numbers))  # the told draws of measured configurations (no job) are not listed
     assert [row["phase"] for row in rows[len(after_first) :]][:3] == ["search"] * 3
     # Job dirs do not collide: the resumed trials took the next jobs, and every job kept its own record.
     assert [row["jobs"] for row in rows] == [str(number) for number in range(len(rows))]
@@ -101,6 +104,23 @@ def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_pat
     [job] = confirming["jobs"].split()
     assert "bench.round=3" in job_overrides(tmp_path / job)
     assert "the median of 3 rounds" in result.stdout + result.stderr
+
+
+def test_the_search_measures_each_configuration_once_until_the_space_is_spent(tmp_path: Path) -> None:
+    """Two configurations, three search trials: the first two draw both (a draw of a measured one is told its
+    median, not run); the third finds nothing new in 50 draws and measures a repeat."""
+    result = run_cli(
+        "-m", "mode=bench", "hydra/sweeper=tune", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler=random",
+        "hydra.sweeper.seed=5", "hydra.sweeper.confirm_rounds=0", "server=granian", "server.workers=1,2",
+        f"hydra.sweep.dir={tmp_path}", *SHORT, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = trials(tmp_path)
+    assert [row["phase"] for row in rows] == ["search"] * 3
+    assert sorted(row["server.workers"] for row in rows[:2]) == ["1", "2"]
+    assert int(rows[2]["trial"]) > 50  # the told draws took the numbers between
+    job_dirs = [path for path in tmp_path.iterdir() if path.name.isdigit()]
+    assert len(job_dirs) == 3
 
 
 def test_the_leaders_are_measured_again_before_one_is_named_best(tmp_path: Path) -> None:

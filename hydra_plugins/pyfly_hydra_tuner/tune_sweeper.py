@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hydra.types import HydraContext, TaskFunction
 
 logger = logging.getLogger("pyfly_hydra")
+REDRAWS = 50  # draws of measured configurations a batch skips before it measures a repeat
 
 
 class TuneSweeper(Sweeper):
@@ -89,9 +90,8 @@ class TuneSweeper(Sweeper):
         while asked < settings.n_trials:
             if _timed_out(settings, started, study):
                 break
-            trials = [study.ask() for _ in range(min(settings.n_jobs, settings.n_trials - asked))]
+            trials, drawn = self._ask_unseen(study, space, min(settings.n_jobs, settings.n_trials - asked))
             asked += len(trials)
-            drawn = [space.suggest(trial) for trial in trials]
             # Round-major, as the grid sweep does: round 1 of every trial in the batch, then round 2.
             batch = [[*overrides, f"bench.round={r}"] for r in space.rounds for overrides in drawn]
             try:
@@ -108,6 +108,36 @@ class TuneSweeper(Sweeper):
         write_trials(sweep_dir / TRIALS_FILE, study)
         _log_best(study, metric, maximize=maximize)
         return returns
+
+    def _ask_unseen(self, study: Any, space: Any, count: int) -> tuple[list[Any], list[list[str]]]:
+        """``count`` trials drawing configurations not measured yet: a trial that draws a measured one is told its
+        median (``phase: known``, no job; one drawn twice in a batch is pruned) and another is asked, up to
+        ``REDRAWS`` times (then the space is as good as exhausted, and a repeat is measured again)."""
+        from optuna.trial import TrialState
+
+        from pyfly_hydra.tune.confirm import KNOWN, configuration, standings
+
+        known = {configuration(standing.params): standing for standing in standings(study) if standing.values}
+        batch: set[tuple[tuple[str, str], ...]] = set()
+        trials: list[Any] = []
+        drawn: list[list[str]] = []
+        redraws = 0
+        while len(trials) < count:
+            trial = study.ask()
+            overrides = space.suggest(trial)
+            key = configuration(trial.params)
+            if (key in known or key in batch) and redraws < REDRAWS:
+                redraws += 1
+                trial.set_user_attr("phase", KNOWN)
+                if key in known:
+                    study.tell(trial, known[key].median)
+                else:
+                    study.tell(trial, state=TrialState.PRUNED)
+                continue
+            batch.add(key)
+            trials.append(trial)
+            drawn.append(overrides)
+        return trials, drawn
 
     def _measure(
         self, study: Any, trials: list[Any], drawn: list[list[str]], batch: list[list[str]], *, space: Any, metric: str

@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
+# A search trial that drew a configuration already measured, told its median instead of measured again: the search
+# spends its jobs on configurations it has not seen (the confirming measures the leaders again).
+KNOWN = "known"
+
 
 @dataclass
 class Standing:
@@ -45,14 +49,20 @@ def standings(study: optuna.Study) -> list[Standing]:
 
     by_params: dict[tuple[tuple[str, str], ...], Standing] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        key = tuple(sorted((name, repr(value)) for name, value in trial.params.items()))
-        standing = by_params.setdefault(key, Standing(dict(trial.params)))
+        if trial.user_attrs.get("phase") == KNOWN:
+            continue
+        standing = by_params.setdefault(configuration(trial.params), Standing(dict(trial.params)))
         standing.jobs += len(trial.user_attrs.get("jobs", ()))
         if trial.state == TrialState.FAIL:
             standing.failed = True
         else:
             standing.values += trial.user_attrs.get("rounds", [])
     return list(by_params.values())
+
+
+def configuration(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """What identifies a configuration among a study's trials: the values it drew."""
+    return tuple(sorted((name, repr(value)) for name, value in params.items()))
 
 
 def leaders(candidates: Sequence[Standing], *, contenders: int, maximize: bool) -> list[Standing]:

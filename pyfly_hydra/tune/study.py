@@ -16,6 +16,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from pyfly_hydra.bench.outcome import BenchOutcome, job_output_dir
 from pyfly_hydra.bench.rounds import MAX_ROUNDS
 from pyfly_hydra.errors import ConfigError
+from pyfly_hydra.tune.confirm import KNOWN
 
 if TYPE_CHECKING:
     import optuna
@@ -142,9 +143,9 @@ def tell(study: optuna.Study, trial: optuna.trial.Trial, rounds: Sequence[JobRet
 
 
 def write_trials(path: Path, study: optuna.Study) -> None:
-    """Every trial of the study so far: number, phase (search or confirm), state, value, its rounds and jobs, the
-    overrides it drew."""
-    trials = study.get_trials(deepcopy=False)
+    """Every measured trial of the study so far: number, phase (search or confirm), state, value, its rounds and
+    jobs, the overrides it drew."""
+    trials = [trial for trial in study.get_trials(deepcopy=False) if trial.user_attrs.get("phase") != KNOWN]
     keys = sorted({key for trial in trials for key in trial.params} - {"server"})
     with path.open("w", newline="") as out:
         writer = csv.writer(out)

@@ -5,8 +5,9 @@ Neither server's own supervisor does what a production team needs. hypercorn's `
 every worker once the first one exits (a SIGTERM cuts in-flight requests, a crash is never replaced,
 and the exit code is 0); uvicorn's waits out a 5 s health check before replacing workers that reached
 their request limit (both can be gone at once), exits 0 when the app cannot start, and neither
-replaces a worker by lifetime or memory. This one runs each server's own worker function in spawned
-processes on shared listening sockets:
+replaces a worker by lifetime or memory. This one runs each server's own worker function in processes on
+shared listening sockets (the start's forked from the runner, which never imports the app: ``runner.app_check``;
+every later one spawned):
 
 - on SIGINT, SIGTERM or SIGQUIT it closes the listening sockets (new connections are refused at once) and
   waits for every worker to drain (up to ``graceful_timeout`` plus a margin); workers ignore the

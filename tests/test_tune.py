@@ -106,6 +106,7 @@ def test_a_failed_trial_is_recorded_as_failed_and_rounds_give_the_median(tmp_pat
     assert "the median of 3 rounds" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_the_search_measures_each_configuration_once_until_the_space_is_spent(tmp_path: Path) -> None:
     """Two configurations, three search trials: the first two draw both (a draw of a measured one is told its
     median, not run); the third finds nothing new in 50 draws and measures a repeat."""
@@ -123,6 +124,7 @@ def test_the_search_measures_each_configuration_once_until_the_space_is_spent(tm
     assert len(job_dirs) == 3
 
 
+@pytest.mark.slow
 def test_the_leaders_are_measured_again_before_one_is_named_best(tmp_path: Path) -> None:
     """Four one-round trials, then the two best configurations get a second round each, interleaved; the one named
     best leads over every round of it, and the summary counts those rounds as its n."""

@@ -104,6 +104,7 @@ def spawned(pid: int) -> bool:
     return any("spawn_main" in part for part in psutil.Process(pid).cmdline())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", SERVERS)
 def test_the_first_workers_fork_and_import_the_app_a_roll_spawns(start_server, tmp_path: Path, server: str) -> None:
     """As a user runs it, from the app's directory: the runner never imports the app; its two workers fork

@@ -57,10 +57,11 @@ test: lint
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PY) -m pytest -m "serial and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# The long tests (marked slow: the Ray cluster, packaging every extra, whole sweeps, the tuner's resume, search
-# and confirming, the forked start's end-to-end check, the capacity search, the recycling drill, the load clients
-# against wrk, the one-worker rolling restarts, the reload drill, every override --help lists, crash loops waited
-# out), in the same two phases, so `make test` stays under 10 minutes on 2 CPUs. `.ci/run` runs it after it.
+# The long tests (marked slow: the Ray cluster, packaging every extra, whole sweeps, the sweep presets, the
+# tuner's resume, search and confirming, a user's own server swept and tuned, the forked start's end-to-end
+# check, the command-line fuzz, the capacity search, the recycling drill, the load clients against wrk, the
+# one-worker rolling restarts, the reload drill, every override --help lists, crash loops waited out), in the same
+# two phases, so `make test` stays under 10 minutes on 2 CPUs. `.ci/run` runs it after it.
 test-slow: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "slow and not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PY) -m pytest -m "slow and serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]

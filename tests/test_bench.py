@@ -185,6 +185,7 @@ def test_three_interleaved_rounds_show_n_spread_and_a_verdict(tmp_path: Path) ->
     assert "summary written" in output
 
 
+@pytest.mark.slow
 def test_sweep_presets_run_as_a_sweep_without_dash_m(tmp_path: Path) -> None:
     short = ["bench.duration=1", "bench.warmup=0", "bench.client=builtin", "server=granian"]
     ladder = tmp_path / "ladder"

@@ -274,6 +274,7 @@ def rejected(base: DictConfig, override: str) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_hostile_values_through_the_command_line(base_config: DictConfig) -> None:
     rng = random.Random(SEED)
     cases = [(key, value) for key in KEYS for value in HOSTILE]

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from pyfly_hydra.bench.report.summary import env_body
@@ -124,6 +125,7 @@ def test_mode_info_shows_a_users_own_server(tmp_path: Path) -> None:
     assert workers.split()[-2:] == ["-", "(refused)"]
 
 
+@pytest.mark.slow
 def test_a_users_own_server_is_swept_summarised_and_tuned(tmp_path: Path) -> None:
     project = _project(tmp_path / "project")
     sweep = tmp_path / "sweep"

@@ -33,7 +33,7 @@ from typing import Any
 from pyfly_hydra.bench.report.summary import load_records, rank
 from pyfly_hydra.bench.report.sweep import write_summary
 from pyfly_hydra.bench.rounds import shuffled_within_rounds
-from pyfly_hydra.config.environment import PREFIX
+from pyfly_hydra.config.environment import without_configuration
 from pyfly_hydra.registry import SERVER_NAMES
 
 # The space, written once: the grid enumerates it, the tuner is given it in Hydra's sweep grammar.
@@ -68,16 +68,14 @@ def describe(key: Key) -> str:
     return f"{server} {loop} w{workers}{own}"
 
 
-def child_env() -> dict[str, str]:
-    """Ours, less what would configure the runs (their configuration is the command line's alone)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(PREFIX) and k not in ("WEB_CONCURRENCY", "PORT")}
-
-
 def pyfly(*overrides: str, log: Path) -> None:
     """``python -m pyfly_hydra OVERRIDES`` to completion, its output in ``log``; a failed run stops the benchmark."""
     with log.open("a") as out:
         done = subprocess.run(
-            [sys.executable, "-m", "pyfly_hydra", *overrides], stdout=out, stderr=subprocess.STDOUT, env=child_env()
+            [sys.executable, "-m", "pyfly_hydra", *overrides],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=without_configuration(os.environ),  # the runs' configuration is the command line's alone
         )
     if done.returncode != 0:
         raise SystemExit(f"tuner_vs_grid: a run failed (exit {done.returncode}); its output: {log}")

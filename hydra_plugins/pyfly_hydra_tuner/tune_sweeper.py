@@ -143,6 +143,7 @@ class TuneSweeper(Sweeper):
         self, study: Any, trials: list[Any], drawn: list[list[str]], batch: list[list[str]], *, space: Any, metric: str
     ) -> list[JobReturn]:
         """Launch ``batch`` (the trials' rounds, round-major), tell each trial its median, say what it drew."""
+        from pyfly_hydra.tune.confirm import CONFIRM
         from pyfly_hydra.tune.study import tell
 
         assert self.launcher is not None
@@ -152,7 +153,7 @@ class TuneSweeper(Sweeper):
             value = tell(study, trial, results[index :: len(trials)])
             shown = "failed" if value is None else f"{metric} {value:,.2f}"
             drawn_here = " ".join(o for o in overrides if o not in space.fixed) or "(fixed)"
-            phase = " (confirming)" if trial.user_attrs.get("phase") == "confirm" else ""
+            phase = " (confirming)" if trial.user_attrs.get("phase") == CONFIRM else ""
             logger.info("trial %d%s: %s -> %s", trial.number, phase, drawn_here, shown)
         return results
 
@@ -161,7 +162,7 @@ class TuneSweeper(Sweeper):
     ) -> list[list[JobReturn]]:
         """Measure the leading configurations again, a round each per pass, until the leaders all have
         ``confirm_rounds`` rounds or ``contenders x confirm_rounds`` jobs are spent (``pyfly_hydra.tune.confirm``)."""
-        from pyfly_hydra.tune.confirm import shuffled, standings, unconfirmed
+        from pyfly_hydra.tune.confirm import CONFIRM, shuffled, standings, unconfirmed
 
         budget, spent, returns = settings.contenders * settings.confirm_rounds, 0, []
         rule = {"contenders": settings.contenders, "confirm_rounds": settings.confirm_rounds, "maximize": maximize}
@@ -174,7 +175,7 @@ class TuneSweeper(Sweeper):
                 break
             batch = shuffled(short, seed=settings.seed, number=len(returns) + 1)
             for standing in batch:
-                study.enqueue_trial(standing.params, user_attrs={"phase": "confirm"})
+                study.enqueue_trial(standing.params, user_attrs={"phase": CONFIRM})
             trials = [study.ask() for _ in batch]
             drawn = [space.suggest(trial) for trial in trials]
             jobs = [[*o, f"bench.round={s.jobs + 1}"] for o, s in zip(drawn, batch, strict=True)]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # A search trial that drew a configuration already measured, told its median instead of measured again: the search
 # spends its jobs on configurations it has not seen (the confirming measures the leaders again).
 KNOWN = "known"
+CONFIRM = "confirm"  # a trial the confirming ran: a leader measured again
 
 
 @dataclass

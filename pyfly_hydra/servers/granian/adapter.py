@@ -101,7 +101,6 @@ class GranianServer(ServerAdapter):
         Hook("granian:Granian._spawn_worker", "clean stops on a group signal"),
         Hook("granian.server.mp:WorkerProcess._spawn_method", "the start's workers forked, later ones spawned"),
         Hook("granian.server.common:AbstractWorker._watch", "the start's workers forked, later ones spawned"),
-        Hook("granian.server.common:logger", "the start's workers forked, later ones spawned"),
         Hook("granian._internal:load_target", "workers that die with their runner and retire without a loss"),
         Hook("granian.server.mp:WorkerProcess.terminate", "workers replaced without a lost request"),
         Hook("granian.server.mp:WorkerProcess.start", "workers that keep a group signal while they start"),

@@ -79,7 +79,6 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
     The handlers take no lock (``SignalSafeEvent.set_from_signal``): granian's own set the event the
     interrupted main thread may be inside of, and ``threading.Event``'s lock is not reentrant.
     """
-    from granian.server.common import logger as granian_logger
     from granian.server.mp import WorkerProcess
 
     class GroupSignalWorker(WorkerProcess):  # type: ignore[misc, valid-type]
@@ -88,17 +87,16 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
 
         def start(self) -> None:
             """Started with the runner's signals blocked (``start_blocked``): the worker keeps them blocked (and a
-            group signal pending) until ``worker.take_signals``, instead of dying of one.
+            group signal pending) until ``worker.take_signals``, instead of dying of one."""
+            start_blocked(super().start)
 
-            A worker of the start is watched (granian's watcher thread) only once all of them are started, so
-            each of them forks with no other thread here (``GroupSignalAwareGranian.startup``)."""
-            parent = self.parent
-            if not parent.forking:
-                start_blocked(super().start)
-                return
-            start_blocked(self.inner.start)
-            granian_logger.info("Spawning worker-%d with %s: %s", self.idx + 1, self._idl, self._id())
-            parent.unwatched.append(self)
+        def _watch(self) -> None:
+            """granian's watcher thread, deferred for a worker of the start until all of them are started, so each
+            of them forks with no other thread here (``GroupSignalAwareGranian.startup``)."""
+            if self.parent.forking:
+                self.parent.unwatched.append(self)
+            else:
+                super()._watch()
 
         def terminate(self) -> None:
             """Retire a worker replaced while the server goes on (``servers.granian.worker``), then stop it."""
@@ -200,11 +198,15 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
                 super().startup(spawn_target, target_loader)
             finally:
                 self.forking = False
-                for worker in self.unwatched:
-                    worker._watch()
-                self.unwatched.clear()
+                start_blocked(self._watch_started)  # the watchers block the signals as granian's start left them
             self.serving_reports.start()
             self._announce_once_serving()
+
+        def _watch_started(self) -> None:
+            """Watch the start's workers, each with granian's own watcher thread (see ``GroupSignalWorker._watch``)."""
+            unwatched, self.unwatched = self.unwatched, []
+            for worker in unwatched:
+                worker._watch()
 
         def _announce_once_serving(self) -> None:
             """systemd's ``READY=1`` once every worker of the start serves (``system.notify``)."""

@@ -20,7 +20,7 @@ from pyfly_hydra.config.resolvers import register_resolvers
 from pyfly_hydra.config.schema import register_schema
 from pyfly_hydra.errors import USER_FULL_ERROR_ENV, ConfigError
 from pyfly_hydra.runner.records import keeps_record, register_run_records_resolver
-from pyfly_hydra.runner.startup import skip_mode_probe
+from pyfly_hydra.runner.startup import end_of_startup, skip_mode_probe
 
 # Registered at import, so `--cfg job --resolve`, multirun and every launched job see them.
 register_schema()
@@ -69,6 +69,7 @@ MODES: dict[str, Callable[[DictConfig, Path | None], float]] = {"serve": _serve,
 def run_mode(cfg: DictConfig, output_dir: Path | None) -> float:
     """Run the task named by ``cfg.mode`` and return what it returns (bench: its metric, for sweepers);
     ``output_dir`` None: the run keeps no record."""
+    end_of_startup()
     task = MODES.get(cfg.mode)
     if task is None:
         raise ConfigError("mode", cfg.mode, f"must be one of {', '.join(MODES)}")

@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from pyfly_hydra.errors import ConfigError, ServeError
-from pyfly_hydra.runner.app_check import checked_app
-from pyfly_hydra.worker.apps import load_app_target
+from pyfly_hydra.runner.app_check import app_check
+from pyfly_hydra.worker.apps import AppTarget, load_app_target
 from tests.conftest import SERVERS
 
 # An app that writes, at import, the pid of the process importing it.
@@ -40,6 +40,12 @@ def app_dir(tmp_path: Path, name: str, source: str) -> Path:
     directory.mkdir()
     (directory / f"{name}.py").write_text(textwrap.dedent(source))
     return directory
+
+
+def checked_app(import_string: str, **where: object) -> tuple[AppTarget, bool]:
+    """The check as ``runner.serve.make_plan`` makes it, with nothing else to do while it runs."""
+    with app_check(import_string, **where) as check:  # type: ignore[arg-type]
+        return check.outcome()
 
 
 def imported_by(directory: Path) -> list[int]:
@@ -84,6 +90,21 @@ def test_an_import_that_kills_its_process_is_one_line(tmp_path: Path) -> None:
         ServeError, match=r"importing the app killing_app:app ended the process that checked it \(signal 9\)"
     ):
         checked_app("killing_app:app", app_dir=str(directory), factory=False, interface="auto")
+
+
+def test_a_plan_that_fails_meanwhile_ends_the_check(tmp_path: Path) -> None:
+    """The plan goes on while the app imports; a config error found meanwhile kills the check's fork and reaps it."""
+    directory = app_dir(tmp_path, "slow_app", "import time\ntime.sleep(60)\napp = None\n")
+    checker = None
+    with (
+        pytest.raises(ConfigError, match=r"server\.workers"),
+        app_check("slow_app:app", app_dir=str(directory), factory=False, interface="auto") as check,
+    ):
+        checker = check.pid
+        raise ConfigError("server.workers", 0, "must be at least 1")
+    assert checker is not None
+    with pytest.raises(ChildProcessError):  # reaped: no longer this process's child
+        os.waitpid(checker, os.WNOHANG)
 
 
 def test_with_a_thread_running_the_app_is_imported_here(tmp_path: Path) -> None:

@@ -126,9 +126,26 @@ FIRST_SPAWN = """
     context = multiprocessing.get_context("spawn")
     receiving, sending = context.Pipe(duplex=False)
     child = context.Process(target=report, args=(sending,))
-    start_blocked(child.start)  # the first spawn of this interpreter: the resource tracker starts with it
+    start_blocked(child.start, spawns=True)  # the first spawn of this interpreter: the resource tracker starts with it
     print(receiving.recv())
     child.join()
+"""
+
+FIRST_FORK = """
+    import json, multiprocessing
+    import psutil
+    from pyfly_hydra.supervision.signals import start_blocked
+    from report_mask import report
+
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    events = context.Event(), context.Event()  # a worker's control: semaphores, which a spawn would register
+    child = context.Process(target=report, args=(sending,))
+    start_blocked(child.start, spawns=False)
+    mask = receiving.recv()
+    others = [process.pid for process in psutil.Process().children() if process.pid != child.pid]
+    child.join()
+    print(json.dumps({"mask": mask, "others": others}))
 """
 
 
@@ -144,3 +161,12 @@ def test_the_first_spawned_worker_starts_with_the_supervisors_signals_blocked() 
     )
     assert result.returncode == 0, result.stderr
     assert set(SUPERVISOR_SIGNALS) <= set(json.loads(result.stdout)), result.stdout
+
+
+def test_a_forked_worker_starts_blocked_and_no_resource_tracker_with_it() -> None:
+    """The start's workers fork: they need no resource tracker, a fresh interpreter that took a CPU from them."""
+    result = _child(FIRST_FORK)
+    assert result.returncode == 0, result.stderr
+    started = json.loads(result.stdout)
+    assert set(SUPERVISOR_SIGNALS) <= set(started["mask"]), started
+    assert started["others"] == [], started

@@ -235,11 +235,19 @@ def with_environment(
     return [*line.arguments[:at], *(read.override for read in kept), *line.arguments[at:]], kept
 
 
+def _may_apply(arguments: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether the environment or an ``env_file`` on the command line may add an override at all."""
+    named = any((name.startswith(PREFIX) and name not in INTERNAL) or name in CONVENTIONS for name in environ)
+    return named or any(argument.lstrip("+~").startswith(ENV_FILE_KEY) for argument in arguments)
+
+
 def apply_environment(arguments: Sequence[str], environ: MutableMapping[str, str], *, config_dir: Path) -> list[str]:
     """Read the env file the command line or the environment names into ``environ``, then return ``arguments``
     with the environment's overrides (``with_environment``), remembered for ``applied``."""
     global _applied
     _applied = ()
+    if not _may_apply(arguments, environ):  # most starts: no Hydra parser built, no config tree walked
+        return list(arguments)
     line = command_line(arguments)
     env_file = _env_file(line.parsed, environ)
     if env_file is not None:
@@ -262,8 +270,11 @@ def check_env_file(cfg: DictConfig, task_overrides: Iterable[str]) -> None:
 
 def unused_variables(cfg: DictConfig, environ: Mapping[str, str]) -> list[str]:
     """The servers' variables set in ``environ`` that no ``${oc.env:NAME}`` of ``cfg`` reads."""
+    present = [name for name in NOT_READ if name in environ]
+    if not present:  # the common case: no YAML dump of the whole config on every start
+        return []
     text = OmegaConf.to_yaml(cfg)  # unresolved: the interpolations as written
-    return [name for name in NOT_READ if name in environ and not re.search(rf"oc\.env:\s*['\"]?{name}\b", text)]
+    return [name for name in present if not re.search(rf"oc\.env:\s*['\"]?{name}\b", text)]
 
 
 def notice_unused_variables(cfg: DictConfig) -> None:

@@ -8,16 +8,21 @@ interpreter importing the server again, most of the runner's start-up above Hydr
 runner keeps none of the app's state, and its first workers fork from it (``supervision.supervisor``,
 ``servers.granian``), each importing the app afresh as a spawned one does.
 
-Where a fork is not safe (not Linux, or a thread already runs in the runner), the app is imported here, as before,
-and the workers are spawned.
+The fork is started as soon as the app is known and imports it while the runner builds the rest of its plan (the
+server's adapter, its checks), on another CPU where there is one. Where a fork is not safe (not Linux, or a thread
+already runs in the runner), the app is imported here, when its outcome is asked for, and the workers are spawned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pyfly_hydra.errors import USER_FULL_ERROR_ENV, ConfigError, ServeError
@@ -26,12 +31,14 @@ from pyfly_hydra.worker.apps import AppTarget, load_app_target, put_first_on_pat
 from pyfly_hydra.worker.log_format import kept_logging
 
 
-def checked_app(import_string: str, *, app_dir: str, factory: bool, interface: str) -> tuple[AppTarget, bool]:
-    """The app's target (``worker.apps.load_app_target``), and whether it was checked in a fork (the runner holds
-    none of its state); a ConfigError, as the import raised it, when it cannot be served."""
+@contextmanager
+def app_check(import_string: str, *, app_dir: str, factory: bool, interface: str) -> Iterator[AppCheck]:
+    """Start checking the app, in a fork where that is safe, so it imports while the runner goes on with its plan;
+    ``AppCheck.outcome`` waits for it. The fork is reaped however the block ends (a config error found meanwhile
+    ends it)."""
     if not fork_is_safe():
-        with kept_logging():  # the app's import may configure logging for the whole process
-            return load_app_target(import_string, app_dir=app_dir, factory=factory, interface=interface), False
+        yield AppCheck(import_string, app_dir=app_dir, factory=factory, interface=interface, pid=None, answer=None)
+        return
     put_first_on_path(app_dir)  # in the runner too: the workers inherit its sys.path
     readable, writable = os.pipe()
     pid = os.fork()
@@ -39,19 +46,61 @@ def checked_app(import_string: str, *, app_dir: str, factory: bool, interface: s
         os.close(readable)
         _report(writable, import_string, app_dir=app_dir, factory=factory, interface=interface)
     os.close(writable)
-    with os.fdopen(readable, "rb") as answer:
-        reported = answer.read()
-    _, status = os.waitpid(pid, 0)
-    if not reported:
-        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.waitstatus_to_exitcode(status)}"
-        raise ServeError(f"importing the app {import_string} ended the process that checked it ({how})")
-    outcome: tuple[str, Any, str] = pickle.loads(reported)
-    kind, value, details = outcome
-    if kind == "error":
-        if os.environ.get(USER_FULL_ERROR_ENV) == "1":  # HYDRA_FULL_ERROR=1: the check's traceback too
-            print(details, file=sys.stderr, end="")
-        raise ConfigError(*value)
-    return value, True
+    check = AppCheck(import_string, app_dir=app_dir, factory=factory, interface=interface, pid=pid, answer=readable)
+    try:
+        yield check
+    finally:
+        check.close()
+
+
+class AppCheck:
+    """One check of the app: in the fork ``pid`` answering on the pipe ``answer``, or (``pid`` None) here."""
+
+    def __init__(
+        self, import_string: str, *, app_dir: str, factory: bool, interface: str, pid: int | None, answer: int | None
+    ) -> None:
+        self.import_string = import_string
+        self.app_dir, self.factory, self.interface = app_dir, factory, interface
+        self.pid = pid
+        self.answer = answer
+
+    def outcome(self) -> tuple[AppTarget, bool]:
+        """The app's target (``worker.apps.load_app_target``), and whether it was checked in a fork (the runner
+        holds none of its state); a ConfigError, as the import raised it, when it cannot be served."""
+        if self.pid is None:
+            with kept_logging():  # the app's import may configure logging for the whole process
+                return self._load(), False
+        assert self.answer is not None
+        with os.fdopen(self.answer, "rb") as answer:
+            self.answer = None
+            reported = answer.read()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        if not reported:
+            ended = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            how = f"signal {ended}" if ended is not None else f"exit {os.waitstatus_to_exitcode(status)}"
+            raise ServeError(f"importing the app {self.import_string} ended the process that checked it ({how})")
+        outcome: tuple[str, Any, str] = pickle.loads(reported)
+        kind, value, details = outcome
+        if kind == "error":
+            if os.environ.get(USER_FULL_ERROR_ENV) == "1":  # HYDRA_FULL_ERROR=1: the check's traceback too
+                print(details, file=sys.stderr, end="")
+            raise ConfigError(*value)
+        return value, True
+
+    def _load(self) -> AppTarget:
+        return load_app_target(self.import_string, app_dir=self.app_dir, factory=self.factory, interface=self.interface)
+
+    def close(self) -> None:
+        """End a check whose outcome was never taken: its fork killed and reaped, its pipe closed."""
+        if self.answer is not None:
+            os.close(self.answer)
+            self.answer = None
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = None
 
 
 def _report(writable: int, import_string: str, *, app_dir: str, factory: bool, interface: str) -> None:

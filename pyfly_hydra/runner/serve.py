@@ -24,7 +24,7 @@ from pyfly_hydra.demo import SERVER_ENV
 from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.ports import ApplicationServerPort, EventLoopPort, Serving
 from pyfly_hydra.registry import MOVED_TARGETS
-from pyfly_hydra.runner.app_check import checked_app
+from pyfly_hydra.runner.app_check import app_check
 from pyfly_hydra.runner.logs import job_logging, server_logging
 from pyfly_hydra.runner.server_info import ServerInfo
 from pyfly_hydra.supervision.reload import quiet_watcher, watched_sources
@@ -122,15 +122,17 @@ def make_plan(
     properties = server_properties(cfg.server)
     logging.getLogger("pyfly_hydra").setLevel(properties.log_level.upper())
     notice_unused_variables(cfg)
-    loop: EventLoopPort = _checked("loop", cfg.loop._target_, adapter_class("loop", cfg.loop._target_)(), EventLoopPort)
-    _require_installed("loop", loop.name, loop.module, loop_priority(sys.platform))
-    server_class = adapter_class("server", cfg.server._target_)
-    server: ApplicationServerPort = _checked(
-        "server", cfg.server._target_, server_class(properties=properties), ApplicationServerPort
-    )
-    _require_installed("server", server.name, server.module, SERVER_PRIORITY)
-    server.check(loop=loop)
-    user_app, apart = checked_app(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface)
+    # The app imports in the check's fork while the server's adapter is built and checked here.
+    with app_check(cfg.app, app_dir=cfg.app_dir, factory=cfg.app_factory, interface=cfg.interface) as check:
+        loop = _checked("loop", cfg.loop._target_, adapter_class("loop", cfg.loop._target_)(), EventLoopPort)
+        _require_installed("loop", loop.name, loop.module, loop_priority(sys.platform))
+        server_class = adapter_class("server", cfg.server._target_)
+        server: ApplicationServerPort = _checked(
+            "server", cfg.server._target_, server_class(properties=properties), ApplicationServerPort
+        )
+        _require_installed("server", server.name, server.module, SERVER_PRIORITY)
+        server.check(loop=loop)
+        user_app, apart = check.outcome()
     log_config = server_logging(job_logging(), level=properties.log_level)
     app = served_app(user_app, server, keep_logging=log_config is not None, metrics_dir=metrics_dir)
     reload_sources = None

@@ -59,16 +59,19 @@ def runner_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def start_blocked(start: Callable[[], None]) -> None:
-    """``start()`` a worker process with the supervisor's signals blocked: it inherits the mask (through a
-    spawn's exec too) and unblocks them once it has its own handlers, so a group signal during its start is
-    neither lost nor acted on by default. Blocked, not ignored: a stop signal that comes meanwhile reaches the
-    supervisor right after (SIG_IGN dropped it: CI20).
+def start_blocked(start: Callable[[], None], *, spawns: bool) -> None:
+    """``start()`` a worker process (or the threads that start them) with the supervisor's signals blocked: it
+    inherits the mask (through a spawn's exec too) and unblocks them once it has its own handlers, so a group
+    signal during its start is neither lost nor acted on by default. Blocked, not ignored: a stop signal that
+    comes meanwhile reaches the supervisor right after (SIG_IGN dropped it: CI20).
 
     multiprocessing's resource tracker, started by the first spawn, unblocks SIGINT and SIGTERM once it has
     started (``ResourceTracker.ensure_running``): a first worker then started with them unblocked and died
-    of a group SIGTERM while it imported the app (CI31). It is started before the signals are blocked."""
-    resource_tracker.ensure_running()
+    of a group SIGTERM while it imported the app (CI31). When the start ``spawns`` it is started before the
+    signals are blocked; a fork needs none (its semaphores are unlinked at once), and the tracker, a fresh
+    interpreter, would take a CPU from the forked workers' start."""
+    if spawns:
+        resource_tracker.ensure_running()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
     try:
         start()

@@ -180,7 +180,7 @@ class Supervisor:
         watchdog = self.stuck.watchdog if self.stuck is not None else None
         control = WorkerControl(*events, supervisor_pid=os.getpid(), request_limit=limit, watchdog=watchdog)
         process = context.Process(target=self.target, args=(control,), name=f"{self.server}-worker")
-        start_blocked(process.start)
+        start_blocked(process.start, spawns=context.get_start_method() != "fork")
         WORKER_EVENTS.started()
         return Worker(process, control)
 

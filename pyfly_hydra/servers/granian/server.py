@@ -88,7 +88,7 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
         def start(self) -> None:
             """Started with the runner's signals blocked (``start_blocked``): the worker keeps them blocked (and a
             group signal pending) until ``worker.take_signals``, instead of dying of one."""
-            start_blocked(super().start)
+            start_blocked(super().start, spawns=self._spawn_method != "fork")
 
         def _watch(self) -> None:
             """granian's watcher thread, deferred for a worker of the start until all of them are started, so each
@@ -198,7 +198,8 @@ def group_signal_aware(server_class: type[Any]) -> type[Any]:
                 super().startup(spawn_target, target_loader)
             finally:
                 self.forking = False
-                start_blocked(self._watch_started)  # the watchers block the signals as granian's start left them
+                # The watchers block the signals as granian's start left them; they start threads, no process.
+                start_blocked(self._watch_started, spawns=False)
             self.serving_reports.start()
             self._announce_once_serving()
 

@@ -29,9 +29,24 @@ JSON = [(b"content-type", b"application/json")]
 
 
 def running_loop_name() -> str:
-    """``module.Class`` of the event loop running this coroutine, e.g. ``uvloop.Loop``."""
-    loop_type = type(asyncio.get_running_loop())
+    """``module.Class`` of the event loop running this coroutine, e.g. ``uvloop.Loop``; ``trio`` under trio."""
+    try:
+        loop_type = type(asyncio.get_running_loop())
+    except RuntimeError:  # no asyncio loop: hypercorn's trio worker (loop=trio)
+        return "trio"
     return f"{loop_type.__module__}.{loop_type.__qualname__}"
+
+
+async def _wait(seconds: float) -> None:
+    """Sleep on whichever library runs this coroutine (asyncio, or trio with loop=trio)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        await trio.sleep(seconds)
+        return
+    await asyncio.sleep(seconds)
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -51,7 +66,7 @@ async def _sleep(scope: Scope, send: Send) -> None:
     except ValueError:
         await _json(send, {"error": "seconds must be a number"}, status=400)
         return
-    await asyncio.sleep(seconds)
+    await _wait(seconds)
     await _json(send, {"slept": seconds, "pid": os.getpid()})
 
 
@@ -71,7 +86,7 @@ async def _io(scope: Scope, send: Send) -> None:
     if milliseconds is None:
         await _json(send, {"error": f"ms must be a number 0..{MAX_SLEEP_SECONDS * 1000:.0f}"}, status=400)
         return
-    await asyncio.sleep(milliseconds / 1000)
+    await _wait(milliseconds / 1000)
     await _json(send, {"waited_ms": milliseconds})
 
 

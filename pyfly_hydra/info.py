@@ -10,7 +10,15 @@ from collections.abc import Mapping, Sequence
 from pyfly_hydra import __version__
 from pyfly_hydra.config.environment import CONVENTIONS, PREFIX, SEPARATOR, FromEnvironment
 from pyfly_hydra.config.properties import key_values
-from pyfly_hydra.config.resolvers import LOOP_TARGETS, REASONS, Candidate, cascade, module_available
+from pyfly_hydra.config.resolvers import (
+    LOOP_PRIORITY,
+    LOOP_TARGETS,
+    REASONS,
+    Candidate,
+    cascade,
+    is_installed,
+    module_available,
+)
 from pyfly_hydra.config.schema import ServerProperties
 from pyfly_hydra.config.versions import declared_range, is_declared
 from pyfly_hydra.errors import ConfigError
@@ -53,6 +61,15 @@ def _cascade_lines(candidates: list[Candidate]) -> list[str]:
         if tested is not None:
             verdict = "" if version == "-" or is_declared(candidate.name, version) else "  NOT TESTED: this version"
             lines.append(f"  {'':<10} tested: {candidate.name}{tested}{verdict}")
+    return lines
+
+
+def loops_run_lines(adapters: Sequence[type[ServerAdapter]]) -> list[str]:
+    """Each server's loops (``loops``), and whether it runs any other asyncio loop from its factory."""
+    lines = []
+    for adapter in adapters:
+        factories = ", and any asyncio loop from its factory" if adapter.runs_loop_factories else ""
+        lines.append(f"  {adapter.name:<10} {', '.join(adapter.loops)}{factories}")
     return lines
 
 
@@ -128,7 +145,9 @@ def render_info(
     adapters = [*SERVER_ADAPTERS, *own_adapters]
     servers = cascade("server")
     loops = cascade("loop", platform)
-    other_loops = [name for name in LOOP_TARGETS if name not in {c.name for c in loops}]
+    in_cascades = {name for names in LOOP_PRIORITY.values() for name in names}
+    other_loops = [name for name in in_cascades if name not in {c.name for c in loops}]
+    by_name = [Candidate(name, is_installed(name), chosen=False) for name in LOOP_TARGETS if name not in in_cascades]
     lines = [
         f"pyfly-hydra {__version__} on Python {platform_module.python_version()} ({platform})",
         "",
@@ -142,8 +161,12 @@ def render_info(
         *_cascade_lines(loops),
     ]
     if other_loops:
-        lines.append(f"  (not for {platform}: {', '.join(other_loops)})")
+        lines.append(f"  (not for {platform}: {', '.join(sorted(other_loops))})")
     lines += [
+        "Event loops chosen by name only (loop=NAME; auto never picks them):",
+        *_cascade_lines(by_name),
+        "Loops each server runs:",
+        *loops_run_lines(adapters),
         "",
         _why("server", servers),
         _why("loop", loops),

@@ -28,7 +28,7 @@ class EventLoopPort(Protocol):
 
     name: ClassVar[str]  # "uvloop", "asyncio", ...
     module: ClassVar[str | None]  # what must be importable; None for the standard library
-    factory: ClassVar[str]  # import string "module:callable" returning a new event loop
+    factory: ClassVar[str | None]  # "module:callable" returning a new asyncio loop; None: not asyncio (trio)
 
 
 @dataclass(frozen=True)

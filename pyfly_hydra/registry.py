@@ -65,6 +65,9 @@ LOOPS: tuple[BuiltinLoop, ...] = (
     BuiltinLoop(
         "asyncio", "pyfly_hydra.loops.asyncio.AsyncioLoop", None, "the standard library loop, always available"
     ),
+    # Chosen by name only (in no cascade below).
+    BuiltinLoop("rloop", "pyfly_hydra.loops.rloop.RloopLoop", "rloop", "Rust loop, experimental upstream"),
+    BuiltinLoop("trio", "pyfly_hydra.loops.trio.TrioLoop", "trio", "structured concurrency, not asyncio"),
 )
 # ``auto``'s loop cascade on each kind of platform, best first.
 LOOP_CASCADES: dict[str, tuple[str, ...]] = {

@@ -41,3 +41,31 @@ def test_an_http_request_skips_the_wrappers_only_websockets_and_lifespan_need(mo
 
 def test_without_websocket_or_lifespan_wrappers_there_is_no_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(_built(monkeypatch, body_timeout=60), HTTPExchange)
+
+
+async def _bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A raw ASGI app that ignores every scope but HTTP: it returns from lifespan without a word."""
+
+
+def _lifespan_through(guard: LifespanGuard) -> list[str]:
+    """What the server is told when it runs the lifespan protocol through ``guard``."""
+    events = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    told: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(events)
+
+    async def send(message: dict[str, Any]) -> None:
+        told.append(message["type"])
+
+    asyncio.run(guard({"type": "lifespan"}, receive, send))
+    return told
+
+
+def test_an_app_that_returns_from_lifespan_without_a_word_does_not_speak_it() -> None:
+    """auto completes the protocol itself (hypercorn's trio worker failed on it); on says startup failed."""
+    assert _lifespan_through(LifespanGuard(_bare_app, mode="auto")) == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert _lifespan_through(LifespanGuard(_bare_app, mode="on")) == ["lifespan.startup.failed"]

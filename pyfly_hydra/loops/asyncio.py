@@ -12,4 +12,4 @@ class AsyncioLoop(LoopAdapter):
 
     name: ClassVar[str] = "asyncio"
     module: ClassVar[str | None] = None
-    factory: ClassVar[str] = "asyncio:new_event_loop"
+    factory: ClassVar[str | None] = "asyncio:new_event_loop"

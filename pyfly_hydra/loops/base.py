@@ -1,4 +1,5 @@
-"""What every loop adapter shares: a loop is named by ``name`` and built from its ``factory`` import string."""
+"""What every loop adapter shares: a loop is named by ``name`` and built from its ``factory`` import string (an
+asyncio event loop), or run by a server that names it (trio, which is not one)."""
 
 from __future__ import annotations
 
@@ -11,4 +12,6 @@ class LoopAdapter:
 
     name: ClassVar[str]
     module: ClassVar[str | None]  # what must be importable; None for the standard library
-    factory: ClassVar[str]  # "module:callable" returning a new event loop
+    # "module:callable" returning a new asyncio event loop; None: not an asyncio loop (trio), which only a server
+    # naming it in its ``loops`` runs
+    factory: ClassVar[str | None]

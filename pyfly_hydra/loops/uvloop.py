@@ -12,4 +12,4 @@ class UvloopLoop(LoopAdapter):
 
     name: ClassVar[str] = "uvloop"
     module: ClassVar[str | None] = "uvloop"
-    factory: ClassVar[str] = "uvloop:new_event_loop"
+    factory: ClassVar[str | None] = "uvloop:new_event_loop"

@@ -12,4 +12,4 @@ class WinloopLoop(LoopAdapter):
 
     name: ClassVar[str] = "winloop"
     module: ClassVar[str | None] = "winloop"
-    factory: ClassVar[str] = "winloop:new_event_loop"
+    factory: ClassVar[str | None] = "winloop:new_event_loop"

@@ -32,6 +32,7 @@ from pyfly_hydra.supervision.signals import runner_signals
 from pyfly_hydra.system.bind import check_listener
 from pyfly_hydra.worker.app import plan_worker_app
 from pyfly_hydra.worker.apps import AppTarget
+from pyfly_hydra.worker.async_library import library_of
 
 logger = logging.getLogger("pyfly_hydra")
 
@@ -81,10 +82,16 @@ def _checked(key: str, target: str, adapter: Any, port: type) -> Any:
 
 
 def served_app(
-    app: AppTarget, server: ApplicationServerPort, *, keep_logging: bool, metrics_dir: Path | None = None
+    app: AppTarget,
+    server: ApplicationServerPort,
+    *,
+    keep_logging: bool,
+    metrics_dir: Path | None = None,
+    loop: str,
 ) -> AppTarget:
     """What the server is given: the user's app, or the worker-app factory with the layers its key table asks
-    (``metrics_dir``: where the workers count their requests, when the admin listener is on)."""
+    (``metrics_dir``: where the workers count their requests, when the admin listener is on; ``loop``: what the
+    workers run, whose async library the layers wait with)."""
     properties, layers = server.properties, server.layers()
     if app.interface == "wsgi" and properties.lifespan == "on":
         raise ConfigError("server.lifespan", "on", "a WSGI app has no lifespan events; use auto or off")
@@ -106,6 +113,7 @@ def served_app(
         metrics_dir=str(metrics_dir) if metrics_dir is not None and "Metrics" in layers else None,
         root_path=through("RootPath", properties.root_path or None),
         keep_logging=keep_logging,
+        async_library=library_of(loop),
     )
 
 
@@ -134,7 +142,7 @@ def make_plan(
         server.check(loop=loop)
         user_app, apart = check.outcome()
     log_config = server_logging(job_logging(), level=properties.log_level)
-    app = served_app(user_app, server, keep_logging=log_config is not None, metrics_dir=metrics_dir)
+    app = served_app(user_app, server, keep_logging=log_config is not None, metrics_dir=metrics_dir, loop=loop.name)
     reload_sources = None
     if properties.reload:
         reload_sources = watched_sources(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pyfly_hydra.config.properties import key_values, keys_set
 from pyfly_hydra.config.schema import ServerProperties
 from pyfly_hydra.errors import ConfigError
-from pyfly_hydra.registry import SERVER_NAMES
+from pyfly_hydra.registry import SERVER_NAMES, SERVERS
 from pyfly_hydra.servers.hooks import Hook, require_hooks
 from pyfly_hydra.servers.keys import Support, layers_asked, option_names, owner_of, refused
 from pyfly_hydra.supervision.recycling import Recycling
@@ -61,8 +61,12 @@ class ServerAdapter:
         keys = keys_set(self.properties)
         require_hooks(self.name, self.version(), self.hooks, keys_set=set(keys))
         self.native_options()
-        if loop.name not in self.loops and not self.runs_loop_factories:
-            raise ConfigError("loop", loop.name, f"{self.name} cannot run this loop; it runs {', '.join(self.loops)}")
+        if loop.name not in self.loops and not (self.runs_loop_factories and loop.factory is not None):
+            factories = " and any asyncio loop from its factory" if self.runs_loop_factories else ""
+            runs = ", ".join(self.loops) + factories
+            elsewhere = _servers_running(loop)
+            instead = f"; {' or '.join(f'server={name}' for name in elsewhere)} runs it" if elsewhere else ""
+            raise ConfigError("loop", loop.name, f"{self.name} cannot run this loop; it runs {runs}{instead}")
         for key, value in keys.items():
             support = self.key_support(key)
             if support.refused is not None:
@@ -251,3 +255,14 @@ def _no_option(key: str) -> str:
 def bind_address(host: str, port: int) -> str:
     """``host:port`` with IPv6 literals bracketed."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _servers_running(loop: EventLoopPort) -> list[str]:
+    """The built-in servers that run ``loop`` (for the line refusing it elsewhere)."""
+
+    def runs(target: str) -> bool:
+        module, _, name = target.rpartition(".")
+        adapter = getattr(import_module(module), name)
+        return loop.name in adapter.loops or (adapter.runs_loop_factories and loop.factory is not None)
+
+    return [server.name for server in SERVERS if runs(server.target)]

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from pyfly_hydra.errors import ConfigError, format_value
 from pyfly_hydra.worker.apps import TRACEBACK_HINT, AppTarget, import_object, user_traceback
+from pyfly_hydra.worker.async_library import ASYNCIO
 
 SPEC_ENV = "PYFLY_HYDRA_WORKER_APP"
 # Set for a rolling restart's new worker (``supervision.rolls``): where it leaves why its app failed, so the
@@ -54,6 +55,7 @@ class WorkerApp:
     metrics_dir: str | None = None  # count every request in a file there, for the runner's /metrics
     going_away: bool = False  # close open websockets with 1001 when the worker starts draining
     keep_logging: bool = False  # the job's logging survives what importing the app does to logging
+    async_library: str = ASYNCIO  # what the worker's loop runs: the layers' deadlines (worker.async_library)
 
     @property
     def needed(self) -> bool:
@@ -97,6 +99,7 @@ def plan_worker_app(
     metrics_dir: str | None = None,
     root_path: str | None = None,
     keep_logging: bool = False,
+    async_library: str = ASYNCIO,
 ) -> AppTarget:
     """The target to give the server: the user's own, or ``build`` with what the workers must wrap."""
     spec = WorkerApp(
@@ -114,8 +117,10 @@ def plan_worker_app(
         request_id=request_id,
         metrics_dir=metrics_dir,
         root_path=root_path,
-        going_away=app.interface == "asgi",
+        # GoingAway races a websocket's receive with asyncio tasks: under trio hypercorn closes websockets itself.
+        going_away=app.interface == "asgi" and async_library == ASYNCIO,
         keep_logging=keep_logging,
+        async_library=async_library,
     )
     return spec.install(directory=app.directory) if spec.needed else app
 
@@ -179,7 +184,7 @@ def build() -> Any:
         if spec.max_header_bytes is not None:
             app = HeadLimit(app, limit=spec.max_header_bytes)
         if spec.body_timeout is not None or spec.observed:
-            app = HTTPExchange(app, body_timeout=spec.body_timeout, **observing)  # type: ignore[arg-type]
+            app = HTTPExchange(app, body_timeout=spec.body_timeout, async_library=spec.async_library, **observing)  # type: ignore[arg-type]
         if spec.trusted_proxies is not None:
             app = ProxyHeadersMiddleware(app, TrustedProxies(spec.trusted_proxies))
         if spec.root_path is not None:

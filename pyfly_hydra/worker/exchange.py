@@ -19,12 +19,12 @@ log nor counts: the server's error log says so. The WSGI side is ``WSGIExchange`
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from time import perf_counter
 from typing import Any
 
 from pyfly_hydra.worker.access_log import AccessLog, header_values, request_values
+from pyfly_hydra.worker.async_library import ASYNCIO, deadline_for
 from pyfly_hydra.worker.limits import TIMED_OUT, send_error
 from pyfly_hydra.worker.metrics import WorkerMetrics
 from pyfly_hydra.worker.request_id import HEADER, WSGI_KEY, asgi_request_id, kept_or_new
@@ -54,8 +54,10 @@ class HTTPExchange:
         metrics: WorkerMetrics | None = None,
         access_log: AccessLog | None = None,
         request_id: bool = False,
+        async_library: str = ASYNCIO,
     ) -> None:
         self.app, self.body_timeout, self.metrics = app, body_timeout, metrics
+        self.deadline = deadline_for(async_library)  # each wait of the body (worker.async_library)
         self.access_log, self.request_id = access_log, request_id
         self.observed = metrics is not None or access_log is not None or request_id
 
@@ -73,7 +75,7 @@ class HTTPExchange:
         return self.app(scope, receive, send)
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics, access_log, timeout = self.metrics, self.access_log, self.body_timeout
+        metrics, access_log, timeout, deadline = self.metrics, self.access_log, self.body_timeout, self.deadline
         request_id: bytes | None = None
         if self.request_id:
             request_id, headers = asgi_request_id(scope["headers"])
@@ -93,7 +95,7 @@ class HTTPExchange:
                 if complete or timed_out:
                     return await receive() if complete else DISCONNECT
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with deadline(timeout):
                         message = await receive()
                 except TimeoutError:
                     timed_out = True

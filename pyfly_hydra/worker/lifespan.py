@@ -4,9 +4,10 @@ uvicorn has ``lifespan=auto|on|off``. granian has only "run it" (``asgi``, which
 the app does not speak lifespan, e.g. Django) or "skip it" (``asginl``); hypercorn always runs it and
 logs a warning. ``LifespanGuard`` gives both uvicorn's contract:
 
-- ``auto``: run the app's lifespan; an app that raises before its startup completes does not speak
-  lifespan, so the guard completes the protocol itself and logs that at debug level.
-- ``on``: the app must complete startup; if it raises, the server is told startup failed (and stops).
+- ``auto``: run the app's lifespan; an app that raises before its startup completes, or returns without sending
+  anything, does not speak lifespan, so the guard completes the protocol itself and logs that at debug level.
+- ``on``: the app must complete startup; if it raises or returns without a word, the server is told startup
+  failed (and stops).
 - ``off``: the app never sees a lifespan event; the guard completes the protocol itself.
 
 Every other scope goes straight to the app: ``__call__`` is a plain function that returns the app's
@@ -75,3 +76,15 @@ class LifespanGuard:
                 return
             logger.debug("server.lifespan=auto: the app does not speak lifespan (%s: %s)", type(error).__name__, error)
             await _complete_without_app(receive, send, startup_received=bool(received))
+            return
+        if sent:
+            return
+        # It returned without a word (a bare ASGI app that ignores the scope): uvicorn goes on without lifespan;
+        # hypercorn's trio worker failed on it (it sent the startup event into a closed channel).
+        if self.mode == "on":
+            text = "the app's lifespan returned without completing startup"
+            logger.error("server.lifespan=on: %s", text)
+            await send({"type": "lifespan.startup.failed", "message": text})
+            return
+        logger.debug("server.lifespan=auto: the app returned from lifespan without a word: it does not speak it")
+        await _complete_without_app(receive, send, startup_received=bool(received))

@@ -76,7 +76,7 @@ class GranianServer(ServerAdapter):
 
     name: ClassVar[str] = "granian"
     module: ClassVar[str] = "granian"
-    loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop")
+    loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio", "winloop", "rloop")
     native_wsgi: ClassVar[bool] = True
     native_constructor: ClassVar[str] = "granian:Granian"
     # granian.Granian's options pyfly-hydra keeps for itself, each with the key that decides it (None: no key).

@@ -1,4 +1,4 @@
-"""Hypercorn adapter: pure-Python HTTP/1.1 and HTTP/2, asyncio or uvloop workers."""
+"""Hypercorn adapter: pure-Python HTTP/1.1 and HTTP/2, asyncio, uvloop or trio workers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pyfly_hydra.errors import ServeError
 from pyfly_hydra.servers import TLS_HANDSHAKE_SECONDS
 from pyfly_hydra.servers.base import ServerAdapter, bind_address
 from pyfly_hydra.servers.hooks import Hook
+from pyfly_hydra.servers.hypercorn.idle import WORKERS
 from pyfly_hydra.servers.keys import Support, in_every_worker, native, pyfly, refused, supervised
 from pyfly_hydra.system.bind import parse_group, parse_permissions, remove_unix_socket, set_socket_access
 
@@ -30,7 +31,7 @@ class HypercornServer(ServerAdapter):
 
     name: ClassVar[str] = "hypercorn"
     module: ClassVar[str] = "hypercorn"
-    loops: ClassVar[tuple[str, ...]] = ("uvloop", "asyncio")
+    loops: ClassVar[tuple[str, ...]] = tuple(WORKERS)
     native_wsgi: ClassVar[bool] = True
     native_constructor: ClassVar[str] = "hypercorn.config:Config"
     # hypercorn Config's attributes pyfly-hydra keeps for itself, each with the key that decides it (None: no key).

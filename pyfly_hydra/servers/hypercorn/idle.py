@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -129,10 +130,23 @@ class ShutdownWatch:
         return False
 
 
+# hypercorn's worker function for each loop it runs (``HypercornServer.loops``), and its worker context (the
+# request count is patched there): imported in the worker.
+WORKERS: dict[str, str] = {
+    "uvloop": "hypercorn.asyncio.run:uvloop_worker",
+    "asyncio": "hypercorn.asyncio.run:asyncio_worker",
+    "trio": "hypercorn.trio.run:trio_worker",
+}
+
+
+def _imported(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def serve_supervised(loop_name: str, config: Config, sockets: Sockets, control: WorkerControl) -> None:
     """The same, as a worker process of pyfly-hydra's supervisor: it drains on ``control.shutdown`` and
     counts its requests for the supervisor."""
-    from hypercorn.asyncio import run
     from hypercorn.utils import LifespanFailureError
 
     global _control
@@ -140,8 +154,8 @@ def serve_supervised(loop_name: str, config: Config, sockets: Sockets, control: 
     _control = control
     hold_idle_connections_through_stop()
     if control.request_limit is not None:
-        report_request_limit(control)
-    worker = run.uvloop_worker if loop_name == "uvloop" else run.asyncio_worker
+        report_request_limit(control, trio=loop_name == "trio")
+    worker = _imported(WORKERS[loop_name])
     try:
         worker(config, sockets=sockets, shutdown_event=ShutdownWatch(control))
     except LifespanFailureError as exc:  # one line, not a traceback per worker: the supervisor says the rest

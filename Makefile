@@ -75,7 +75,8 @@ OLDEST_STAMP := $(OLDEST_VENV)/.installed-stamp
 SERVER_TESTS ?= tests/test_loops_per_worker.py tests/test_shutdown.py tests/test_supervision.py \
 	tests/test_recycling.py tests/test_reload.py tests/test_limits.py tests/test_reliability.py tests/test_deploying.py \
 	tests/test_security.py tests/test_proxies.py tests/test_rolling_restart.py tests/test_watchdog.py tests/test_notify.py \
-	tests/test_metrics.py tests/test_access_log_format.py tests/test_log_rotation.py tests/test_environment_config.py
+	tests/test_metrics.py tests/test_access_log_format.py tests/test_log_rotation.py tests/test_environment_config.py \
+	tests/test_loops_by_name.py tests/test_http3.py tests/test_websocket_http2.py
 $(OLDEST_STAMP): pyproject.toml constraints/oldest.txt
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -83,7 +84,7 @@ $(OLDEST_STAMP): pyproject.toml constraints/oldest.txt
 	touch $(OLDEST_STAMP)
 
 test-oldest: $(OLDEST_STAMP)
-	$(OLDEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(granian|uvicorn|hypercorn|uvloop|hydra-core|omegaconf) '
+	$(OLDEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(granian|uvicorn|hypercorn|uvloop|rloop|trio|aioquic|hydra-core|omegaconf) '
 	$(OLDEST_VENV)/bin/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(SERVER_TESTS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 bench-compare: $(STAMP) bytecode

@@ -347,7 +347,8 @@ def granian_lifetime_drill(request: pytest.FixtureRequest, tmp_path_factory: pyt
 
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ssl.SSLContext]:
-    """A test CA's certificate for 127.0.0.1/localhost: (certfile, keyfile mode 600, client context)."""
+    """A test CA's certificate for 127.0.0.1/localhost: (certfile, keyfile mode 600, client context); the CA's own
+    certificate is ``ca.pem`` beside them (an HTTP/3 client trusts it: tests/h3_client.py)."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     directory = tmp_path_factory.mktemp("tls")
@@ -357,6 +358,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ssl.SSLCo
     for blob in cert.cert_chain_pems[1:]:
         blob.write_to_path(str(certfile), append=True)
     keyfile.chmod(0o600)
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
     context = ssl.create_default_context()
     ca.configure_trust(context)
     return certfile, keyfile, context

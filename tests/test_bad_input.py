@@ -19,7 +19,7 @@ CASES = {
     "port out of range": (["server.port=70000"], ["server.port=70000", "1..65535"]),
     "misspelled key": (["server.wrkers=2"], ["server.wrkers", "unknown key", "did you mean server.workers"]),
     "misspelled top-level key": (["ap=x:y"], ["ap", "unknown key"]),
-    "bad http": (["server.http=3"], ["server.http=3", "auto, 1, 2"]),
+    "bad http": (["server.http=4"], ["server.http=4", "auto, 1, 2, 3"]),
     "bad log level": (["server.log_level=loud"], ["server.log_level=loud", "debug"]),
     "missing cert file": (
         ["server.ssl_certfile=/nonexistent/cert.pem", "server.ssl_keyfile=/nonexistent/key.pem"],

@@ -156,7 +156,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "workers": _bounded("workers"),
     "backlog": _bounded("backlog"),
     "graceful_timeout": _bounded("graceful_timeout"),
-    "http": lambda v: v in HTTP_VERSIONS,
+    "http": lambda v: v in HTTP_VERSIONS and v != "3",  # granian serves no HTTP/3
     "ssl_certfile": _file,
     "ssl_keyfile": _file,
     "keep_alive_timeout": _bounded("keep_alive_timeout"),

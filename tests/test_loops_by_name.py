@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from importlib.metadata import version
 
 import httpx
 import pytest
 import trio
+from packaging.version import Version
 
+from pyfly_hydra.servers.uvicorn.adapter import LOOP_FACTORIES_SINCE
 from pyfly_hydra.worker.async_library import TrioDeadline, library_of
 from tests.conftest import assert_one_line_error, run_cli
 from tests.test_limits import _stalled_upload
@@ -20,6 +23,9 @@ WORKERS = 2
 
 @pytest.mark.parametrize("server", ["granian", "uvicorn"])
 def test_rloop_runs_in_every_worker(start_server, server: str) -> None:
+    if server == "uvicorn" and Version(version("uvicorn")) < LOOP_FACTORIES_SINCE:  # the oldest tier's uvicorn
+        assert_one_line_error(run_cli("server=uvicorn", "loop=rloop"), "loop=rloop", "upgrade it")
+        return
     running = start_server(f"server={server}", "loop=rloop", f"server.workers={WORKERS}")
     seen = sample_workers(running.url, want=WORKERS)
     assert len(seen) == WORKERS, f"only saw workers {seen} on {server}"

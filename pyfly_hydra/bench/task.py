@@ -417,6 +417,11 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> BenchOutcome:
     started = time.time()
     try:
         settings = bench_settings(cfg.bench)
+        if str(cfg.server.http) == "3":  # its TCP side measured instead would put HTTP/1.1 or 2 under "http 3"
+            raise ConfigError(
+                "server.http", "3", "mode=bench has no HTTP/3 load client yet (wrk and h2load here speak TCP only);"
+                " bench server.http=2 or 1, which the same server serves on the same port",
+            )  # fmt: skip
         plan = make_plan(cfg)
         for key, listener in (("uds", plan.info.uds), ("fd", plan.info.fd)):
             if listener is not None:

@@ -19,7 +19,7 @@ from pyfly_hydra.worker.proxy_headers import TrustedProxies
 
 logger = logging.getLogger("pyfly_hydra")
 
-HTTP_VERSIONS = ("auto", "1", "2")
+HTTP_VERSIONS = ("auto", "1", "2", "3")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 GRANIAN_RUNTIME_MODES = ("auto", "st", "mt")
 MAX_PORT = 65535

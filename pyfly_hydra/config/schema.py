@@ -58,7 +58,7 @@ class ServerProperties:
     fd: int | None = None  # serve on this inherited listening socket (systemd socket activation: 3)
     backlog: int = 1024  # the listen queue's length
     graceful_timeout: int = 30  # seconds in-flight requests get to finish after SIGINT/SIGTERM
-    http: str = "auto"  # auto | 1 | 2: the HTTP version(s) served (uvicorn: 1 only)
+    http: str = "auto"  # auto | 1 | 2 | 3: the HTTP version(s) served (uvicorn: 1 only; 3: hypercorn, QUIC over TLS)
     ssl_certfile: str | None = None  # PEM certificate (chain) file: TLS on; needs ssl_keyfile
     ssl_keyfile: str | None = None  # PEM private key file; needs ssl_certfile
     keep_alive_timeout: int = 5  # seconds an idle connection is kept open, and a request head may take

@@ -39,23 +39,44 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def ensure_bindable(host: str, port: int) -> None:
-    """Raise ConfigError naming ``server.port`` or ``server.host`` when ``host:port`` cannot be bound."""
+def datagram_socket(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to ``host:port`` with SO_REUSEPORT, one per worker (HTTP/3's QUIC): the kernel hands each
+    client's datagrams (by address and port) to one of them, where a socket the workers shared would scatter one
+    connection's packets among them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def ensure_bindable(host: str, port: int, *, datagram: bool = False) -> None:
+    """Raise ConfigError naming ``server.port`` or ``server.host`` when ``host:port`` cannot be bound (TCP, or UDP
+    with ``datagram``: HTTP/3's port, probed without SO_REUSEPORT so a port held by anyone counts)."""
+    kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
+    protocol = "UDP " if datagram else ""
+    try:
+        infos = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError("server.host", host, f"cannot be resolved ({exc.strerror})") from None
     except (UnicodeError, ValueError):
         raise ConfigError("server.host", host, "is not a valid IP address or host name") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if not datagram:  # UDP sockets share a port under SO_REUSEADDR: the probe sets nothing
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
-            probe.listen(1)
+            if not datagram:
+                probe.listen(1)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise ConfigError("server.port", port, f"{host}:{port} is already in use; choose a free port") from None
+                in_use = f"{protocol}{host}:{port} is already in use; choose a free port"
+                raise ConfigError("server.port", port, in_use) from None
             if exc.errno == errno.EACCES:
                 raise ConfigError("server.port", port, "permission denied; ports below 1024 need privileges") from None
             if exc.errno == errno.EADDRNOTAVAIL:

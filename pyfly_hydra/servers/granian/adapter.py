@@ -190,7 +190,11 @@ class GranianServer(ServerAdapter):
         ]  # fmt: skip
 
     def check(self, *, loop: EventLoopPort) -> None:
-        """Besides the table: granian's shortest lifetime, and one limit for two keys."""
+        """Besides the table: no HTTP/3, granian's shortest lifetime, and one limit for two keys."""
+        if self.properties.http == "3":
+            raise ConfigError(
+                "server.http", "3", "granian serves HTTP/1.1 and HTTP/2; HTTP/3 (QUIC): server=hypercorn with TLS"
+            )
         lifetime = self.properties.worker_max_lifetime
         if lifetime is not None and lifetime < GRANIAN_MIN_LIFETIME:
             raise ConfigError(

@@ -7,23 +7,34 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyfly_hydra.errors import ServeError
+from packaging.version import Version
+
+from pyfly_hydra.config.resolvers import module_available
+from pyfly_hydra.errors import ConfigError, ServeError
 from pyfly_hydra.servers import TLS_HANDSHAKE_SECONDS
 from pyfly_hydra.servers.base import ServerAdapter, bind_address
 from pyfly_hydra.servers.hooks import Hook
 from pyfly_hydra.servers.hypercorn.idle import WORKERS
 from pyfly_hydra.servers.keys import Support, in_every_worker, native, pyfly, refused, supervised
-from pyfly_hydra.system.bind import parse_group, parse_permissions, remove_unix_socket, set_socket_access
+from pyfly_hydra.system.bind import (
+    ensure_bindable,
+    parse_group,
+    parse_permissions,
+    remove_unix_socket,
+    set_socket_access,
+)
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
 
-    from pyfly_hydra.ports import Serving
+    from pyfly_hydra.ports import EventLoopPort, Serving
 
 logger = logging.getLogger("pyfly_hydra")
 
-# ALPN offered over TLS for each server.http value.
-ALPN: dict[str, list[str]] = {"auto": ["h2", "http/1.1"], "1": ["http/1.1"], "2": ["h2"]}
+# ALPN offered over TLS for each server.http value (3: on the TCP port, which advertises HTTP/3 on UDP).
+ALPN: dict[str, list[str]] = {"auto": ["h2", "http/1.1"], "1": ["http/1.1"], "2": ["h2"], "3": ["h2", "http/1.1"]}
+ALT_SVC_MAX_AGE = 86400  # seconds a client may remember that HTTP/3 answers on this port
+HTTP3_SINCE = Version("0.17.2")  # before, hypercorn handed its HTTP/3 handler the wrong object: no request answered
 
 
 class HypercornServer(ServerAdapter):
@@ -46,6 +57,8 @@ class HypercornServer(ServerAdapter):
         "max_requests": "max_requests_per_worker",
         "max_requests_jitter": "max_requests_per_worker",
         "use_reloader": "reload",
+        "quic_bind": "http",  # server.http=3: each worker binds its own UDP socket (serve_supervised's quic)
+        "alt_svc_headers": "http",  # server.http=3: the TCP answers advertise HTTP/3
     }
     hooks: ClassVar[tuple[Hook, ...]] = (
         Hook("hypercorn.asyncio.tcp_server:TCPServer._idle_timeout", "idle connections held through a stop"),
@@ -60,6 +73,8 @@ class HypercornServer(ServerAdapter):
         Hook("hypercorn.asyncio.run:asyncio_worker", "supervised workers"),
         Hook("hypercorn.utils:check_multiprocess_shutdown_event", "websockets closed with 1001 when a worker stops"),
         Hook("hypercorn.asyncio.run:uvloop_worker", "supervised workers"),
+        Hook("hypercorn.asyncio.udp_server:UDPServer.run", "HTTP/3 workers that stop when told", key="http"),
+        Hook("hypercorn.asyncio.udp_server:UDPServer.protocol_queue", "HTTP/3 workers that stop when told", key="http"),
     )
     support: ClassVar[dict[str, Support]] = {
         **in_every_worker(),
@@ -74,7 +89,8 @@ class HypercornServer(ServerAdapter):
         "http": native(
             "alpn_protocols",
             note="hypercorn picks HTTP/1.1 or HTTP/2 per connection; server.http sets the ALPN offered over TLS,"
-            " and cleartext keeps accepting both",
+            " and cleartext keeps accepting both; 3 adds HTTP/3 (QUIC, aioquic) on the same port over UDP, each"
+            " worker its own socket, and the TCP answers advertise it (Alt-Svc)",
         ),
         "ssl_certfile": native("certfile"),
         "ssl_keyfile": native("keyfile"),
@@ -113,6 +129,32 @@ class HypercornServer(ServerAdapter):
         ``benchmarks/compare.py`` measures the runner against."""
         hypercorn = str(Path(sys.executable).parent / "hypercorn")
         return [hypercorn, f"asgi:{app}", "--bind", f"127.0.0.1:{port}", "--worker-class", loop]
+
+    def check(self, *, loop: EventLoopPort) -> None:
+        """Besides the table: HTTP/3 runs over QUIC, which needs TLS, aioquic and a UDP port."""
+        p = self.properties
+        if p.http == "3":
+            self._check_http3()
+        super().check(loop=loop)
+
+    def _check_http3(self) -> None:
+        p = self.properties
+        if p.ssl_certfile is None:
+            raise ConfigError(
+                "server.http", "3", "HTTP/3 runs over QUIC, which is always TLS: set server.ssl_certfile and"
+                " server.ssl_keyfile",
+            )  # fmt: skip
+        if p.uds is not None or p.fd is not None:
+            key, value = ("server.uds", p.uds) if p.uds is not None else ("server.fd", p.fd)
+            raise ConfigError(key, value, "server.http=3 listens on UDP at server.host:server.port; unset it")
+        if not module_available("aioquic"):
+            raise ConfigError("server.http", "3", "HTTP/3 needs aioquic: pip install 'pyfly-hydra[h3]'")
+        version = self.version()
+        if Version(version) < HTTP3_SINCE:
+            raise ConfigError(
+                "server.http", "3", f"hypercorn serves HTTP/3 from {HTTP3_SINCE} (its QUIC handler fails every"
+                f" request before); this is hypercorn {version}: upgrade it",
+            )  # fmt: skip
 
     def check_native(self, serving: Serving) -> None:
         """hypercorn's options are attributes of its ``Config``, checked as they are set (``native_options``)."""
@@ -159,6 +201,8 @@ class HypercornServer(ServerAdapter):
             # hypercorn buffers a WSGI body before the app (and any wrapper) runs, refusing one above
             # its own cap with 400: that cap is the limit there. ASGI apps get BodyLimit's 413.
             settings["wsgi_max_body_size"] = p.max_body_bytes
+        if p.http == "3":  # each worker binds its own UDP socket (servers.hypercorn.idle.serve_supervised)
+            settings["alt_svc_headers"] = [f'h3=":{p.port}"; ma={ALT_SVC_MAX_AGE}']
         settings |= {
             "alpn_protocols": ALPN[p.http],
             "certfile": p.ssl_certfile,
@@ -199,14 +243,17 @@ class HypercornServer(ServerAdapter):
         config, loop = self.build_config(serving), serving.loop
         p = self.properties
         where = p.uds or (f"fd {p.fd}" if p.fd is not None else bind_address(p.host, p.port))
+        quic = (p.host, p.port) if p.http == "3" else None
         try:
+            if quic is not None:
+                ensure_bindable(*quic, datagram=True)
             sockets = config.create_sockets()
             if p.uds is not None:
                 set_socket_access(
                     p.uds, permissions=parse_permissions(p.uds_permissions), group=parse_group(p.uds_group)
                 )
             listeners = [*sockets.secure_sockets, *sockets.insecure_sockets]
-            target = partial(serve_supervised, loop.name, config, sockets)
+            target = partial(serve_supervised, loop.name, config, sockets, quic=quic)
             return self.supervisor(target, listeners=listeners, serving=serving).run()
         except LifespanFailureError as exc:
             raise ServeError(f"hypercorn stopped: the app's lifespan startup failed ({exc})") from None

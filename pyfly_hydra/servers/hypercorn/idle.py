@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from pyfly_hydra.servers.hypercorn.quic import quic_sockets, stop_quic_with_the_worker
 from pyfly_hydra.servers.hypercorn.request_limit import report_request_limit
 from pyfly_hydra.worker import drain
 from pyfly_hydra.worker.control import WorkerControl, idle_hold
@@ -144,9 +145,12 @@ def _imported(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def serve_supervised(loop_name: str, config: Config, sockets: Sockets, control: WorkerControl) -> None:
+def serve_supervised(
+    loop_name: str, config: Config, sockets: Sockets, control: WorkerControl, *, quic: tuple[str, int] | None = None
+) -> None:
     """The same, as a worker process of pyfly-hydra's supervisor: it drains on ``control.shutdown`` and
-    counts its requests for the supervisor."""
+    counts its requests for the supervisor; with ``quic`` (``server.http=3``) it serves HTTP/3 on its own UDP
+    socket there (``servers.hypercorn.quic``)."""
     from hypercorn.utils import LifespanFailureError
 
     global _control
@@ -156,6 +160,9 @@ def serve_supervised(loop_name: str, config: Config, sockets: Sockets, control: 
     if control.request_limit is not None:
         report_request_limit(control, trio=loop_name == "trio")
     worker = _imported(WORKERS[loop_name])
+    if quic is not None:
+        sockets = replace(sockets, quic_sockets=quic_sockets(*quic))
+        stop_quic_with_the_worker(trio=loop_name == "trio")
     try:
         worker(config, sockets=sockets, shutdown_event=ShutdownWatch(control))
     except LifespanFailureError as exc:  # one line, not a traceback per worker: the supervisor says the rest

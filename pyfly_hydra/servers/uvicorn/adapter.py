@@ -139,11 +139,12 @@ class UvicornServer(ServerAdapter):
     def check(self, *, loop: EventLoopPort) -> None:
         """Besides the table: uvicorn serves no HTTP/2, runs other loops (factories) from 0.36, and its wsproto
         websockets had no settings before 0.46."""
-        if self.properties.http == "2":
+        if self.properties.http in ("2", "3"):
             raise ConfigError(
                 "server.http",
-                "2",
-                "uvicorn serves HTTP/1.1 only; use server=granian or server=hypercorn for HTTP/2, or server.http=1",
+                self.properties.http,
+                "uvicorn serves HTTP/1.1 only; use server=granian or server=hypercorn for HTTP/2, server=hypercorn"
+                " for HTTP/3, or server.http=1",
             )
         super().check(loop=loop)
         version = self.version()

@@ -1,0 +1,91 @@
+"""``server.http=3`` in a hypercorn worker: its own UDP socket, and a QUIC server that stops when the worker does.
+
+Each worker binds its own socket at the port (``system.bind.datagram_socket``, SO_REUSEPORT): the kernel keeps a
+client's datagrams on one worker, where one socket shared by the workers would scatter a connection's packets
+among them. Rolling the workers changes that set of sockets, so a QUIC connection open across a roll may be
+handed to a worker that does not know it; the client opens a new one (or falls back to TCP, which Alt-Svc left
+it).
+
+hypercorn's QUIC server (``UDPServer.run``, asyncio's and trio's) checks whether the worker is stopping only when a
+datagram arrives: a worker told to stop with no QUIC traffic waited out ``graceful_timeout`` (30 s by default)
+before exiting. Here, once the worker stops, it is woken every ``STOP_POLL_SECONDS`` (asyncio) or cancelled
+(trio) as soon as it holds no connection (checked on hypercorn 0.17-0.18; an open connection is waited for, as
+in-flight requests are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from socket import socket
+from typing import TYPE_CHECKING, Any
+
+from pyfly_hydra.system.bind import datagram_socket
+
+if TYPE_CHECKING:
+    from hypercorn.asyncio.udp_server import UDPServer
+
+STOP_POLL_SECONDS = 0.05
+
+
+def quic_sockets(host: str, port: int) -> list[socket]:
+    """This worker's QUIC socket at ``host:port``; aioquic's per-connection log lines kept at warnings."""
+    logging.getLogger("quic").setLevel(logging.WARNING)
+    return [datagram_socket(host, port)]
+
+
+def _woken_at_stop(run: Callable[[UDPServer], Awaitable[None]]) -> Callable[[UDPServer], Awaitable[None]]:
+    from hypercorn.events import RawData
+
+    async def woken(self: UDPServer) -> None:
+        async def wake() -> None:
+            await self.context.terminated.wait()
+            while True:  # an empty datagram: QUIC ignores it, and the loop looks at its stop condition again
+                self.protocol_queue.put_nowait(RawData(data=b"", address=None))
+                await asyncio.sleep(STOP_POLL_SECONDS)
+
+        waker = asyncio.ensure_future(wake())
+        try:
+            await run(self)
+        finally:
+            waker.cancel()
+
+    return woken
+
+
+def _trio_woken_at_stop(run: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    import trio
+
+    async def woken(self: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def end_when_idle() -> None:
+                await self.context.terminated.wait()
+                while not self.protocol.idle:
+                    await trio.sleep(STOP_POLL_SECONDS)
+                nursery.cancel_scope.cancel()  # hypercorn's loop waits in recvfrom: cancelled there
+
+            await nursery.start(run, self)
+            task_status.started()
+            nursery.start_soon(end_when_idle)
+
+    return woken
+
+
+def stop_quic_with_the_worker(*, trio: bool) -> None:
+    """Patch hypercorn's QUIC server, asyncio's or trio's, in this worker process (see the module docstring)."""
+    if trio:  # not among the adapter's hooks, which every start checks: importing it needs trio
+        from hypercorn.trio import udp_server
+
+        if not hasattr(udp_server.UDPServer, "run"):
+            logging.getLogger("pyfly_hydra").warning(
+                "hypercorn has no hypercorn.trio.udp_server:UDPServer.run: an HTTP/3 worker on trio waits out"
+                " server.graceful_timeout when told to stop"
+            )
+            return
+        udp_server.UDPServer.run = _trio_woken_at_stop(udp_server.UDPServer.run)  # type: ignore[method-assign]
+        return
+    from hypercorn.asyncio.udp_server import UDPServer
+
+    UDPServer.run = _woken_at_stop(UDPServer.run)  # type: ignore[method-assign]

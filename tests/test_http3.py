@@ -1,0 +1,63 @@
+"""``server.http=3``: HTTP/3 over QUIC on hypercorn (aioquic), on UDP at the TCP listener's port, TLS required; the
+TCP answers advertise it; every other server refuses it in one line."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib.metadata import version
+
+import httpx
+import pytest
+from packaging.version import Version
+
+from pyfly_hydra.servers.hypercorn.adapter import HTTP3_SINCE
+from tests.conftest import assert_one_line_error, run_cli, tls_overrides
+from tests.h3_client import h3_get
+
+WORKERS = 2
+GRACEFUL_TIMEOUT = 30  # server.graceful_timeout's default
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "trio"])
+def test_hypercorn_answers_http3_on_the_tcp_port_and_tcp_advertises_it(start_server, tls, loop: str) -> None:
+    if Version(version("hypercorn")) < HTTP3_SINCE:  # the oldest tier's hypercorn
+        assert_one_line_error(run_cli("server=hypercorn", "server.http=3", *tls_overrides(tls)), "upgrade it")
+        return
+    running = start_server(
+        "server=hypercorn", f"loop={loop}", "server.http=3", f"server.workers={WORKERS}", *tls_overrides(tls),
+        scheme="https", verify=tls[2],
+    )  # fmt: skip
+    over_tcp = httpx.get(running.url + "/", verify=tls[2], timeout=5)
+    assert over_tcp.status_code == 200
+    assert f'h3=":{running.port}"' in over_tcp.headers["alt-svc"], over_tcp.headers
+    cadata = (tls[0].parent / "ca.pem").read_text()
+    answer = h3_get("127.0.0.1", running.port, "/", cadata=cadata)
+    assert (answer.status, answer.body) == (200, b"Hello, world!"), answer
+    pids = set()
+    for _ in range(20):  # a new QUIC connection (and client port) each time: the workers' sockets share them
+        reply = h3_get("127.0.0.1", running.port, "/loop", cadata=cadata)
+        assert reply.status == 200, reply
+        about = json.loads(reply.body)
+        assert about["http_version"] == "3" and about["scheme"] == "https", about
+        assert (about["loop"] == "trio") == (loop == "trio"), about
+        pids.add(about["pid"])
+    assert running.process.pid not in pids
+    assert len(pids) == WORKERS, pids  # each worker's own socket on the port: P(one of them never) ~ 2e-6
+    stopping = time.monotonic()
+    assert running.stop() == 0, running.log()
+    # hypercorn's QUIC server looked at the stop only when a datagram came: idle, it waited out graceful_timeout.
+    assert time.monotonic() - stopping < GRACEFUL_TIMEOUT / 2, running.log()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        (["server=uvicorn", "server.http=3"], ("server.http=3", "uvicorn serves HTTP/1.1 only", "server=hypercorn")),
+        (["server=granian", "server.http=3"], ("server.http=3", "granian serves HTTP/1.1 and HTTP/2")),
+        (["server=hypercorn", "server.http=3"], ("server.http=3", "always TLS: set server.ssl_certfile")),
+        (["mode=bench", "server=hypercorn", "server.http=3"], ("server.http=3", "no HTTP/3 load client yet")),
+    ],
+)
+def test_http3_where_it_cannot_run_is_one_line(overrides: list[str], fragments: tuple[str, ...]) -> None:
+    assert_one_line_error(run_cli(*overrides), *fragments)

@@ -236,6 +236,16 @@ def test_progress_is_quiet_without_a_terminal() -> None:
 
 
 @pytest.mark.slow
+def test_a_sweep_over_the_loops_granian_runs_rloop_included(tmp_path: Path) -> None:
+    """loop=rloop is chosen by name only: a grid with it completes, every row measured, in summary.md too."""
+    sweep_dir, _ = sweep(tmp_path, "server=granian", "loop=uvloop,asyncio,rloop")
+    rows = summary_rows(sweep_dir)
+    assert {row["loop"] for row in rows} == {"uvloop", "asyncio", "rloop"}, rows
+    assert all(row["status"] == "ok" and float(row["rps"]) > 0 and row["errors"] == "0" for row in rows), rows
+    assert "| rloop |" in (sweep_dir / "summary.md").read_text()
+
+
+@pytest.mark.slow
 def test_the_six_job_server_by_loop_sweep(tmp_path: Path) -> None:
     """The issue's own command (1 s each instead of 3): every server x loop; six clean rows and a best.yaml."""
     sweep_dir = tmp_path / "sweep"

@@ -3,7 +3,6 @@ every worker, refused in one line where a server cannot run it."""
 
 from __future__ import annotations
 
-import threading
 import time
 from importlib.metadata import version
 
@@ -15,7 +14,6 @@ from packaging.version import Version
 from pyfly_hydra.servers.uvicorn.adapter import LOOP_FACTORIES_SINCE
 from pyfly_hydra.worker.async_library import TrioDeadline, library_of
 from tests.conftest import assert_one_line_error, run_cli
-from tests.test_limits import _stalled_upload
 from tests.test_loops_per_worker import sample_workers
 
 WORKERS = 2
@@ -57,24 +55,6 @@ def test_the_demo_and_a_fastapi_app_serve_on_trio(start_server) -> None:
     answer = httpx.get(fastapi.url + "/whoami", timeout=5)
     assert answer.status_code == 200 and answer.json()["client"] == "127.0.0.1", answer.text
     assert fastapi.stop() == 0, fastapi.log()
-
-
-def test_a_stalled_body_gets_408_on_trio(start_server) -> None:
-    """server.body_timeout's deadline is trio's under trio (worker.async_library)."""
-    running = start_server("server=hypercorn", "loop=trio", "server.body_timeout=2")
-    results: list[tuple[bytes, float]] = []
-    stalled = threading.Thread(
-        target=lambda: results.append(_stalled_upload(running.port, sent=b"x" * 10, declared=100))
-    )
-    stalled.start()
-    time.sleep(0.3)
-    with httpx.Client(timeout=10) as client:
-        assert client.post(running.url + "/upload", content=b"y" * 100_000).status_code == 200
-    stalled.join(timeout=10)
-    ((received, elapsed),) = results
-    assert received.startswith(b"HTTP/1.1 408"), received
-    assert 1.5 < elapsed < 4, elapsed
-    assert running.stop() == 0, running.log()
 
 
 @pytest.mark.parametrize(

@@ -62,3 +62,16 @@ async def _get(host: str, port: int, path: str, cadata: str, timeout: float) -> 
 def h3_get(host: str, port: int, path: str, *, cadata: str, timeout: float = 10) -> H3Answer:
     """GET ``path`` over HTTP/3 (a new QUIC connection), verifying the server against the CA PEM ``cadata``."""
     return asyncio.run(_get(host, port, path, cadata, timeout))
+
+
+async def _stop_with_an_idle_connection(host: str, port: int, cadata: str, stop: Any) -> Any:
+    configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name="localhost")
+    configuration.load_verify_locations(cadata=cadata.encode())
+    async with connect(host, port, configuration=configuration, create_protocol=_Client):
+        return await asyncio.to_thread(stop)  # the connection stays open, idle, while the server stops
+
+
+def stop_with_an_idle_connection(host: str, port: int, *, cadata: str, stop: Any) -> Any:
+    """Call ``stop()`` (in a thread) while an HTTP/3 connection to the server is open without a request; its
+    return value."""
+    return asyncio.run(_stop_with_an_idle_connection(host, port, cadata, stop))

@@ -128,9 +128,19 @@ def test_auto_client_choice() -> None:
         assert select_client("auto", http2=True).name == "h2load"
     with pytest.raises(ConfigError, match=re.escape("use bench.client=h2load")):
         select_client("builtin", http2=True)
-    with pytest.raises(ConfigError, match="must be one of auto, wrk, h2load, builtin"):
+    with pytest.raises(ConfigError, match="must be one of auto, wrk, h2load, builtin, h3"):
         select_client("ab", http2=False)
     assert isinstance(select_client("builtin", http2=False), BuiltinClient)
+
+
+def test_http3_is_measured_by_the_h3_client_and_it_by_nothing_else() -> None:
+    assert select_client("auto", http2=False, http3=True).name == "h3"
+    with pytest.raises(ConfigError, match=re.escape("only bench.client=h3 speaks")):
+        select_client("wrk", http2=False, http3=True)
+    with pytest.raises(ConfigError, match="speaks HTTP/3 only"):
+        select_client("h3", http2=False)
+    with pytest.raises(ConfigError, match="no open-loop HTTP/3 client here"):
+        select_client("auto", http2=False, http3=True, open_loop=True)
 
 
 @pytest.mark.serial

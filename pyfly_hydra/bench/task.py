@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pyfly_hydra.bench.capacity import LIMITS, Capacity, find_capacity, step_passes
 from pyfly_hydra.bench.clients.base import KindResult, LoadClient, LoadResult, LoadSpec
 from pyfly_hydra.bench.clients.builtin import BuiltinClient
-from pyfly_hydra.bench.clients.registry import select_client
+from pyfly_hydra.bench.clients.registry import check_protocol, select_client
 from pyfly_hydra.bench.metrics import METRICS
 from pyfly_hydra.bench.outcome import BenchOutcome, write_record
 from pyfly_hydra.bench.probe import http1_answers, http2_answers
@@ -179,11 +179,11 @@ def _load(client: LoadClient, spec: LoadSpec, progress: Progress | None = None) 
 
 def _measure(cfg: DictConfig, plan: Plan, settings: BenchSettings, output_dir: Path) -> dict[str, Any]:
     workload = settings.workload
-    http2, capped = plan.info.http == "2", settings.requests is not None
+    http2, http3, capped = plan.info.http == "2", plan.info.http == "3", settings.requests is not None
     open_loop = settings.rate is not None or settings.slo_p99_ms is not None
     # bench.client_processes > 1 is the builtin client's: auto then picks it.
     name = "builtin" if settings.client == "auto" and (settings.client_processes or 1) > 1 else settings.client
-    client = select_client(name, http2=http2, capped=capped, workload=workload, open_loop=open_loop)
+    client = select_client(name, http2=http2, http3=http3, capped=capped, workload=workload, open_loop=open_loop)
     if isinstance(client, BuiltinClient):
         default = len(settings.client_cpus) if settings.client_cpus else 1
         client = BuiltinClient(processes=settings.client_processes or default, cpus=settings.client_cpus)
@@ -417,11 +417,7 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> BenchOutcome:
     started = time.time()
     try:
         settings = bench_settings(cfg.bench)
-        if str(cfg.server.http) == "3":  # its TCP side measured instead would put HTTP/1.1 or 2 under "http 3"
-            raise ConfigError(
-                "server.http", "3", "mode=bench has no HTTP/3 load client yet (wrk and h2load here speak TCP only);"
-                " bench server.http=2 or 1, which the same server serves on the same port",
-            )  # fmt: skip
+        check_protocol(settings.client, http3=str(cfg.server.http) == "3")  # before the plan's notes: one line
         plan = make_plan(cfg)
         for key, listener in (("uds", plan.info.uds), ("fd", plan.info.fd)):
             if listener is not None:

@@ -154,7 +154,7 @@ class BenchConfig:
     rate: float | None = None  # open loop: send this many requests/s on a schedule (builtin client); null: closed
     slo_p99_ms: float | None = None  # find the highest rate whose p99 stays within this (bench.json "capacity")
     capacity: CapacitySearch = field(default_factory=CapacitySearch)
-    client: str = "auto"  # auto | wrk | h2load | builtin: the load generator
+    client: str = "auto"  # auto | wrk | h2load | builtin | h3 (server.http=3): the load generator
     metric: str = "rps"  # what the job returns to sweepers: rps | p50_ms | p90_ms | p99_ms | capacity
     server_cpus: str | None = None  # pin the server to these CPUs, e.g. "0" or "0-1"
     client_cpus: str | None = None  # pin the load client to these CPUs, e.g. "1"

@@ -5,26 +5,55 @@ from __future__ import annotations
 from pyfly_hydra.bench.clients.base import LoadClient
 from pyfly_hydra.bench.clients.builtin import BuiltinClient
 from pyfly_hydra.bench.clients.h2load import H2loadClient
+from pyfly_hydra.bench.clients.h3 import H3Client
 from pyfly_hydra.bench.clients.wrk import WrkClient
 from pyfly_hydra.bench.workload import Workload
 from pyfly_hydra.errors import ConfigError
 
-CLIENTS: dict[str, type[LoadClient]] = {"wrk": WrkClient, "h2load": H2loadClient, "builtin": BuiltinClient}
+CLIENTS: dict[str, type[LoadClient]] = {
+    "wrk": WrkClient, "h2load": H2loadClient, "builtin": BuiltinClient, "h3": H3Client,
+}  # fmt: skip
+HTTP3_CLIENT = "h3"  # the only one that speaks HTTP/3 (server.http=3), and it speaks nothing else
 # bench.client=auto: the first available, per protocol.
 AUTO_ORDER: dict[bool, tuple[str, ...]] = {False: ("wrk", "builtin"), True: ("h2load",)}
 INSTALL_HINTS: dict[str, str] = {
     "wrk": "apt-get install wrk",
     "h2load": "apt-get install nghttp2-client",
     "builtin": "it ships with pyfly-hydra",
+    "h3": "pip install 'pyfly-hydra[h3]'",
 }
 
 
+def check_protocol(name: str, *, http3: bool) -> None:
+    """``bench.client=name`` against HTTP/3 (``server.http=3``): only the h3 client speaks it, and nothing else."""
+    if http3 and name not in ("auto", HTTP3_CLIENT):
+        allowed = f"server.http=3 is measured over HTTP/3, which only bench.client={HTTP3_CLIENT} speaks (or auto)"
+        raise ConfigError("bench.client", name, allowed)
+    if name == HTTP3_CLIENT and not http3:
+        raise ConfigError("bench.client", name, "speaks HTTP/3 only: use it with server=hypercorn server.http=3")
+
+
 def select_client(
-    name: str, *, http2: bool, capped: bool = False, workload: Workload | None = None, open_loop: bool = False
+    name: str,
+    *,
+    http2: bool,
+    http3: bool = False,
+    capped: bool = False,
+    workload: Workload | None = None,
+    open_loop: bool = False,
 ) -> LoadClient:
-    """The client for ``bench.client=name``: ``http2`` for an HTTP/2-only server, ``capped`` for bench.requests,
-    ``workload`` what it must send and check, ``open_loop`` for bench.rate and bench.slo_p99_ms."""
+    """The client for ``bench.client=name``: ``http2`` for an HTTP/2-only server, ``http3`` to measure HTTP/3,
+    ``capped`` for bench.requests, ``workload`` what it must send and check, ``open_loop`` for bench.rate and
+    bench.slo_p99_ms."""
     needs = {"caps_requests": capped, "open_loop": open_loop}
+    check_protocol(name, http3=http3)
+    if http3:
+        if open_loop:
+            raise ConfigError(
+                "bench.client", name, f"{HTTP3_CLIENT} runs closed loop only, and bench.rate and bench.slo_p99_ms need"
+                " an open loop: no open-loop HTTP/3 client here; measure them over server.http=1 or 2",
+            )  # fmt: skip
+        name = HTTP3_CLIENT
     if name == "auto":
         for candidate in AUTO_ORDER[http2]:
             client = CLIENTS[candidate]()

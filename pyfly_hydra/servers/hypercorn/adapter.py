@@ -75,6 +75,15 @@ class HypercornServer(ServerAdapter):
         Hook("hypercorn.asyncio.run:uvloop_worker", "supervised workers"),
         Hook("hypercorn.asyncio.udp_server:UDPServer.run", "HTTP/3 workers that stop when told", key="http"),
         Hook("hypercorn.asyncio.udp_server:UDPServer.protocol_queue", "HTTP/3 workers that stop when told", key="http"),
+        *(
+            Hook(target, "HTTP/3 workers that close idle connections when told to stop", key="http")
+            for target in (
+                "hypercorn.protocol.quic:QuicProtocol.connections",
+                "hypercorn.protocol.quic:QuicProtocol.send_all",
+                "hypercorn.protocol.quic:_Connection.h3",
+                "hypercorn.protocol.h3:H3Protocol.streams",
+            )
+        ),
     )
     support: ClassVar[dict[str, Support]] = {
         **in_every_worker(),

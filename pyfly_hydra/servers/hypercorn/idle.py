@@ -162,7 +162,7 @@ def serve_supervised(
     worker = _imported(WORKERS[loop_name])
     if quic is not None:
         sockets = replace(sockets, quic_sockets=quic_sockets(*quic))
-        stop_quic_with_the_worker(trio=loop_name == "trio")
+        stop_quic_with_the_worker(trio=loop_name == "trio", hold=idle_hold(control, config.keep_alive_timeout))
     try:
         worker(config, sockets=sockets, shutdown_event=ShutdownWatch(control))
     except LifespanFailureError as exc:  # one line, not a traceback per worker: the supervisor says the rest

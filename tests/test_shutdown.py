@@ -221,17 +221,18 @@ def _listening(pid: int, port: int) -> bool:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+@pytest.mark.parametrize(("server", "loop"), [("uvicorn", "auto"), ("hypercorn", "auto"), ("hypercorn", "trio")])
 def test_a_request_on_an_idle_connection_of_a_worker_being_replaced_is_answered(
-    start_server, server: str, workers: int
+    start_server, server: str, loop: str, workers: int
 ) -> None:
     """uvicorn and hypercorn close idle keep-alive connections the moment a worker stops, racing a client
     sending its next request on one; a worker pyfly-hydra replaces (here by lifetime) keeps them until
     their keep-alive timeout instead, and answers one more request with ``Connection: close``. (granian
     closes them in Rust, hyper's graceful shutdown: docs/guides/shutdown.md.)"""
     running = start_server(
-        f"server={server}", f"server.workers={workers}", "server.worker_max_lifetime=2", "server.keep_alive_timeout=5"
-    )
+        f"server={server}", f"loop={loop}", f"server.workers={workers}", "server.worker_max_lifetime=2",
+        "server.keep_alive_timeout=5",
+    )  # fmt: skip
     request = b"GET /loop HTTP/1.1\r\nHost: test\r\n\r\n"
     with socket.create_connection(("127.0.0.1", running.port), timeout=10) as idle:
         idle.sendall(request)
@@ -251,11 +252,11 @@ def test_a_request_on_an_idle_connection_of_a_worker_being_replaced_is_answered(
 
 
 @pytest.mark.serial  # a time bound: run alone, so a neighbour's load does not decide it
-@pytest.mark.parametrize("server", SERVERS)
-def test_a_stop_with_nothing_in_flight_is_quick_whatever_the_keep_alive(start_server, server: str) -> None:
+@pytest.mark.parametrize(("server", "loop"), [*((server, "auto") for server in SERVERS), ("hypercorn", "trio")])
+def test_a_stop_with_nothing_in_flight_is_quick_whatever_the_keep_alive(start_server, server: str, loop: str) -> None:
     """server.keep_alive_timeout=75 (behind a cloud load balancer) and idle keep-alive connections open,
     one the client has already closed among them: SIGTERM ends the runner within 1 s, exit 0."""
-    running = start_server(f"server={server}", "server.workers=2", "server.keep_alive_timeout=75")
+    running = start_server(f"server={server}", f"loop={loop}", "server.workers=2", "server.keep_alive_timeout=75")
     request = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
     idle = [socket.create_connection(("127.0.0.1", running.port), timeout=10) for _ in range(6)]
     try:

@@ -59,6 +59,24 @@ async def _idle_timeout(self: TCPServer) -> None:
     await asyncio.shield(self._initiate_server_close())
 
 
+async def _trio_idle_timeout(self: Any) -> None:
+    """The same, for hypercorn's trio worker (``hypercorn.trio.tcp_server.TCPServer``): a closed connection is told
+    by its socket, closed already (trio's stream cannot be peeked at for the client's end, as asyncio's reader is)."""
+    import trio
+
+    keep_alive = self.config.keep_alive_timeout
+    deadline = trio.current_time() + keep_alive
+    with trio.move_on_at(deadline):
+        await self.context.terminated.wait()
+    if self.context.terminated.is_set():
+        deadline = min(deadline, trio.current_time() + idle_hold(_control, keep_alive))
+    stream = getattr(self.stream, "transport_stream", self.stream)  # TLS: the socket under it
+    while stream.socket.fileno() != -1 and trio.current_time() < deadline:
+        await trio.sleep(min(EOF_POLL_SECONDS, deadline - trio.current_time()))
+    with trio.CancelScope(shield=True):
+        await self._initiate_server_close()
+
+
 def _closing_when_stopping(stream_send: Callable[[H11Protocol, Event], Awaitable[None]]) -> Callable[..., Any]:
     """hypercorn's ``H11Protocol.stream_send``, adding ``Connection: close`` to a response sent while stopping."""
     from hypercorn.protocol.events import Response
@@ -105,12 +123,25 @@ def _kept_unless_told(maybe_recycle: Callable[[H11Protocol], Awaitable[None]]) -
     return recycle
 
 
-def hold_idle_connections_through_stop() -> None:
-    """Patch hypercorn in this process (each worker process calls it before serving)."""
-    from hypercorn.asyncio.tcp_server import TCPServer
+def hold_idle_connections_through_stop(*, trio: bool) -> None:
+    """Patch hypercorn in this process (each worker process calls it before serving); ``trio``: its trio worker's
+    connections, checked here (the adapter's hooks, checked at every start, cannot import trio)."""
     from hypercorn.protocol.h11 import H11Protocol
 
-    TCPServer._idle_timeout = _idle_timeout  # type: ignore[method-assign]
+    if trio:
+        from hypercorn.trio import tcp_server
+
+        if hasattr(tcp_server.TCPServer, "_idle_timeout"):
+            tcp_server.TCPServer._idle_timeout = _trio_idle_timeout  # type: ignore[method-assign]
+        else:
+            logging.getLogger("pyfly_hydra").warning(
+                "hypercorn has no hypercorn.trio.tcp_server:TCPServer._idle_timeout: on trio, idle keep-alive"
+                " connections are closed the moment a worker stops (a request racing that close is lost)"
+            )
+    else:
+        from hypercorn.asyncio.tcp_server import TCPServer
+
+        TCPServer._idle_timeout = _idle_timeout  # type: ignore[method-assign]
     H11Protocol.stream_send = _closing_when_stopping(H11Protocol.stream_send)  # type: ignore[method-assign]
     H11Protocol._maybe_recycle = _kept_unless_told(H11Protocol._maybe_recycle)  # type: ignore[method-assign]
 
@@ -156,7 +187,7 @@ def serve_supervised(
     global _control
     control.attach()
     _control = control
-    hold_idle_connections_through_stop()
+    hold_idle_connections_through_stop(trio=loop_name == "trio")
     if control.request_limit is not None:
         report_request_limit(control, trio=loop_name == "trio")
     worker = _imported(WORKERS[loop_name])

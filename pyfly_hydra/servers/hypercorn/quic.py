@@ -18,6 +18,7 @@ as soon as it holds none (checked on hypercorn 0.17-0.18).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from socket import socket
@@ -55,7 +56,8 @@ def _woken_at_stop(run: Callable[[UDPServer], Awaitable[None]], hold: float) -> 
             while True:  # an empty datagram: QUIC ignores it, and the loop looks at its stop condition again
                 if asyncio.get_running_loop().time() >= closing:
                     await _close_idle(self.protocol)
-                self.protocol_queue.put_nowait(RawData(data=b"", address=None))
+                with contextlib.suppress(asyncio.QueueFull):  # full: the loop is awake anyway
+                    self.protocol_queue.put_nowait(RawData(data=b"", address=None))
                 await asyncio.sleep(STOP_POLL_SECONDS)
 
         waker = asyncio.ensure_future(wake())

@@ -15,6 +15,11 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 EXAMPLES = {"name": "search", "path": "/items?q=shoes"}
 
 
+def wrong_status(status: int, expect: int | None) -> bool:
+    """Whether an answer's ``status`` is an error for a kind expecting ``expect`` (None: any 2xx or 3xx is right)."""
+    return (status >= 400) if expect is None else (status != expect)
+
+
 @dataclass(frozen=True)
 class RequestKind:
     """One kind of request, ready to send."""

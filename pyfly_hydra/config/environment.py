@@ -165,13 +165,14 @@ def environment_overrides(environ: Mapping[str, str], *, groups: frozenset[str])
     return list(found.values())
 
 
+def configures(name: str) -> bool:
+    """Whether the variable ``name`` configures a run: a ``PYFLY_HYDRA_`` one (not our own) or a platform's."""
+    return name in CONVENTIONS or (name.startswith(PREFIX) and name not in INTERNAL)
+
+
 def without_configuration(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` less the variables that configure a run: for a child run whose configuration is complete."""
-    return {
-        name: value
-        for name, value in environ.items()
-        if name not in CONVENTIONS and (not name.startswith(PREFIX) or name in INTERNAL)
-    }
+    return {name: value for name, value in environ.items() if not configures(name)}
 
 
 def read_env_file(path: str, environ: MutableMapping[str, str]) -> None:
@@ -237,8 +238,9 @@ def with_environment(
 
 def _may_apply(arguments: Sequence[str], environ: Mapping[str, str]) -> bool:
     """Whether the environment or an ``env_file`` on the command line may add an override at all."""
-    named = any((name.startswith(PREFIX) and name not in INTERNAL) or name in CONVENTIONS for name in environ)
-    return named or any(argument.lstrip("+~").startswith(ENV_FILE_KEY) for argument in arguments)
+    return any(configures(name) for name in environ) or any(
+        argument.lstrip("+~").startswith(ENV_FILE_KEY) for argument in arguments
+    )
 
 
 def apply_environment(arguments: Sequence[str], environ: MutableMapping[str, str], *, config_dir: Path) -> list[str]:

@@ -28,7 +28,7 @@ from pyfly_hydra.bench.clients.base import (
 )
 from pyfly_hydra.bench.clients.http1 import ResponseParser, Target, kind_chooser
 from pyfly_hydra.bench.clients.open_loop import OpenLoopPart, open_loop_result, run_open_loop
-from pyfly_hydra.bench.workload import Workload
+from pyfly_hydra.bench.workload import Workload, wrong_status
 
 try:
     import uvloop
@@ -158,7 +158,7 @@ class _LoadProtocol(asyncio.Protocol):
         run.kind_latencies[kind].append(latency)
         run.requests += 1
         expect = run.expects[kind]
-        if (status >= 400) if expect is None else (status != expect):
+        if wrong_status(status, expect):
             run.errors += 1
             run.kind_errors[kind] += 1
         statuses.clear()

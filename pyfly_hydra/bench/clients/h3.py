@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from pyfly_hydra.bench.clients.base import PROGRESS_INTERVAL, LoadResult, LoadSpec, ProgressCallback, run_queue_wait
 from pyfly_hydra.bench.clients.builtin import DEFAULT_TIMEOUT, RECONNECT_BACKOFF, ClosedLoopPart, closed_loop_result
 from pyfly_hydra.bench.clients.http1 import USER_AGENT, Target, kind_chooser
-from pyfly_hydra.bench.workload import RequestKind, Workload
+from pyfly_hydra.bench.workload import RequestKind, Workload, wrong_status
 
 try:
     import uvloop
@@ -52,7 +52,7 @@ class _Measured:
         self.requests += 1
         self.kind_latencies[kind].append(latency)
         expect = self.kinds[kind].expect
-        if (status >= 400) if expect is None else (status != expect):
+        if wrong_status(status, expect):
             self.errors += 1
             self.kind_errors[kind] += 1
         if self.cap is not None and self.requests >= self.cap:

@@ -141,8 +141,7 @@ class HypercornServer(ServerAdapter):
 
     def check(self, *, loop: EventLoopPort) -> None:
         """Besides the table: HTTP/3 runs over QUIC, which needs TLS, aioquic and a UDP port."""
-        p = self.properties
-        if p.http == "3":
+        if self.properties.http == "3":
             self._check_http3()
         super().check(loop=loop)
 

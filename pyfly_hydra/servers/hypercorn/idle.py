@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pyfly_hydra.servers.hypercorn.quic import quic_sockets, stop_quic_with_the_worker
 from pyfly_hydra.servers.hypercorn.request_limit import report_request_limit
 from pyfly_hydra.worker import drain
+from pyfly_hydra.worker.apps import import_object
 from pyfly_hydra.worker.control import WorkerControl, idle_hold
 
 _control: WorkerControl | None = None  # this worker's, when pyfly-hydra's supervisor runs it
@@ -162,18 +162,12 @@ class ShutdownWatch:
         return False
 
 
-# hypercorn's worker function for each loop it runs (``HypercornServer.loops``), and its worker context (the
-# request count is patched there): imported in the worker.
+# hypercorn's worker function for each loop it runs (``HypercornServer.loops``), imported in the worker.
 WORKERS: dict[str, str] = {
     "uvloop": "hypercorn.asyncio.run:uvloop_worker",
     "asyncio": "hypercorn.asyncio.run:asyncio_worker",
     "trio": "hypercorn.trio.run:trio_worker",
 }
-
-
-def _imported(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def serve_supervised(
@@ -190,7 +184,7 @@ def serve_supervised(
     hold_idle_connections_through_stop(trio=loop_name == "trio")
     if control.request_limit is not None:
         report_request_limit(control, trio=loop_name == "trio")
-    worker = _imported(WORKERS[loop_name])
+    worker = import_object(WORKERS[loop_name])
     if quic is not None:
         sockets = replace(sockets, quic_sockets=quic_sockets(*quic))
         stop_quic_with_the_worker(trio=loop_name == "trio", hold=idle_hold(control, config.keep_alive_timeout))
